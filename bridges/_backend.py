@@ -1,0 +1,148 @@
+"""Which event loop is running here, and thread-safe wake-ups for each kind.
+
+A *waiter* is a one-shot signal that one party parks on and another party,
+possibly on another thread or another event loop, fires.  Every waiter's
+``wake()`` is thread-safe and idempotent; ``wait()`` runs on the loop (or
+thread) that created the waiter.  The hand-off in ``_buffer.py`` parks
+consumers and producers on these and never needs to know which loop it is
+talking to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+from typing import TYPE_CHECKING, Protocol
+
+import sniffio
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+_get_ident = threading.get_ident
+_get_running_loop = asyncio._get_running_loop  # C-level, no exception when absent
+
+
+class AsyncWaiter(Protocol):
+    def wake(self) -> None: ...
+
+    async def wait(self) -> None: ...
+
+
+def _in_trio_run() -> bool:
+    trio = sys.modules.get("trio")
+    if trio is None:
+        return False
+    in_run: Callable[[], bool] | None = getattr(trio.lowlevel, "in_trio_run", None)
+    if in_run is not None:
+        return in_run()
+    try:  # pragma: no cover - trio < 0.24
+        trio.lowlevel.current_trio_token()
+    except RuntimeError:  # pragma: no cover
+        return False
+    return True  # pragma: no cover
+
+
+def in_event_loop_thread() -> bool:
+    """True when the calling thread is running an event loop (asyncio or trio).
+
+    Code on such a thread must never block: a blocked loop cannot run the
+    consumer that would make room.
+    """
+    return _get_running_loop() is not None or _in_trio_run()
+
+
+def current_library() -> str:
+    """The async library running the current task: ``"asyncio"`` or ``"trio"``."""
+    try:
+        return sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        raise RuntimeError(
+            "this call needs a running event loop (asyncio or trio); "
+            "from a plain thread use the blocking form of the call"
+        ) from None
+
+
+def _set_future(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class AsyncioWaiter:
+    """Parks one asyncio task; woken from any thread."""
+
+    __slots__ = ("_fut", "_loop", "_thread")
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._fut: asyncio.Future[None] = self._loop.create_future()
+        self._thread = _get_ident()
+
+    def wake(self) -> None:
+        if _get_ident() == self._thread:
+            _set_future(self._fut)
+        else:
+            try:
+                self._loop.call_soon_threadsafe(_set_future, self._fut)
+            except RuntimeError:  # the loop is closed: nobody is left to wake
+                pass
+
+    async def wait(self) -> None:
+        await self._fut
+
+
+class TrioWaiter:
+    """Parks one trio task; woken from any thread."""
+
+    __slots__ = ("_event", "_thread", "_token")
+
+    def __init__(self) -> None:
+        import trio
+
+        self._event = trio.Event()
+        self._token = trio.lowlevel.current_trio_token()
+        self._thread = _get_ident()
+
+    def wake(self) -> None:
+        if _get_ident() == self._thread:
+            self._event.set()
+        else:
+            import trio
+
+            try:
+                self._token.run_sync_soon(self._event.set)
+            except trio.RunFinishedError:  # the run is over: nobody is left to wake
+                pass
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
+def async_waiter() -> AsyncWaiter:
+    """A waiter for the task that calls this, on whatever loop runs it."""
+    if current_library() == "trio":
+        return TrioWaiter()
+    return AsyncioWaiter()
+
+
+class ThreadWaiter:
+    """Parks one plain thread (no event loop); woken from any thread."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def wake(self) -> None:
+        try:
+            self._lock.release()
+        except RuntimeError:  # already woken
+            pass
+
+    def wait(self, timeout: float | None) -> bool:
+        """Block until woken; False if ``timeout`` seconds passed first."""
+        if timeout is None:
+            return self._lock.acquire()
+        return self._lock.acquire(timeout=max(timeout, 0.0))

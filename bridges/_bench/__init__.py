@@ -1,0 +1,211 @@
+"""``python -m bridges bench``: each scenario is timed against its baselines, side by side.
+
+A scenario module in this package defines ``SCENARIOS``: a list of
+:class:`Scenario`.  Every case of a scenario (the bridge and each baseline)
+runs in the same process and on the same kind of loop, alternating, best of
+``repeat``; the table reports each baseline's ratio (bridge time / baseline
+time: below 1.0 the bridge is faster) against its budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import importlib
+import json
+import pkgutil
+import sys
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+#: A case: given a value count, run once and return elapsed seconds.
+Case = Callable[[int], float]
+
+
+@dataclass
+class Baseline:
+    name: str
+    run: Case
+    #: the budget as a bound on bridge_time / baseline_time (None: reported only)
+    max_ratio: float | None = None
+    #: text of the budget, e.g. "<= 1.0x (aim 0.5x)"
+    budget: str = ""
+    #: the bridge run against this baseline, when it differs from the scenario's
+    #: (e.g. the unbounded bridge against an unbounded peer: same capacity)
+    bridge: Case | None = None
+
+
+@dataclass
+class Scenario:
+    name: str
+    backend: str
+    n: int
+    bridge: Case
+    baselines: list[Baseline] = field(default_factory=list)
+    #: a scenario measured in another unit (e.g. memory) reports this instead
+    measure: Callable[[int], dict[str, Any]] | None = None
+    note: str = ""
+
+
+def run_loop(backend: str, fn: Callable[[], Coroutine[Any, Any, float]]) -> float:
+    """Run an async case on a fresh loop of the given kind; return its result."""
+    if backend == "trio":
+        import trio
+
+        return trio.run(fn)
+    if backend == "uvloop":
+        import uvloop
+
+        return uvloop.run(fn())
+    return asyncio.run(fn())
+
+
+def timed(backend: str, fn: Callable[[], Awaitable[None]]) -> float:
+    async def main() -> float:
+        t0 = time.perf_counter()
+        await fn()
+        return time.perf_counter() - t0
+
+    return run_loop(backend, main)
+
+
+def _modules() -> list[Any]:
+    out = []
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        try:
+            out.append(importlib.import_module(f"{__name__}.{info.name}"))
+        except ImportError as exc:
+            print(
+                f"(skipping bench module {info.name}: {exc}; install bridges[bench])",
+                file=sys.stderr,
+            )
+    return out
+
+
+def collect(select: str | None = None, backends: set[str] | None = None) -> list[Scenario]:
+    scenarios: list[Scenario] = []
+    for module in _modules():
+        scenarios.extend(module.SCENARIOS)
+    if select:
+        scenarios = [s for s in scenarios if select in s.name]
+    if backends:
+        scenarios = [s for s in scenarios if s.backend in backends]
+    return scenarios
+
+
+def _best(case: Case, n: int) -> float:
+    gc.collect()
+    return case(n)
+
+
+def run(
+    scenarios: list[Scenario], *, scale: float = 1.0, repeat: int = 3, out: Any = sys.stdout
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for sc in scenarios:
+        n = max(1, int(sc.n * scale))
+        if sc.measure is not None:
+            result = sc.measure(n)
+            row = {"scenario": sc.name, "backend": sc.backend, "n": n, **result}
+            rows.append(row)
+            print(_fmt_measure(row), file=out, flush=True)
+            continue
+        times: dict[str, list[float]] = {"bridge": []}
+        for b in sc.baselines:
+            times[b.name] = []
+            if b.bridge is not None:
+                times["bridge:" + b.name] = []
+        for _ in range(repeat):  # alternate so that drift hits every case alike
+            times["bridge"].append(_best(sc.bridge, n))
+            for b in sc.baselines:
+                times[b.name].append(_best(b.run, n))
+                if b.bridge is not None:
+                    times["bridge:" + b.name].append(_best(b.bridge, n))
+        for b in sc.baselines:
+            bridge_t = min(times["bridge" if b.bridge is None else "bridge:" + b.name])
+            base_t = min(times[b.name])
+            ratio = bridge_t / base_t
+            ok = None if b.max_ratio is None else ratio <= b.max_ratio
+            row = {
+                "scenario": sc.name,
+                "backend": sc.backend,
+                "n": n,
+                "bridge_s": round(bridge_t, 4),
+                "bridge_per_s": round(n / bridge_t),
+                "baseline": b.name,
+                "baseline_s": round(base_t, 4),
+                "baseline_per_s": round(n / base_t),
+                "ratio": round(ratio, 3),
+                "speedup": round(1 / ratio, 2),
+                "budget": b.budget,
+                "ok": ok,
+            }
+            rows.append(row)
+            print(_fmt(row), file=out, flush=True)
+    return rows
+
+
+def _fmt(r: dict[str, Any]) -> str:
+    verdict = {True: "ok", False: "OVER", None: "-"}[r["ok"]]
+    return (
+        f"{r['scenario']:<34} {r['backend']:<7} {r['bridge_per_s']:>11,}/s  vs {r['baseline']:<26}"
+        f" {r['baseline_per_s']:>11,}/s  ratio {r['ratio']:>6.3f}x ({r['speedup']:>5.2f}x faster)"
+        f"  budget {r['budget'] or '-':<22} {verdict}"
+    )
+
+
+def _fmt_measure(r: dict[str, Any]) -> str:
+    extra = "  ".join(
+        f"{k}={v}" for k, v in r.items() if k not in {"scenario", "backend", "n", "ok"}
+    )
+    verdict = {True: "ok", False: "OVER", None: "-"}[r.get("ok")]
+    return f"{r['scenario']:<34} {r['backend']:<7} n={r['n']:,}  {extra}  {verdict}"
+
+
+def main(argv: list[str]) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m bridges bench", description=__doc__)
+    p.add_argument("-k", "--select", help="only scenarios whose name contains this")
+    p.add_argument(
+        "--backend",
+        action="append",
+        choices=["asyncio", "uvloop", "trio"],
+        help="only these backends",
+    )
+    p.add_argument(
+        "--scale", type=float, default=1.0, help="multiply every value count (0.01 for a smoke run)"
+    )
+    p.add_argument("--repeat", type=int, default=3, help="runs per case; the best counts")
+    p.add_argument(
+        "--json", metavar="FILE", help="also write the rows as JSON ('-' for stdout only)"
+    )
+    p.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    args = p.parse_args(argv)
+    scenarios = collect(args.select, set(args.backend) if args.backend else None)
+    if args.list:
+        for s in scenarios:
+            print(f"{s.name:<34} {s.backend:<7} n={s.n:,}  {s.note}")
+        return 0
+    out = sys.stderr if args.json == "-" else sys.stdout
+    print(
+        f"bridges bench: python {sys.version.split()[0]}, {len(scenarios)} scenarios, "
+        f"scale {args.scale}",
+        file=out,
+    )
+    rows = run(scenarios, scale=args.scale, repeat=args.repeat, out=out)
+    if args.json:
+        text = json.dumps(rows, indent=2)
+        if args.json == "-":
+            print(text)
+        else:
+            with open(args.json, "w") as f:
+                f.write(text)
+    over = [r for r in rows if r.get("ok") is False]
+    if over:
+        print(f"{len(over)} row(s) over budget", file=out)
+    return 0

@@ -1,0 +1,341 @@
+"""Core rows: in-loop hand-off, foreign-thread producers, peak memory."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+from collections.abc import AsyncIterator, Callable
+
+import anyio
+
+import bridges
+
+from . import Baseline, Case, Scenario, timed
+
+CAP = 1024
+_END = object()
+
+
+# ---------------------------------------------------------------- in-loop
+
+
+def bridge_in_loop(backend: str) -> Case:
+    def case(n: int) -> float:
+        async def go() -> None:
+            send, receive = bridges.open_channel[int](CAP)
+
+            async def produce() -> None:
+                for i in range(n):
+                    await send.send(i)
+                send.close()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(produce)
+                async for _ in receive:
+                    pass
+
+        return timed(backend, go)
+
+    return case
+
+
+def asyncio_queue_in_loop(n: int) -> float:
+    async def go() -> None:
+        q: asyncio.Queue[object] = asyncio.Queue(CAP)
+
+        async def produce() -> None:
+            for i in range(n):
+                await q.put(i)
+            await q.put(_END)
+
+        task = asyncio.ensure_future(produce())
+        while (await q.get()) is not _END:
+            pass
+        await task
+
+    return timed("asyncio", go)
+
+
+def trio_channel_in_loop(n: int) -> float:
+    async def go() -> None:
+        import trio
+
+        send, receive = trio.open_memory_channel[int](CAP)
+
+        async def produce() -> None:
+            async with send:
+                for i in range(n):
+                    await send.send(i)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(produce)
+            async with receive:
+                async for _ in receive:
+                    pass
+
+    return timed("trio", go)
+
+
+def bare_agen(backend: str) -> Case:
+    def case(n: int) -> float:
+        async def gen() -> AsyncIterator[int]:
+            for i in range(n):
+                yield i
+
+        async def go() -> None:
+            async for _ in gen():
+                pass
+
+        return timed(backend, go)
+
+    return case
+
+
+# ---------------------------------------------------------------- foreign thread
+
+
+def _thread(target: Callable[[], None]) -> threading.Thread:
+    t = threading.Thread(target=target)
+    t.start()
+    return t
+
+
+def bridge_thread(backend: str, cap: int | None = CAP) -> Case:
+    def case(n: int) -> float:
+        async def go() -> None:
+            send, receive = bridges.open_channel[int](cap)
+
+            def produce() -> None:
+                for i in range(n):
+                    send.send_blocking(i)
+                send.close()
+
+            t = _thread(produce)
+            async for _ in receive:
+                pass
+            t.join()
+
+        return timed(backend, go)
+
+    return case
+
+
+def janus_thread(n: int) -> float:
+    async def go() -> None:
+        import janus
+
+        q: janus.Queue[object] = janus.Queue(CAP)
+
+        def produce() -> None:
+            for i in range(n):
+                q.sync_q.put(i)
+            q.sync_q.put(_END)
+
+        t = _thread(produce)
+        get = q.async_q.get
+        while (await get()) is not _END:
+            pass
+        t.join()
+        q.close()
+        await q.wait_closed()
+
+    return timed("asyncio", go)
+
+
+def culsans_thread(backend: str) -> Case:
+    def case(n: int) -> float:
+        async def go() -> None:
+            import culsans
+
+            q: culsans.Queue[object] = culsans.Queue(CAP)
+
+            def produce() -> None:
+                for i in range(n):
+                    q.sync_q.put(i)
+                q.sync_q.put(_END)
+
+            t = _thread(produce)
+            get = q.async_q.get
+            while (await get()) is not _END:
+                pass
+            t.join()
+
+        return timed(backend, go)
+
+    return case
+
+
+def aiologic_thread(backend: str) -> Case:
+    def case(n: int) -> float:
+        async def go() -> None:
+            import aiologic
+
+            q: aiologic.SimpleQueue[object] = aiologic.SimpleQueue()
+
+            def produce() -> None:
+                for i in range(n):
+                    q.put(i)
+                q.put(_END)
+
+            t = _thread(produce)
+            get = q.async_get
+            while (await get()) is not _END:
+                pass
+            t.join()
+
+        return timed(backend, go)
+
+    return case
+
+
+def call_soon_threadsafe_thread(n: int) -> float:
+    async def go() -> None:
+        loop = asyncio.get_running_loop()
+        q: asyncio.Queue[object] = asyncio.Queue()
+
+        def produce() -> None:
+            put = q.put_nowait
+            for i in range(n):
+                loop.call_soon_threadsafe(put, i)
+            loop.call_soon_threadsafe(put, _END)
+
+        t = _thread(produce)
+        while (await q.get()) is not _END:
+            pass
+        t.join()
+
+    return timed("asyncio", go)
+
+
+# ---------------------------------------------------------------- memory
+
+_MEMORY_SCRIPT = r"""
+import resource, sys, threading, anyio, bridges
+n, backend = int(sys.argv[1]), sys.argv[2]
+def rss_kb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+async def main():
+    send, receive = bridges.open_channel(1024)
+    def produce():
+        for i in range(n):
+            send.send_blocking(i)
+        send.close()
+    await anyio.sleep(0)
+    before = rss_kb()
+    t = threading.Thread(target=produce); t.start()
+    k = 0
+    async for _ in receive:
+        k += 1
+        if k % 16 == 0:
+            await anyio.sleep(0)  # a slow consumer: the producer spends its time blocked
+    t.join()
+    assert k == n
+    print(before, rss_kb(), receive.stats.high_water)
+anyio.run(main, backend=backend)
+"""
+
+
+def memory_case(backend: str) -> Callable[[int], dict[str, object]]:
+    def measure(n: int) -> dict[str, object]:
+        out = subprocess.run(
+            [sys.executable, "-c", _MEMORY_SCRIPT, str(n), backend],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        before, after, high_water = (int(x) for x in out)
+        growth_mb = (after - before) / 1024
+        return {
+            "peak_growth_mb": round(growth_mb, 2),
+            "high_water": high_water,
+            "budget": "<= 10 MB",
+            "ok": growth_mb <= 10,
+        }
+
+    return measure
+
+
+def _scenarios() -> list[Scenario]:
+    out = [
+        Scenario(
+            "in-loop task -> task",
+            "asyncio",
+            1_000_000,
+            bridge_in_loop("asyncio"),
+            [
+                Baseline("asyncio.Queue", asyncio_queue_in_loop, 1.0, "<= 1.0x (aim 0.5x)"),
+                Baseline("bare async generator", bare_agen("asyncio"), None, "floor (~4x)"),
+            ],
+        ),
+        Scenario(
+            "in-loop task -> task",
+            "trio",
+            1_000_000,
+            bridge_in_loop("trio"),
+            [
+                Baseline("trio memory channel", trio_channel_in_loop, 0.25, "<= 0.25x (aim 0.1x)"),
+                Baseline("bare async generator", bare_agen("trio"), None, "floor (~4x)"),
+            ],
+        ),
+        Scenario(
+            "foreign thread -> aiter",
+            "asyncio",
+            300_000,
+            bridge_thread("asyncio"),
+            [
+                Baseline("janus", janus_thread, 0.2, ">= 5x janus"),
+                Baseline("culsans", culsans_thread("asyncio"), 0.5, ">= 2x culsans"),
+                Baseline(
+                    "aiologic SimpleQueue (unb.)",
+                    aiologic_thread("asyncio"),
+                    1.0,
+                    "level (both unbounded)",
+                    bridge_thread("asyncio", None),
+                ),
+                Baseline(
+                    "call_soon_threadsafe (unb.)",
+                    call_soon_threadsafe_thread,
+                    None,
+                    "reported",
+                    bridge_thread("asyncio", None),
+                ),
+            ],
+        ),
+        Scenario(
+            "foreign thread -> aiter",
+            "trio",
+            300_000,
+            bridge_thread("trio"),
+            [
+                Baseline("culsans", culsans_thread("trio"), 0.5, ">= 2x culsans"),
+                Baseline(
+                    "aiologic SimpleQueue (unb.)",
+                    aiologic_thread("trio"),
+                    1.0,
+                    "level (both unbounded)",
+                    bridge_thread("trio", None),
+                ),
+            ],
+        ),
+    ]
+    for backend in ("asyncio", "trio"):
+        out.append(
+            Scenario(
+                "memory: slow consumer, buffer 1024",
+                backend,
+                10_000_000,
+                bridge_in_loop(backend),
+                measure=memory_case(backend),
+                note="peak RSS growth in a fresh process",
+            )
+        )
+    return out
+
+
+SCENARIOS = _scenarios()

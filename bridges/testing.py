@@ -1,0 +1,823 @@
+"""The conformance kit: run the semantics contract (R1-R15) against any adapter.
+
+Describe an adapter in a few lines with a *harness*, and the checks here
+exercise every rule it claims, on whatever backend runs them (asyncio,
+uvloop, trio).  This project runs its own adapters through the same kit
+(``tests/conformance``); a library author can run theirs::
+
+    from bridges import testing
+
+    class MyHarness(testing.PushHarness):
+        name = "mylib"
+        claims = testing.claim_push(na={"R8": "producers never run on the loop thread"})
+
+        def open(self, script, probe, *, buffer, overflow):
+            def subscribe(emit):
+                ...  # start a producer that follows ``script`` and updates ``probe``
+            return mylib.to_aiter(subscribe, buffer=buffer, overflow=overflow)
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("rule", MyHarness.claims.applicable())
+    async def test_rules(rule):
+        await testing.check(MyHarness(), rule)
+
+Two kinds of harness:
+
+* :class:`PushHarness` - something pushes values and the adapter returns an
+  async iterator (rules R1-R9, R14, R15).
+* :class:`PullHarness` - an async iterable drives something that is pushed
+  to (rules R10-R15).
+
+Each harness says, rule by rule, whether it claims it or why it does not
+apply (:class:`Claims`); a rule that does not apply is listed with its
+reason, never silently skipped.
+"""
+
+from __future__ import annotations
+
+import enum
+import gc
+import threading
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+
+from ._buffer import BufferOverflowError
+
+__all__ = [
+    "PULL_RULES",
+    "PUSH_RULES",
+    "Claims",
+    "ConsumerError",
+    "End",
+    "Outcome",
+    "Plan",
+    "Probe",
+    "PullHarness",
+    "PushHarness",
+    "Script",
+    "SourceError",
+    "TestSource",
+    "ScriptedProducer",
+    "check",
+    "claim_pull",
+    "claim_push",
+]
+
+#: The rules a push -> pull adapter (something pushes, an async iterator pulls) can claim.
+PUSH_RULES: tuple[str, ...] = ("R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8", "R9", "R14", "R15")
+#: The rules a pull -> push adapter (an async iterable drives a receiver) can claim.
+PULL_RULES: tuple[str, ...] = ("R10", "R11", "R12", "R13", "R14", "R15")
+
+
+class SourceError(Exception):
+    """The error a scripted source fails with (compared by identity)."""
+
+    __test__ = False
+
+
+class ConsumerError(Exception):
+    """The error a scripted consumer raises from its own code."""
+
+    __test__ = False
+
+
+@dataclass(frozen=True)
+class Claims:
+    """Which rules a harness claims, and why the others do not apply."""
+
+    #: rule -> None when claimed, or the reason it does not apply
+    rules: Mapping[str, str | None]
+
+    def applicable(self) -> list[str]:
+        """The claimed rules, in order."""
+        return [r for r, why in self.rules.items() if why is None]
+
+    def not_applicable(self) -> dict[str, str]:
+        """rule -> reason, for the rules that do not apply."""
+        return {r: why for r, why in self.rules.items() if why is not None}
+
+
+def _claims(all_rules: Sequence[str], na: Mapping[str, str] | None) -> Claims:
+    na = dict(na or {})
+    unknown = set(na) - set(all_rules)
+    if unknown:
+        raise ValueError(f"unknown rules {sorted(unknown)}; the rules are {list(all_rules)}")
+    for rule, why in na.items():
+        if not why:
+            raise ValueError(f"give the reason {rule} does not apply")
+    return Claims({r: na.get(r) for r in all_rules})
+
+
+def claim_push(na: Mapping[str, str] | None = None) -> Claims:
+    """Claims for a push -> pull harness: every rule of :data:`PUSH_RULES` but those in ``na``."""
+    return _claims(PUSH_RULES, na)
+
+
+def claim_pull(na: Mapping[str, str] | None = None) -> Claims:
+    """Claims for a pull -> push harness: every rule of :data:`PULL_RULES` but those in ``na``."""
+    return _claims(PULL_RULES, na)
+
+
+class End(enum.Enum):
+    """How a scripted source ends after its values."""
+
+    COMPLETE = "complete"
+    FAIL = "fail"
+    #: stays open (emits nothing more) until it is released
+    HANG = "hang"
+
+
+@dataclass
+class Script:
+    """What a push source must do: emit ``values`` in order, then ``end``.
+
+    With ``gate`` set, the source emits ``values[:gate]``, then waits until
+    ``probe.open_gate`` is set before emitting the rest.
+    """
+
+    values: Sequence[int]
+    end: End = End.COMPLETE
+    error: BaseException | None = None
+    gate: int | None = None
+
+
+@dataclass
+class Probe:
+    """What a harness reports about its source; every field is thread-safe to update."""
+
+    #: times the source was started (subscribed, registered, thread started)
+    started: int = 0
+    #: times the source was released (unsubscribed, closed, disposed)
+    released: int = 0
+    #: set when the source is released
+    released_event: threading.Event = field(default_factory=threading.Event)
+    #: set by the checks to let a gated source go on
+    open_gate: threading.Event = field(default_factory=threading.Event)
+    #: what the producer was told when it emitted after the stream closed
+    late_results: list[object] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> None:
+        """Record that the source started."""
+        with self._lock:
+            self.started += 1
+
+    def release(self) -> None:
+        """Record that the source was released."""
+        with self._lock:
+            self.released += 1
+        self.released_event.set()
+
+
+class ScriptedProducer:
+    """Plays a :class:`Script` on a producer thread through send / close / fail callables.
+
+    ``send(value)`` should block under ``block`` and return False (or raise)
+    once the stream is closed; the thread then stops.  :meth:`stop` asks the
+    thread to stop (it ends as soon as its current call returns).  The
+    thread's name starts with ``bridges-test-producer``.
+    """
+
+    def __init__(
+        self,
+        script: Script,
+        probe: Probe,
+        send: Callable[[int], object],
+        close: Callable[[], object],
+        fail: Callable[[BaseException], object],
+    ) -> None:
+        self._script = script
+        self._probe = probe
+        self._send = send
+        self._close = close
+        self._fail = fail
+        self._stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="bridges-test-producer", daemon=True)
+
+    def start(self) -> None:
+        """Start the producer thread."""
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Ask the producer thread to stop (thread-safe, idempotent)."""
+        self._stopped.set()
+
+    def _run(self) -> None:
+        script, probe = self._script, self._probe
+        try:
+            for i, v in enumerate(script.values):
+                if script.gate is not None and i == script.gate:
+                    while not probe.open_gate.wait(0.01):
+                        if self._stopped.is_set():
+                            return
+                if self._stopped.is_set():
+                    return
+                if self._send(v) is False and self._stopped.is_set():
+                    return
+            if script.end is End.COMPLETE:
+                self._close()
+            elif script.end is End.FAIL:
+                assert script.error is not None
+                self._fail(script.error)
+            else:
+                self._stopped.wait()
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            return
+
+
+class PushHarness(ABC):
+    """Describes a push -> pull adapter to the checks.
+
+    ``open()`` builds the adapter's async iterator over a source that follows
+    ``script``; the source calls ``probe.start()`` when it is started and
+    ``probe.release()`` when it is released.  Producers should emit with
+    the adapter's backpressure (for a loop-thread producer without pause
+    hooks, use a thread or a scheduler so that ``block`` can wait).
+    """
+
+    name: str = "adapter"
+    claims: Claims = claim_push()
+    #: backends this adapter runs on
+    backends: frozenset[str] = frozenset({"asyncio", "uvloop", "trio"})
+    #: overflow policies the adapter takes (R9 checks the drop ones)
+    overflows: tuple[str, ...] = ("block", "drop_oldest", "drop_newest", "error")
+
+    @abstractmethod
+    def open(
+        self, script: Script, probe: Probe, *, buffer: int | None, overflow: str
+    ) -> AsyncIterator[int]:
+        """The adapter's async iterator over a source following ``script``."""
+
+    def open_bad(self, **kwargs: Any) -> object:
+        """Call the adapter's entry point with bad arguments (R15): must raise at once."""
+        return self.open(Script([1]), Probe(), **{"buffer": 4, "overflow": "block", **kwargs})
+
+    def emit_from_loop(
+        self, script: Script, probe: Probe, *, buffer: int
+    ) -> AsyncIterator[int] | None:
+        """For R8: an iterator whose source emits synchronously on the loop thread.
+
+        Return None when the adapter has no loop-thread producer.
+        """
+        return None
+
+    async def emit_after_close(self, probe: Probe) -> None:
+        """For R7: after the iterator closed, have a producer thread emit once more.
+
+        Append what the producer was told (its return value or exception) to
+        ``probe.late_results``.  The default does nothing (then R7 checks only
+        that closing releases a blocked producer thread).
+        """
+
+
+class PullHarness(ABC):
+    """Describes a pull -> push adapter to the checks.
+
+    ``drive()`` connects ``source`` to the adapter's receiving side and
+    consumes it following ``plan``: call ``plan.seen(v)`` for each value as
+    it is received, stop early after ``plan.take`` values, raise
+    :class:`ConsumerError` from the receiving side after ``plan.fail_after``
+    values.  Return the :class:`Outcome`; a receiver-side error that the
+    adapter reports (raises) is caught and returned in ``Outcome.error``.
+    """
+
+    name: str = "adapter"
+    claims: Claims = claim_pull()
+    backends: frozenset[str] = frozenset({"asyncio", "uvloop", "trio"})
+    #: values the adapter may pull ahead of the receiving side (R10)
+    in_flight: int = 1
+
+    @abstractmethod
+    async def drive(self, source: AsyncIterable[int], plan: Plan) -> Outcome:
+        """Run ``source`` through the adapter under ``plan``."""
+
+    async def drive_bad(self) -> object:
+        """R15: call the adapter with a wrong-typed source; must raise TypeError at once."""
+        return await self.drive(42, Plan())  # type: ignore[arg-type]
+
+    async def subscribe_twice(
+        self, make: Callable[[], AsyncIterable[int]], one_shot: bool
+    ) -> tuple[list[int], list[int] | BaseException]:
+        """R13 (for adapters that can be subscribed many times).
+
+        Build the adapter's target from ``make()`` (a re-iterable when
+        ``one_shot`` is False, a one-shot async iterator when True), consume
+        it twice; return the first run's values and the second run's values
+        or exception.
+        """
+        raise NotImplementedError
+
+
+@dataclass
+class Plan:
+    """What a scripted consumer does."""
+
+    #: stop (early exit) after this many values
+    take: int | None = None
+    #: raise :class:`ConsumerError` from the receiving side after this many values
+    fail_after: int | None = None
+    #: yield to the scheduler this many times per value (a slow consumer)
+    slow: int = 0
+    #: called with each value as it is received
+    on_value: Callable[[int], None] | None = None
+
+    def seen(self, value: int) -> None:
+        if self.on_value is not None:
+            self.on_value(value)
+
+
+@dataclass
+class Outcome:
+    """What a scripted consumer saw."""
+
+    values: list[int] = field(default_factory=list)
+    error: BaseException | None = None
+    errors_seen: int = 0
+
+
+class TestSource:
+    """An instrumented async iterator for pull -> push checks.
+
+    Counts pulls, records whether it was closed (its ``finally`` ran) and how
+    many times; optionally fails after its values or hangs.
+    """
+
+    __test__ = False
+
+    def __init__(
+        self, values: Sequence[int], end: End = End.COMPLETE, error: BaseException | None = None
+    ) -> None:
+        self.values = list(values)
+        self.end = end
+        self.error = error
+        self.pulled = 0
+        self.closed = 0
+        self.finished = False
+        self._gen: AsyncIterator[int] | None = None
+
+    async def _run(self) -> AsyncIterator[int]:
+        try:
+            for v in self.values:
+                await anyio.lowlevel.checkpoint()
+                yield v
+            if self.end is End.FAIL:
+                assert self.error is not None
+                raise self.error
+            if self.end is End.HANG:
+                await anyio.sleep_forever()
+        finally:
+            self.closed += 1
+
+    def __aiter__(self) -> TestSource:
+        return self
+
+    async def __anext__(self) -> int:
+        if self._gen is None:
+            self._gen = self._run()
+        self.pulled += 1
+        return await self._gen.__anext__()
+
+    async def aclose(self) -> None:
+        if self._gen is not None:
+            await self._gen.aclose()  # type: ignore[attr-defined]
+
+
+# ----------------------------------------------------------------------- helpers
+
+
+def _threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.is_alive() and not _cache_worker(t)}
+
+
+def _cache_worker(t: threading.Thread) -> bool:
+    return t.name.startswith(
+        ("AnyIO worker thread", "Trio thread", "ThreadPoolExecutor", "asyncio_")
+    ) or ("asyncio_" in t.name)
+
+
+async def _wait_threads_gone(before: set[threading.Thread], timeout: float = 5.0) -> None:
+    with anyio.fail_after(timeout):
+        while True:
+            extra = _threads() - before
+            if not extra:
+                return
+            # a worker blocked in a source call ends when that call returns (R14)
+            await anyio.to_thread.run_sync(_join_all, extra)
+
+
+def _join_all(threads: set[threading.Thread]) -> None:
+    for t in threads:
+        t.join(0.05)
+
+
+def _tasks() -> int:
+    return len(anyio.get_running_tasks())
+
+
+async def _drain(it: AsyncIterator[int], slow: int = 0) -> list[int]:
+    got = []
+    async for v in it:
+        got.append(v)
+        for _ in range(slow):
+            await anyio.lowlevel.checkpoint()
+    return got
+
+
+async def _aclose(it: object) -> None:
+    aclose = getattr(it, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+async def _wait_released(probe: Probe, count: int = 1, timeout: float = 5.0) -> None:
+    with anyio.fail_after(timeout):
+        while probe.released < count:
+            await anyio.to_thread.run_sync(probe.released_event.wait, 0.05)
+
+
+# ----------------------------------------------------------------------- push rules
+
+
+async def _push_r1(h: PushHarness) -> None:
+    probe = Probe()
+    it = h.open(Script(range(3)), probe, buffer=4, overflow="block")
+    for _ in range(3):
+        await anyio.lowlevel.checkpoint()
+    assert probe.started == 0, "R1: the source started before the first __anext__"
+    assert await it.__anext__() == 0
+    assert probe.started == 1
+    await _aclose(it)
+    probe2 = Probe()
+    it2 = h.open(Script(range(3)), probe2, buffer=4, overflow="block")
+    assert probe2.started == 0
+    async with it2:  # type: ignore[attr-defined]
+        assert probe2.started == 1, "R1: entering 'async with' starts the source"
+
+
+async def _push_r2(h: PushHarness) -> None:
+    n = 2000
+    probe = Probe()
+    it = h.open(Script(range(n)), probe, buffer=4, overflow="block")
+    async with it:  # type: ignore[attr-defined]
+        got = await _drain(it)
+    assert got == list(range(n)), "R2: values lost, duplicated or reordered"
+
+
+async def _push_r3(h: PushHarness) -> None:
+    for buffer in (1, 4):
+        probe = Probe()
+        it = h.open(Script(range(300)), probe, buffer=buffer, overflow="block")
+        async with it:  # type: ignore[attr-defined]
+            got = await _drain(it, slow=3)
+            stats = getattr(it, "stats", None)
+        assert got == list(range(300))
+        assert stats is not None, "R3: a buffered iterator exposes .stats"
+        assert stats.high_water <= buffer, (
+            f"R3: held {stats.high_water} values with buffer={buffer}"
+        )
+
+
+async def _push_r4(h: PushHarness) -> None:
+    probe = Probe()
+    it = h.open(Script(range(5)), probe, buffer=8, overflow="block")
+    got = await _drain(it)
+    assert got == [0, 1, 2, 3, 4]
+    for _ in range(2):
+        try:
+            await it.__anext__()
+        except StopAsyncIteration:
+            pass
+        else:
+            raise AssertionError("R4: a value after the end")
+    await _wait_released(probe)
+    assert probe.released == 1, "R4: the source is released once at the end"
+    await _aclose(it)
+    assert probe.released == 1
+
+
+async def _push_r5(h: PushHarness) -> None:
+    probe = Probe()
+    boom = SourceError("boom")
+    it = h.open(Script(range(4), End.FAIL, boom), probe, buffer=8, overflow="block")
+    got: list[int] = []
+    try:
+        async for v in it:
+            got.append(v)
+    except SourceError as exc:
+        assert exc is boom, "R5: the original exception object"
+    except BaseException as exc:
+        raise AssertionError(f"R5: expected the source's SourceError, got {exc!r}") from exc
+    else:
+        raise AssertionError("R5: the source error was not raised")
+    assert got == [0, 1, 2, 3], "R5: values before the error come first"
+    try:
+        await it.__anext__()
+    except StopAsyncIteration:
+        pass
+    else:
+        raise AssertionError("R5: a value after the error")
+    await _wait_released(probe)
+    await _aclose(it)
+    assert probe.released == 1
+
+
+async def _push_r6(h: PushHarness, backend: str) -> None:
+    # break out of 'async with'
+    probe = Probe()
+    async with h.open(Script(range(10), End.HANG), probe, buffer=4, overflow="block") as it:  # type: ignore[attr-defined]
+        async for v in it:
+            if v == 2:
+                break
+    assert probe.released == 1, "R6: leaving 'async with' releases the source before it exits"
+
+    # an exception in the loop body
+    probe = Probe()
+    try:
+        async with h.open(Script(range(10), End.HANG), probe, buffer=4, overflow="block") as it:  # type: ignore[attr-defined]
+            async for _ in it:
+                raise ConsumerError
+    except ConsumerError:
+        pass
+    assert probe.released == 1
+
+    # aclose(), idempotent
+    probe = Probe()
+    it = h.open(Script(range(10), End.HANG), probe, buffer=4, overflow="block")
+    assert await it.__anext__() == 0
+    await _aclose(it)
+    await _aclose(it)
+    assert probe.released == 1
+
+    # cancellation of the consuming task propagates unchanged and releases
+    probe = Probe()
+    started = anyio.Event()
+    with anyio.CancelScope() as scope:
+        async with h.open(Script(range(3), End.HANG), probe, buffer=4, overflow="block") as it:  # type: ignore[attr-defined]
+            async for v in it:
+                if v == 2:
+                    started.set()
+                    scope.cancel()
+                    await anyio.lowlevel.checkpoint()
+                    raise AssertionError("R6: cancellation did not propagate")
+    assert scope.cancelled_caught
+    assert probe.released == 1
+
+    # a timeout around one __anext__ releases nothing and loses nothing
+    probe = Probe()
+    async with h.open(
+        Script(range(6), End.COMPLETE, gate=3), probe, buffer=4, overflow="block"
+    ) as it:  # type: ignore[attr-defined]
+        assert [await it.__anext__() for _ in range(3)] == [0, 1, 2]
+        with anyio.move_on_after(0.02):
+            await it.__anext__()
+            raise AssertionError("the gated source emitted before its gate opened")
+        assert probe.released == 0, "R6: a caught timeout must not release the source"
+        probe.open_gate.set()
+        assert [await it.__anext__() for _ in range(3)] == [3, 4, 5]
+
+    # a bare break with no aclose(): released when collected, with a ResourceWarning
+    probe = Probe()
+    it = h.open(Script(range(10), End.HANG), probe, buffer=4, overflow="block")
+    async for v in it:
+        if v == 1:
+            break
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del it
+        for _ in range(3):
+            gc.collect()
+    assert any(issubclass(w.category, ResourceWarning) for w in caught), "R6: no ResourceWarning"
+    await _wait_released(probe)
+    assert probe.released == 1
+
+
+async def _push_r7(h: PushHarness) -> None:
+    probe = Probe()
+    before = _threads()
+    it = h.open(Script(range(100), End.HANG), probe, buffer=1, overflow="block")
+    assert await it.__anext__() == 0
+    await _aclose(it)  # a producer thread blocked in send must be released
+    await _wait_threads_gone(before)
+    await h.emit_after_close(probe)
+    for result in probe.late_results:
+        assert result is False or isinstance(result, anyio.BrokenResourceError), (
+            f"R7: a late emit said {result!r}, expected False or BrokenResourceError"
+        )
+
+
+async def _push_r8(h: PushHarness) -> None:
+    probe = Probe()
+    it = h.emit_from_loop(Script(range(10)), probe, buffer=2)
+    if it is None:
+        raise AssertionError("R8 is claimed but emit_from_loop() returned None")
+    got: list[int] = []
+    with anyio.fail_after(5):  # never a deadlock
+        try:
+            async for v in it:
+                got.append(v)
+        except BufferOverflowError as exc:
+            assert "pause" in str(exc) and "buffer=" in str(exc), "R8: the message names the fixes"
+        else:
+            assert got == list(range(10)), "R8: with pause hooks nothing is dropped"
+    assert got == list(range(len(got)))
+    await _aclose(it)
+
+
+async def _push_r9(h: PushHarness) -> None:
+    for overflow in ("drop_oldest", "drop_newest"):
+        if overflow not in h.overflows:
+            continue
+        probe = Probe()
+        # a gate holds the consumer back: the producer fills and overflows first
+        it = h.open(Script(range(20), End.COMPLETE), probe, buffer=4, overflow=overflow)
+        async with it:  # type: ignore[attr-defined]
+            await _wait_released_or_filled(it, probe)
+            got = await _drain(it)
+            stats = it.stats  # type: ignore[attr-defined]
+        assert len(got) + stats.dropped == 20, f"R9: {overflow} lost values uncounted"
+        if overflow == "drop_newest":
+            assert got == sorted(got) and got[:4] == [0, 1, 2, 3], "R9: drop_newest keeps the first"
+        else:
+            assert got == sorted(got) and got[-4:] == [16, 17, 18, 19], (
+                "R9: drop_oldest keeps the latest"
+            )
+
+
+async def _wait_released_or_filled(it: Any, probe: Probe, timeout: float = 5.0) -> None:
+    """Wait until the producer emitted everything (the source completes at once)."""
+    with anyio.fail_after(timeout):
+        while True:
+            s = it.stats
+            if s.buffered + s.dropped >= 20 or probe.released:
+                return
+            await anyio.sleep(0.001)
+
+
+async def _push_r14(h: PushHarness) -> None:
+    threads_before = _threads()
+    tasks_before = _tasks()
+    for end in (End.COMPLETE, End.HANG, End.FAIL):
+        probe = Probe()
+        it = h.open(Script(range(50), end, SourceError("x")), probe, buffer=4, overflow="block")
+        try:
+            async with it:  # type: ignore[attr-defined]
+                async for v in it:
+                    if v == 10 and end is End.HANG:
+                        break
+        except SourceError:
+            pass
+        await _wait_threads_gone(threads_before)
+        for _ in range(5):
+            await anyio.lowlevel.checkpoint()
+        assert _tasks() <= tasks_before, "R14: a task outlived the bridge"
+        assert probe.released == 1, f"R14: released {probe.released} times ({end})"
+
+
+async def _push_r15(h: PushHarness) -> None:
+    for kwargs, exc in (
+        ({"buffer": -1}, ValueError),
+        ({"buffer": "x"}, TypeError),
+        ({"overflow": "sometimes"}, ValueError),
+    ):
+        try:
+            with anyio.fail_after(2):
+                h.open_bad(**kwargs)
+        except exc as e:
+            assert str(e), "R15: the message is not empty"
+        else:
+            raise AssertionError(f"R15: {kwargs} did not raise {exc.__name__}")
+
+
+# ----------------------------------------------------------------------- pull rules
+
+
+async def _pull_r10(h: PullHarness) -> None:
+    source = TestSource(range(200))
+    ahead: list[int] = []
+    delivered = 0
+
+    def on_value(v: int) -> None:
+        nonlocal delivered
+        delivered += 1
+        ahead.append(source.pulled - delivered)
+
+    outcome = await h.drive(source, Plan(slow=3, on_value=on_value))
+    assert outcome.error is None, f"R10: unexpected error {outcome.error!r}"
+    assert outcome.values == list(range(200))
+    assert max(ahead) <= h.in_flight, f"R10: pulled {max(ahead)} ahead (allowed {h.in_flight})"
+
+
+async def _pull_r11(h: PullHarness) -> None:
+    source = TestSource(range(100), End.HANG)
+    outcome = await h.drive(source, Plan(take=5))
+    assert outcome.values == [0, 1, 2, 3, 4]
+    assert source.closed == 1, "R11: the source's cleanup did not run before control returned"
+    # cancelling the whole thing from outside
+    source = TestSource(range(3), End.HANG)
+    with anyio.move_on_after(0.05) as scope:
+        await h.drive(source, Plan())
+    assert scope.cancelled_caught, "R11: a hanging source must keep the receiver waiting"
+    assert source.closed == 1, "R11: cancellation did not close the source"
+
+
+async def _pull_r12(h: PullHarness) -> None:
+    boom = SourceError("boom")
+    source = TestSource(range(3), End.FAIL, boom)
+    outcome = await h.drive(source, Plan())
+    assert outcome.values == [0, 1, 2]
+    assert outcome.error is boom, f"R12: expected the source's error itself, got {outcome.error!r}"
+    assert outcome.errors_seen <= 1, "R12: the error arrived more than once"
+    source = TestSource(range(100), End.HANG)
+    outcome = await h.drive(source, Plan(fail_after=3))
+    assert isinstance(outcome.error, ConsumerError), (
+        f"R12: the receiver's error was not reported: {outcome.error!r}"
+    )
+    assert source.closed == 1, "R12: a receiver error must close the source"
+
+
+async def _pull_r13(h: PullHarness) -> None:
+    class Reiterable:
+        def __aiter__(self) -> AsyncIterator[int]:
+            return TestSource(range(3)).__aiter__()
+
+    first, second = await h.subscribe_twice(Reiterable, one_shot=False)
+    assert first == [0, 1, 2] and second == [0, 1, 2], "R13: a re-iterable is cold"
+    first, second = await h.subscribe_twice(lambda: TestSource(range(3)), one_shot=True)
+    assert first == [0, 1, 2]
+    assert isinstance(second, BaseException) and str(second), (
+        "R13: a one-shot source gives a clear error"
+    )
+
+
+async def _pull_r14(h: PullHarness) -> None:
+    threads_before = _threads()
+    tasks_before = _tasks()
+    for plan, end in (
+        (Plan(), End.COMPLETE),
+        (Plan(take=2), End.HANG),
+        (Plan(), End.FAIL),
+        (Plan(fail_after=1), End.HANG),
+    ):
+        source = TestSource(range(5), end, SourceError("x"))
+        await h.drive(source, plan)
+        await _wait_threads_gone(threads_before)
+        for _ in range(5):
+            await anyio.lowlevel.checkpoint()
+        assert _tasks() <= tasks_before, "R14: a task outlived the bridge"
+        assert source.closed == 1 or (end is End.COMPLETE and source.closed == 1)
+
+
+async def _pull_r15(h: PullHarness) -> None:
+    try:
+        with anyio.fail_after(2):
+            await h.drive_bad()
+    except TypeError as exc:
+        assert str(exc)
+    else:
+        raise AssertionError("R15: a wrong-typed source did not raise TypeError")
+
+
+_PUSH: dict[str, Callable[..., Awaitable[None]]] = {
+    "R1": _push_r1,
+    "R2": _push_r2,
+    "R3": _push_r3,
+    "R4": _push_r4,
+    "R5": _push_r5,
+    "R6": _push_r6,
+    "R7": _push_r7,
+    "R8": _push_r8,
+    "R9": _push_r9,
+    "R14": _push_r14,
+    "R15": _push_r15,
+}
+_PULL: dict[str, Callable[..., Awaitable[None]]] = {
+    "R10": _pull_r10,
+    "R11": _pull_r11,
+    "R12": _pull_r12,
+    "R13": _pull_r13,
+    "R14": _pull_r14,
+    "R15": _pull_r15,
+}
+
+
+async def check(harness: PushHarness | PullHarness, rule: str, *, backend: str = "") -> None:
+    """Check one rule against a harness, in the running event loop.
+
+    :raises AssertionError: the rule does not hold (the message says how)
+    :raises ValueError: the harness does not claim ``rule``
+    """
+    why = harness.claims.rules.get(rule, "not a rule of this direction")
+    if why is not None:
+        raise ValueError(f"{harness.name} does not claim {rule}: {why}")
+    table = _PUSH if isinstance(harness, PushHarness) else _PULL
+    fn = table[rule]
+    if rule == "R6":
+        await fn(harness, backend)
+    else:
+        await fn(harness)

@@ -1,0 +1,123 @@
+"""nox sessions: the default run (``nox``) is what CI runs."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import nox
+
+nox.needs_version = ">=2024.4.15"
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = False
+nox.options.sessions = ["lint", "typecheck", "tests", "tests_lowest", "docs"]
+
+ROOT = Path(__file__).parent
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+PYTHONS = nox.project.python_versions(PYPROJECT)
+LOWEST = PYTHONS[0]
+
+
+def _expose_pyenv() -> None:
+    """Put pyenv's interpreters on PATH so each ``pythonX.Y`` is found without shims."""
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    if not root.is_dir():
+        return
+    bins = []
+    for version in PYTHONS:
+        matches = sorted(
+            (p for p in root.iterdir() if re.fullmatch(rf"{re.escape(version)}\.\d+", p.name)),
+            key=lambda p: [int(x) for x in p.name.split(".")],
+        )
+        if matches:
+            bins.append(str(matches[-1] / "bin"))
+    os.environ["PATH"] = os.pathsep.join([*bins, os.environ.get("PATH", "")])
+
+
+_expose_pyenv()
+
+
+def _installed(pythons: list[str]) -> list[str]:
+    """The supported Pythons this machine has (pyenv's included)."""
+    found = []
+    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    for version in pythons:
+        if shutil.which(f"python{version}"):
+            found.append(version)
+            continue
+        if pyenv_root.is_dir() and any(
+            re.fullmatch(rf"{re.escape(version)}\.\d+", p.name) for p in pyenv_root.iterdir()
+        ):
+            found.append(version)
+    return found or pythons
+
+
+@nox.session(python=_installed(PYTHONS))
+def tests(session: nox.Session) -> None:
+    """The test suite (conformance on asyncio, uvloop and trio) with the latest dependencies."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", *(session.posargs or ["-m", "not stress and not soak"]))
+
+
+@nox.session(python=LOWEST, name="tests_lowest")
+def tests_lowest(session: nox.Session) -> None:
+    """The test suite with the lowest supported direct dependencies."""
+    if session.venv_backend != "uv":
+        session.skip("needs uv for --resolution=lowest-direct")
+    session.install("--resolution=lowest-direct", "-e", ".[test]")
+    session.run(
+        "python", "-m", "pytest", *(session.posargs or ["-m", "not stress and not soak", "-q"])
+    )
+
+
+@nox.session(python=LOWEST)
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=LOWEST)
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on the package."""
+    session.install("-e", ".[all,bench]", "mypy>=1.10", "pytest")
+    session.run("mypy", "--strict", "bridges")
+
+
+@nox.session(python=LOWEST)
+def docs(session: nox.Session) -> None:
+    """Build the docs with warnings as errors."""
+    if not (ROOT / "mkdocs.yml").exists():
+        session.skip("no docs site yet")
+    session.install(
+        "-e", ".[all]", "mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.25"
+    )
+    session.run(
+        "mkdocs", "build", "--strict", "--site-dir", str(Path(session.create_tmp()) / "site")
+    )
+
+
+@nox.session(python=LOWEST)
+def bench(session: nox.Session) -> None:
+    """python -m bridges bench (pass options after --)."""
+    session.install("-e", ".[bench,uvloop]")
+    session.run("python", "-m", "bridges", "bench", *session.posargs)
+
+
+@nox.session(python=LOWEST)
+def stress(session: nox.Session) -> None:
+    """The attack tests: cancellation fuzzing, thread storms (about 10 minutes)."""
+    session.install("-e", ".[test]")
+    session.env["BRIDGES_STRESS"] = "1"
+    session.run("python", "-m", "pytest", "-m", "stress", "-p", "no:randomly", *session.posargs)
+
+
+@nox.session(python=LOWEST)
+def soak(session: nox.Session) -> None:
+    """The long run: tens of millions of values, memory and throughput over time."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", "-m", "soak", "--timeout=3600", *session.posargs)

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bridges import testing
+
+from ..conftest import BACKENDS
+from .registry import HARNESSES
+
+_BACKEND_ID = {p.id: p for p in BACKENDS}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "case" not in metafunc.fixturenames:
+        return
+    kind = testing.PushHarness if "push" in metafunc.function.__name__ else testing.PullHarness
+    params = []
+    for h in HARNESSES:
+        if not isinstance(h, kind):
+            continue
+        for rule in h.claims.applicable():
+            for backend_id, backend in _BACKEND_ID.items():
+                if backend_id not in h.backends:
+                    continue
+                params.append(
+                    pytest.param(
+                        (h, rule, backend.values[0]),
+                        id=f"{h.name}-{rule}-{backend_id}",
+                        marks=backend.marks,
+                    )
+                )
+    metafunc.parametrize("case", params)
+
+
+@pytest.fixture
+def anyio_backend(request: pytest.FixtureRequest) -> Any:
+    case = request.node.callspec.params.get("case") if hasattr(request.node, "callspec") else None
+    if case is not None:
+        return case[2]
+    return request.param if hasattr(request, "param") else "asyncio"
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    rows = [
+        (h.name, rule, why) for h in HARNESSES for rule, why in h.claims.not_applicable().items()
+    ]
+    if not rows:
+        return
+    terminalreporter.section("conformance: rules recorded as n/a")
+    for name, rule, why in rows:
+        terminalreporter.write_line(f"{name:28} {rule:4} n/a: {why}")
+    skipped_backends = [
+        (h.name, sorted({"asyncio", "uvloop", "trio"} - set(h.backends))) for h in HARNESSES
+    ]
+    for name, missing in skipped_backends:
+        if missing:
+            terminalreporter.write_line(
+                f"{name:28} runs on its backends only; not on {', '.join(missing)}"
+            )

@@ -1,0 +1,1 @@
+"""One module per adapter family; each defines ``HARNESSES``, a list of harness instances."""

@@ -1,0 +1,160 @@
+"""The hand-off core itself, as the spokes use it, and its public face open_channel."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import anyio
+
+import bridges
+from bridges import testing
+from bridges._buffer import Handoff
+from bridges._iterator import BufferedIterator
+from bridges.testing import Probe, Script, ScriptedProducer
+
+
+class CoreThreadHarness(testing.PushHarness):
+    """A foreign producer thread feeding the hand-off (what callback spokes wrap)."""
+
+    name = "core-thread"
+    claims = testing.claim_push(na={"R8": "covered by core-loop: this producer is on a thread"})
+
+    def open(
+        self, script: Script, probe: Probe, *, buffer: int | None, overflow: str
+    ) -> AsyncIterator[int]:
+        handoff: Handoff[int] = Handoff(buffer, overflow)
+
+        def start(h: Handoff[int]) -> object:
+            probe.start()
+            producer = ScriptedProducer(
+                script, probe, send=lambda v: h.put_sync(v) <= 1, close=h.close, fail=h.fail
+            )
+            producer.start()
+
+            def release() -> None:
+                producer.stop()
+                probe.release()
+
+            return release
+
+        return BufferedIterator(handoff, start)
+
+    async def emit_after_close(self, probe: Probe) -> None:
+        handoff: Handoff[int] = Handoff(1)
+        it = BufferedIterator(handoff)
+        await it.aclose()
+        probe.late_results.append(await anyio.to_thread.run_sync(lambda: handoff.put_sync(1) <= 1))
+
+
+class CoreLoopHarness(testing.PushHarness):
+    """A sync producer on the event-loop thread (R8), the same core otherwise."""
+
+    name = "core-loop"
+    claims = testing.claim_push(
+        na={
+            "R2": "a loop-thread producer cannot block: covered by core-thread and R8",
+            "R3": "covered by core-thread (the same buffer)",
+            "R6": "covered by core-thread (the same iterator)",
+            "R7": "no foreign thread here",
+            "R9": "covered by core-thread (the same policies)",
+        }
+    )
+
+    def open(
+        self, script: Script, probe: Probe, *, buffer: int | None, overflow: str
+    ) -> AsyncIterator[int]:
+        Handoff(buffer, overflow)  # validates (R15)
+        # the whole script fits: a loop-thread producer without hooks cannot wait
+        cap = None if buffer is None else max(buffer, len(script.values))
+        handoff: Handoff[int] = Handoff(cap, overflow)
+
+        def start(h: Handoff[int]) -> object:
+            probe.start()
+            for v in script.values:
+                h.put_sync(v)
+            if script.end is testing.End.COMPLETE:
+                h.close()
+            elif script.end is testing.End.FAIL:
+                assert script.error is not None
+                h.fail(script.error)
+            return probe.release
+
+        return BufferedIterator(handoff, start)
+
+    def emit_from_loop(self, script: Script, probe: Probe, *, buffer: int) -> AsyncIterator[int]:
+        handoff: Handoff[int] = Handoff(buffer, "block")
+
+        def start(h: Handoff[int]) -> object:
+            for v in script.values:
+                h.put_sync(v)
+            h.close()
+            return None
+
+        return BufferedIterator(handoff, start)
+
+
+class CoreLoopPausedHarness(CoreLoopHarness):
+    """R8 with pause/resume hooks: nothing dropped, no error."""
+
+    name = "core-loop-paused"
+
+    def emit_from_loop(self, script: Script, probe: Probe, *, buffer: int) -> AsyncIterator[int]:
+        pending = list(script.values)
+        state = {"paused": False}
+        handoff: Handoff[int] = Handoff(
+            buffer, "block", pause=lambda: state.update(paused=True), resume=lambda: resume()
+        )
+
+        def pump() -> None:
+            while pending and not state["paused"]:
+                handoff.put_sync(pending.pop(0))
+            if not pending:
+                handoff.close()
+
+        def resume() -> None:
+            state["paused"] = False
+            pump()
+
+        def start(h: Handoff[int]) -> object:
+            pump()
+            return None
+
+        return BufferedIterator(handoff, start)
+
+
+class ChannelHarness(testing.PushHarness):
+    """open_channel with a producer thread: the channel exists before iteration, so R1 is n/a."""
+
+    name = "open_channel"
+    claims = testing.claim_push(
+        na={
+            "R1": "a channel is open from the start; there is no source to start lazily",
+            "R8": "senders on a loop thread await (send) or get WouldBlock (send_nowait)",
+        }
+    )
+
+    def open(
+        self, script: Script, probe: Probe, *, buffer: int | None, overflow: str
+    ) -> AsyncIterator[int]:
+        send, receive = bridges.open_channel[int](buffer, overflow)
+        probe.start()
+        producer = ScriptedProducer(
+            script, probe, send=send.send_blocking, close=send.close, fail=send.fail
+        )
+
+        def release() -> None:
+            producer.stop()
+            probe.release()
+
+        # the channel has no source of its own: stand the producer in for it
+        receive._release = release
+        producer.start()
+        return receive
+
+
+HARNESSES: list[testing.PushHarness | testing.PullHarness] = [
+    CoreThreadHarness(),
+    CoreLoopHarness(),
+    CoreLoopPausedHarness(),
+    ChannelHarness(),
+]

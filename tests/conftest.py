@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import gc
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+try:
+    import uvloop  # noqa: F401
+except ImportError:  # pragma: no cover - uvloop is not on Windows
+    HAVE_UVLOOP = False
+else:
+    HAVE_UVLOOP = True
+
+BACKENDS = [
+    pytest.param("asyncio", id="asyncio"),
+    pytest.param(
+        ("asyncio", {"use_uvloop": True}),
+        id="uvloop",
+        marks=pytest.mark.skipif(not HAVE_UVLOOP, reason="uvloop is not installed"),
+    ),
+    pytest.param("trio", id="trio"),
+]
+
+
+@pytest.fixture(params=BACKENDS)
+def anyio_backend(request: pytest.FixtureRequest) -> Any:
+    return request.param
+
+
+@pytest.fixture
+def backend_name(anyio_backend: Any) -> str:
+    """'asyncio', 'uvloop' or 'trio'."""
+    if isinstance(anyio_backend, tuple):
+        return "uvloop"
+    return str(anyio_backend)
+
+
+@pytest.fixture(autouse=True)
+def _no_thread_leaks() -> Iterator[None]:
+    """R14: every test leaves no thread of its own behind (thread caches excepted)."""
+    before = set(threading.enumerate())
+    yield
+    gc.collect()
+    deadline = 5.0
+    import time
+
+    end = time.monotonic() + deadline
+    while True:
+        extra = [
+            t
+            for t in threading.enumerate()
+            if t not in before and t.is_alive() and not _is_cache_worker(t)
+        ]
+        if not extra or time.monotonic() > end:
+            break
+        for t in extra:
+            t.join(timeout=0.05)
+    assert not extra, f"threads left running: {extra}"
+
+
+def _is_cache_worker(thread: threading.Thread) -> bool:
+    # anyio's and trio's idle thread-cache workers are not ours (R14)
+    name = thread.name
+    return (
+        name.startswith(("AnyIO worker thread", "Trio thread", "trio-", "ThreadPoolExecutor"))
+        or "asyncio_" in name
+        or name.startswith("_bridges_test_keep")
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [
+        f"bridges backends: asyncio, uvloop ({'yes' if HAVE_UVLOOP else 'no'}), trio; "
+        f"python {sys.version.split()[0]}"
+    ]
