@@ -96,6 +96,7 @@ def docs(session: nox.Session) -> None:
     session.install(
         "-e", ".[all]", "mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.25"
     )
+    session.env["NO_MKDOCS_2_WARNING"] = "1"
     session.run(
         "mkdocs", "build", "--strict", "--site-dir", str(Path(session.create_tmp()) / "site")
     )
