@@ -85,7 +85,7 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
     session.install("-e", ".[all,bench]", "mypy>=1.10", "pytest")
-    session.run("mypy", "--strict", "bridges")
+    session.run("mypy", "--strict", "bridges", "tests/type_tests")
 
 
 @nox.session(python=LOWEST)

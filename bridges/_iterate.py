@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from ._iterator import BridgeIterator, _WrappedIterator
 
 T = TypeVar("T")
 
 
-def iterate(source: AsyncIterable[T] | Any) -> BridgeIterator[T]:
+@overload
+def iterate(source: AsyncIterable[T]) -> BridgeIterator[T]: ...
+@overload
+def iterate(source: object) -> BridgeIterator[Any]: ...
+
+
+def iterate(source: object) -> BridgeIterator[Any]:
     """Turn any supported source into an async iterator of this library.
 
     Dispatches by type, the most specific first; plain async iterables come
