@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Generic, TypeVar
@@ -230,7 +231,7 @@ class Handoff(Generic[T]):
         # a token still on its way back): the consumer repays these first
         self._debt = 0
         self._lock = threading.Lock()
-        self._getters: list[AsyncWaiter] = []
+        self._getters: list[AsyncWaiter | ThreadWaiter] = []
         self._putters: list[AsyncWaiter | ThreadWaiter] = []
         self._state = _OPEN
         self._exc: BaseException | None = None
@@ -319,7 +320,18 @@ class Handoff(Generic[T]):
         return self._offer_locked(item, waiter)
 
     def _offer_locked(self, item: T, waiter: AsyncWaiter | ThreadWaiter | None) -> _Result:
-        getters: list[AsyncWaiter] | None = None
+        while True:
+            result = self._offer_locked_once(item, waiter)
+            if result is not None:
+                return result
+            # A slot token is on its way back: the consumer popped a value on
+            # another thread and is between two steps.  Let it finish.
+            time.sleep(0)
+
+    def _offer_locked_once(
+        self, item: T, waiter: AsyncWaiter | ThreadWaiter | None
+    ) -> _Result | None:
+        getters: list[AsyncWaiter | ThreadWaiter] | None = None
         with self._lock:
             state = self._state
             if state != _OPEN:
@@ -331,21 +343,21 @@ class Handoff(Generic[T]):
                     self._slots.pop()
             except IndexError:
                 assert cap is not None  # only bounded buffers have slot tokens
-                if len(items) - self._debt < cap or self._getters:
-                    # a slot is on its way back from the consumer, or (rendezvous)
-                    # a consumer is waiting for this very value: take it on credit
+                if cap == 0 and self._getters:
+                    # rendezvous: a consumer is waiting for this very value
                     self._debt += 1
+                elif len(items) - self._debt < cap:
+                    return None  # not full: a token is in flight (see the caller)
                 elif self._overflow is Overflow.BLOCK:
                     if waiter is not None:
                         self._putters.append(waiter)
                     return FULL
                 elif self._overflow is Overflow.DROP_OLDEST:
                     try:
-                        items.popleft()
-                    except IndexError:  # the consumer took it just now: credit instead
-                        self._debt += 1
-                    else:
-                        self._dropped += 1
+                        items.popleft()  # the new value takes the dropped one's place
+                    except IndexError:
+                        return None  # the consumer took it just now: retry
+                    self._dropped += 1
                 elif self._overflow is Overflow.DROP_NEWEST:
                     self._dropped += 1
                     return DROPPED
@@ -387,9 +399,11 @@ class Handoff(Generic[T]):
     def put_sync(self, item: T, timeout: float | None = None) -> _Result:
         """Offer ``item`` from sync code on any thread.
 
-        On an event-loop thread this never blocks: a full buffer under
-        ``block`` calls the pause hook (keeping the value), or fails the
-        stream with :class:`BufferOverflowError` (R8).  On any other thread
+        On an event-loop thread this never blocks: with pause/resume hooks
+        the value that fills the buffer calls the pause hook (values that
+        still arrive are kept), and without them a full buffer under
+        ``block`` fails the stream with :class:`BufferOverflowError` (R8).
+        On any other thread
         it blocks until there is room, raising ``TimeoutError`` after
         ``timeout`` seconds.
         """
@@ -407,9 +421,13 @@ class Handoff(Generic[T]):
                     self._high_water = n
                 if self._getters:
                     self._wake_getters()
+                if not slots and self._pause is not None:
+                    self._filled_on_loop()
                 return TAKEN
         result = self._offer(item, None)
         if result is not FULL:
+            if result is TAKEN and self._pause is not None and not self._slots:
+                self._filled_on_loop()
             return result
         if in_event_loop_thread():
             return self._full_on_loop(item)
@@ -439,6 +457,26 @@ class Handoff(Generic[T]):
                             f"no room in the buffer within {timeout} seconds "
                             "(the consumer is slower than the producer)"
                         )
+
+    def _filled_on_loop(self) -> None:
+        """A loop-thread producer took the last free place: pause the source now.
+
+        Pausing at the fill rather than at the first value that finds no
+        room means a source that honours pause at once never makes the
+        buffer overshoot; only values a source delivers late are kept
+        beyond the capacity.  Producer threads are not paused: they block.
+        """
+        if not in_event_loop_thread():
+            return
+        with self._lock:
+            if self._paused or self._state != _OPEN:
+                return
+            self._paused = True
+            self._pauses += 1
+        if self._in_hook:
+            self._pause_pending = True
+        else:
+            self._call_hook(self._pause)
 
     def _full_on_loop(self, item: T) -> _Result:
         """R8: a full buffer, ``block``, and a producer that must not block."""
@@ -492,6 +530,69 @@ class Handoff(Generic[T]):
                 return result
             try:
                 await waiter.wait()
+            except BaseException:
+                with self._lock:
+                    try:
+                        self._putters.remove(waiter)
+                    except ValueError:
+                        pass
+                raise
+
+    def has_room(self) -> bool:
+        """True when a put would not wait: a free place, a consumer waiting for a
+        value (rendezvous), an unbounded buffer, a policy other than ``block``
+        (its put never waits), or an ended stream (the put says so)."""
+        return (
+            self._state != _OPEN
+            or self._cap is None
+            or self._overflow is not Overflow.BLOCK
+            or bool(self._slots)
+            or len(self._items) - self._debt < self._cap
+            or bool(self._getters)
+        )
+
+    async def wait_room(self) -> None:
+        """Wait in the caller's loop until :meth:`has_room`.
+
+        For a producer that pulls its own source only once the consumer side
+        can take the value (pull -> push adapters, R10).  Woken like a parked
+        :meth:`put`.  Cancellation takes nothing.
+        """
+        while not self.has_room():
+            waiter = async_waiter()
+            with self._lock:
+                if self.has_room():
+                    return
+                self._putters.append(waiter)
+            try:
+                await waiter.wait()
+            except BaseException:
+                with self._lock:
+                    try:
+                        self._putters.remove(waiter)
+                    except ValueError:
+                        pass
+                raise
+
+    def wait_room_sync(self) -> None:
+        """Block this thread (one that runs no event loop) until :meth:`has_room`.
+
+        The blocking twin of :meth:`wait_room`, for a producer thread that
+        pulls its own source only once the value can be taken, so that at most
+        ``buffer`` values are pulled ahead.  Woken like a blocked
+        :meth:`put_sync`: at the low-water mark, when a consumer starts
+        waiting, when the stream ends or the consumer leaves.
+        """
+        if self._slots or self._cap is None or self._state != _OPEN:
+            return  # the hot path of a producer thread: a free place
+        while True:
+            waiter = ThreadWaiter()
+            with self._lock:
+                if self.has_room():
+                    return
+                self._putters.append(waiter)
+            try:
+                waiter.wait(None)
             except BaseException:
                 with self._lock:
                     try:
@@ -655,6 +756,57 @@ class Handoff(Generic[T]):
                 self._do_resume()
             try:
                 await waiter.wait()
+            except BaseException:
+                with self._lock:
+                    try:
+                        self._getters.remove(waiter)
+                    except ValueError:
+                        pass
+                raise
+
+    def get_sync(self) -> T:
+        """The next value, blocking this thread (one that runs no event loop) until there is one.
+
+        The blocking twin of :meth:`get`, for a sync consumer on a plain
+        thread: raises ``StopIteration`` at the end (or once the consumer
+        left), the producer's exception once if it failed (then the end).
+        Producers on any loop or thread wake it like they wake :meth:`get`.
+        """
+        items = self._items
+        while True:
+            try:
+                item = items.popleft()
+            except IndexError:
+                pass
+            else:
+                self._delivered += 1
+                self._repay()
+                if (self._putters or self._paused) and len(items) <= self._gate:
+                    self._after_pop()
+                return item
+            waiter = ThreadWaiter()
+            putters: list[AsyncWaiter | ThreadWaiter] = []
+            with self._lock:
+                if items:
+                    continue
+                state = self._state
+                if state != _OPEN:
+                    self._ended = True
+                    exc = self._exc
+                    if state == _CLOSED and exc is not None:
+                        self._exc = None
+                        raise exc
+                    raise StopIteration
+                self._getters.append(waiter)
+                if self._putters:  # parked producers: the buffer is empty, let them in
+                    putters = self._putters
+                    self._putters = []
+            for p in putters:
+                p.wake()
+            if self._paused:
+                self._do_resume()
+            try:
+                waiter.wait(None)
             except BaseException:
                 with self._lock:
                     try:

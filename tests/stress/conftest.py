@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+#: the default CI run uses the short profile; `nox -s stress` sets BRIDGES_STRESS=1
+settings.register_profile(
+    "short",
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    derandomize=True,
+)
+settings.register_profile(
+    "stress",
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.load_profile("stress" if os.environ.get("BRIDGES_STRESS") else "short")
+
+STRESS = bool(os.environ.get("BRIDGES_STRESS"))
