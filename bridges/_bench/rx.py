@@ -1,0 +1,355 @@
+"""reactivex rows: Observable -> aiter and aiter -> Observable, against hand-written bridges.
+
+Every case moves the same values from the same producer: for rx -> aiter a
+cold ``reactivex.from_iterable(range(n))`` (one trampolined loop, the
+cheapest real Rx source), for aiter -> rx a bare async generator; all
+buffers are unbounded (``rx.to_aiter``'s default), the same capacity as the
+hand-written ``asyncio.Queue()`` peers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import reactivex
+from reactivex import abc
+from reactivex import operators as ops
+from reactivex.disposable import Disposable
+from reactivex.scheduler import ThreadPoolScheduler
+
+from bridges import rx
+
+from . import Baseline, Case, Scenario, timed
+
+_END = object()
+
+
+async def _numbers(n: int) -> AsyncIterator[int]:
+    for i in range(n):
+        yield i
+
+
+# ---------------------------------------------------------------- rx -> aiter
+
+
+def bridge_to_aiter(backend: str) -> Case:
+    def case(n: int) -> float:
+        async def go() -> None:
+            count = 0
+            async for _ in rx.to_aiter(reactivex.from_iterable(range(n))):
+                count += 1
+            assert count == n
+
+        return timed(backend, go)
+
+    return case
+
+
+def asyncio_queue_to_aiter(n: int) -> float:
+    """Subscribe with ``queue.put_nowait`` and ``await queue.get()`` until an end marker."""
+
+    async def go() -> None:
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        subscription = reactivex.from_iterable(range(n)).subscribe(
+            queue.put_nowait, queue.put_nowait, lambda: queue.put_nowait(_END)
+        )
+        count = 0
+        while True:
+            v = await queue.get()
+            if v is _END:
+                break
+            if isinstance(v, Exception):
+                raise v
+            count += 1
+        subscription.dispose()
+        assert count == n
+
+    return timed("asyncio", go)
+
+
+def trio_channel_to_aiter(n: int) -> float:
+    """Subscribe with an unbounded trio memory channel's ``send_nowait``, receive by hand."""
+
+    async def go() -> None:
+        import trio
+
+        send, receive = trio.open_memory_channel[object](math.inf)
+        subscription = reactivex.from_iterable(range(n)).subscribe(
+            send.send_nowait, send.send_nowait, send.close
+        )
+        count = 0
+        async with receive:
+            async for v in receive:
+                if isinstance(v, Exception):
+                    raise v
+                count += 1
+        subscription.dispose()
+        assert count == n
+
+    return timed("trio", go)
+
+
+def bridge_to_aiter_thread(buffer: int | None) -> Case:
+    def case(n: int) -> float:
+        async def go() -> None:
+            pool = ThreadPoolScheduler(1)
+            count = 0
+            source = reactivex.from_iterable(range(n))
+            async for _ in rx.to_aiter(source, buffer=buffer, subscribe_on=pool):
+                count += 1
+            pool.executor.shutdown()
+            assert count == n
+
+        return timed("asyncio", go)
+
+    return case
+
+
+def call_soon_threadsafe_to_aiter(n: int) -> float:
+    """The usual hand-written thread -> asyncio bridge (unbounded, no backpressure)."""
+
+    async def go() -> None:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        pool = ThreadPoolScheduler(1)
+
+        def on_next(v: object) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, v)
+
+        def on_completed() -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, _END)
+
+        reactivex.from_iterable(range(n)).pipe(ops.subscribe_on(pool)).subscribe(
+            on_next, on_next, on_completed
+        )
+        count = 0
+        while True:
+            v = await queue.get()
+            if v is _END:
+                break
+            count += 1
+        pool.executor.shutdown()
+        assert count == n
+
+    return timed("asyncio", go)
+
+
+# ---------------------------------------------------------------- aiter -> rx
+
+
+class _Counter(abc.ObserverBase[Any]):
+    def __init__(self) -> None:
+        self.count = 0
+        self.done = anyio.Event()
+
+    def on_next(self, _: Any) -> None:
+        self.count += 1
+
+    def on_error(self, error: Exception) -> None:
+        raise error
+
+    def on_completed(self) -> None:
+        self.done.set()
+
+
+def bridge_from_aiter(backend: str) -> Case:
+    def case(n: int) -> float:
+        async def go() -> None:
+            counter = _Counter()
+            if backend == "trio":
+                async with anyio.create_task_group() as tg:
+                    rx.from_aiter(_numbers(n), task_group=tg).subscribe(counter)
+            else:  # asyncio without a task group: the bridge's own tracked task
+                rx.from_aiter(_numbers(n)).subscribe(counter)
+                await counter.done.wait()
+            assert counter.count == n
+
+        return timed(backend, go)
+
+    return case
+
+
+def asyncio_queue_from_aiter(n: int) -> float:
+    """A hand-written Observable: one task feeds the queue, another calls on_next."""
+
+    def subscribe(observer: abc.ObserverBase[int], _: Any = None) -> abc.DisposableBase:
+        queue: asyncio.Queue[object] = asyncio.Queue()
+
+        async def produce() -> None:
+            async for v in _numbers(n):
+                queue.put_nowait(v)
+            queue.put_nowait(_END)
+
+        async def deliver() -> None:
+            while True:
+                v = await queue.get()
+                if v is _END:
+                    observer.on_completed()
+                    return
+                observer.on_next(v)  # type: ignore[arg-type]
+
+        tasks = [asyncio.ensure_future(produce()), asyncio.ensure_future(deliver())]
+
+        def dispose() -> None:
+            for t in tasks:
+                t.cancel()
+
+        return Disposable(dispose)
+
+    async def go() -> None:
+        counter = _Counter()
+        reactivex.create(subscribe).subscribe(counter)
+        await counter.done.wait()
+        assert counter.count == n
+
+    return timed("asyncio", go)
+
+
+def asyncio_pump_from_aiter(n: int) -> float:
+    """The barest hand-written Observable: one task calls on_next per value (no queue)."""
+
+    def subscribe(observer: abc.ObserverBase[int], _: Any = None) -> abc.DisposableBase:
+        async def pump() -> None:
+            async for v in _numbers(n):
+                observer.on_next(v)
+            observer.on_completed()
+
+        task = asyncio.ensure_future(pump())
+
+        def dispose() -> None:
+            task.cancel()
+
+        return Disposable(dispose)
+
+    async def go() -> None:
+        counter = _Counter()
+        reactivex.create(subscribe).subscribe(counter)
+        await counter.done.wait()
+        assert counter.count == n
+
+    return timed("asyncio", go)
+
+
+def trio_channel_from_aiter(n: int) -> float:
+    """asyncio.Queue's trio twin: one task feeds an unbounded channel, another calls on_next."""
+
+    async def go() -> None:
+        import trio
+
+        counter = _Counter()
+        async with trio.open_nursery() as nursery:
+
+            def subscribe(observer: abc.ObserverBase[int], _: Any = None) -> abc.DisposableBase:
+                send, receive = trio.open_memory_channel[int](math.inf)
+
+                async def produce() -> None:
+                    async with send:
+                        async for v in _numbers(n):
+                            send.send_nowait(v)
+
+                async def deliver() -> None:
+                    async with receive:
+                        async for v in receive:
+                            observer.on_next(v)
+                    observer.on_completed()
+
+                nursery.start_soon(produce)
+                nursery.start_soon(deliver)
+                return Disposable(nursery.cancel_scope.cancel)
+
+            reactivex.create(subscribe).subscribe(counter)
+        assert counter.count == n
+
+    return timed("trio", go)
+
+
+def trio_pump_from_aiter(n: int) -> float:
+    """A nursery task calls on_next per value (no queue, no cancellation plumbing)."""
+
+    async def go() -> None:
+        import trio
+
+        counter = _Counter()
+        async with trio.open_nursery() as nursery:
+
+            def subscribe(observer: abc.ObserverBase[int], _: Any = None) -> abc.DisposableBase:
+                async def pump() -> None:
+                    async for v in _numbers(n):
+                        observer.on_next(v)
+                    observer.on_completed()
+
+                nursery.start_soon(pump)
+                return Disposable()
+
+            reactivex.create(subscribe).subscribe(counter)
+        assert counter.count == n
+
+    return timed("trio", go)
+
+
+SCENARIOS = [
+    Scenario(
+        "rx -> aiter",
+        "asyncio",
+        1_000_000,
+        bridge_to_aiter("asyncio"),
+        [Baseline("asyncio.Queue by hand", asyncio_queue_to_aiter, 1.5, "<= 1.5x")],
+        note="from_iterable(range(n)), unbounded",
+    ),
+    Scenario(
+        "rx -> aiter",
+        "trio",
+        1_000_000,
+        bridge_to_aiter("trio"),
+        [Baseline("trio channel (inf) by hand", trio_channel_to_aiter, 1.5, "<= 1.5x")],
+        note="from_iterable(range(n)), unbounded",
+    ),
+    Scenario(
+        "rx -> aiter, subscribe_on a thread",
+        "asyncio",
+        300_000,
+        bridge_to_aiter_thread(None),
+        [
+            Baseline(
+                "call_soon_threadsafe by hand",
+                call_soon_threadsafe_to_aiter,
+                1.5,
+                "<= 1.5x (both unbounded)",
+            ),
+            Baseline(
+                "call_soon_threadsafe by hand",
+                call_soon_threadsafe_to_aiter,
+                None,
+                "reported (bridge bounded 1024)",
+                bridge_to_aiter_thread(1024),
+            ),
+        ],
+        note="from_iterable(range(n)) on a ThreadPoolScheduler worker",
+    ),
+    Scenario(
+        "aiter -> rx",
+        "asyncio",
+        1_000_000,
+        bridge_from_aiter("asyncio"),
+        [
+            Baseline("asyncio.Queue by hand", asyncio_queue_from_aiter, 1.5, "<= 1.5x"),
+            Baseline("bare pump task by hand", asyncio_pump_from_aiter, None, "reported"),
+        ],
+        note="async generator -> on_next",
+    ),
+    Scenario(
+        "aiter -> rx",
+        "trio",
+        1_000_000,
+        bridge_from_aiter("trio"),
+        [
+            Baseline("trio channel (inf) by hand", trio_channel_from_aiter, 1.5, "<= 1.5x"),
+            Baseline("bare pump task by hand", trio_pump_from_aiter, None, "reported"),
+        ],
+        note="async generator -> on_next, in a task group",
+    ),
+]
