@@ -1,0 +1,872 @@
+"""trio memory channels and anyio memory object streams <-> async iterables.
+
+* :func:`to_aiter` - a receive channel (trio) or receive stream (anyio) -> an
+  async iterator of this library.
+* :func:`from_aiter` - an async iterable -> a receive side that is a
+  ``trio.abc.ReceiveChannel`` and an ``anyio.abc.ObjectReceiveStream``, fed by
+  a pump task that the ``async with`` owns.
+* :func:`pump` - an async iterable -> a send side you already have, above all
+  the send end of :func:`bridges.open_channel`, the bridge across threads and
+  event loops.
+
+Exception classes: under trio the receive side of :func:`from_aiter` raises
+classes that are trio's *and* anyio's at once (``EndOfChannel`` is both a
+``trio.EndOfChannel`` and an ``anyio.EndOfStream``), so code written against
+either catches them; on asyncio it raises anyio's.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import sys
+import warnings
+from collections.abc import AsyncIterable, AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+
+import anyio
+import sniffio
+from anyio.abc import ObjectReceiveStream, ObjectSendStream, UnreliableObjectReceiveStream
+from anyio.lowlevel import checkpoint
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from ._backend import async_waiter
+from ._buffer import FULL, GONE, Handoff, Stats, validate_buffer
+from ._channel import ChannelReceiver, ChannelSender
+from ._iterator import CHECKPOINT_EVERY, BridgeIterator, log_cleanup_error
+
+if TYPE_CHECKING:
+    import trio
+    from trio.abc import ReceiveChannel as _TrioReceiveChannel
+    from typing_extensions import Self
+
+    from ._backend import AsyncWaiter
+else:
+
+    class _TrioReceiveChannel(Generic[TypeVar("T")]):
+        # The receive side becomes a ``trio.abc.ReceiveChannel`` by registration
+        # (see _register_trio) once trio is in use: importing trio here would
+        # cost every asyncio program that imports this module ~150 ms.
+        __slots__ = ()
+
+
+if sys.version_info >= (3, 11):
+    import builtins
+
+    _BaseExceptionGroup = builtins.BaseExceptionGroup
+else:  # pragma: no cover - anyio brings the backport
+    from exceptiongroup import (  # type: ignore[import-not-found, unused-ignore]
+        BaseExceptionGroup as _BaseExceptionGroup,
+    )
+
+T = TypeVar("T")
+
+__all__ = ["ChannelIterator", "PumpedReceiver", "from_aiter", "pump", "to_aiter"]
+
+_DONE = 2  # BufferedIterator's phase once released
+
+
+# ----------------------------------------------------------------- exception classes
+
+
+def _under_trio() -> bool:
+    if sys.modules.get("trio") is None:
+        return False
+    try:
+        return sniffio.current_async_library() == "trio"
+    except sniffio.AsyncLibraryNotFoundError:
+        return False
+
+
+@functools.cache
+def _trio_classes() -> tuple[type[Exception], type[Exception], type[Exception]]:
+    """Exception classes that are trio's and anyio's at once (created on first use)."""
+    import trio
+
+    class ClosedResourceError(trio.ClosedResourceError, anyio.ClosedResourceError):
+        """This receive side was closed (a ``trio`` and an ``anyio`` ClosedResourceError)."""
+
+    class EndOfChannel(trio.EndOfChannel, anyio.EndOfStream):
+        """The stream ended (a ``trio.EndOfChannel`` and an ``anyio.EndOfStream``)."""
+
+    class WouldBlock(trio.WouldBlock, anyio.WouldBlock):
+        """Nothing to take without waiting (a ``trio`` and an ``anyio`` WouldBlock)."""
+
+    classes = (ClosedResourceError, EndOfChannel, WouldBlock)
+    for cls in classes:
+        cls.__module__ = __name__
+        cls.__qualname__ = cls.__name__
+    return classes
+
+
+def _closed_error(message: str) -> Exception:
+    if _under_trio():
+        return _trio_classes()[0](message)
+    return anyio.ClosedResourceError(message)
+
+
+def _end_error() -> Exception:
+    return _trio_classes()[1]() if _under_trio() else anyio.EndOfStream()
+
+
+def _would_block() -> Exception:
+    return _trio_classes()[2]() if _under_trio() else anyio.WouldBlock()
+
+
+_trio_registered = False
+
+
+def _register_trio() -> None:
+    """Make :class:`PumpedReceiver` a virtual ``trio.abc.ReceiveChannel`` (idempotent)."""
+    global _trio_registered
+    if _trio_registered or sys.modules.get("trio") is None:
+        return
+    import trio
+
+    trio.abc.ReceiveChannel.register(PumpedReceiver)
+    _trio_registered = True
+
+
+def _end_classes() -> tuple[type[BaseException], ...]:
+    trio = sys.modules.get("trio")
+    if trio is None:
+        return (anyio.EndOfStream,)
+    return (anyio.EndOfStream, trio.EndOfChannel)
+
+
+def _would_block_classes() -> tuple[type[BaseException], ...]:
+    trio = sys.modules.get("trio")
+    if trio is None:
+        return (anyio.WouldBlock,)
+    return (anyio.WouldBlock, trio.WouldBlock)
+
+
+def _broken_classes() -> tuple[type[BaseException], ...]:
+    trio = sys.modules.get("trio")
+    if trio is None:
+        return (anyio.BrokenResourceError,)
+    return (anyio.BrokenResourceError, trio.BrokenResourceError)
+
+
+def _is_trio_receive(obj: object) -> bool:
+    trio = sys.modules.get("trio")
+    return trio is not None and isinstance(obj, trio.abc.ReceiveChannel)
+
+
+def _is_trio_send(obj: object) -> bool:
+    trio = sys.modules.get("trio")
+    return trio is not None and isinstance(obj, trio.abc.SendChannel)
+
+
+def _is_trio_memory_receive(obj: object) -> bool:
+    trio = sys.modules.get("trio")
+    return trio is not None and type(obj) is trio.MemoryReceiveChannel
+
+
+def _is_async_iterable(obj: object) -> bool:
+    return hasattr(type(obj), "__aiter__")
+
+
+def _cancelled_now() -> bool:
+    """True when the calling task is being cancelled (its effective deadline is -inf)."""
+    deadline = anyio.current_effective_deadline()
+    return math.isinf(deadline) and deadline < 0
+
+
+# ----------------------------------------------------------------- channel -> aiter
+
+
+class ChannelIterator(BridgeIterator[T]):
+    """An async iterator over a trio receive channel or an anyio receive stream.
+
+    Made by :func:`to_aiter`.  Each ``__anext__`` takes the next value from
+    the channel; the end of the channel (``trio.EndOfChannel`` /
+    ``anyio.EndOfStream``) ends iteration and closes the receive side.
+    Leaving ``async with``, ``aclose()``, ``break`` then collection (with a
+    ``ResourceWarning``) close the receive side, so that blocked and later
+    senders get ``BrokenResourceError`` (the last open clone decides, as the
+    channel's own rules say).  Errors of the channel itself propagate as the
+    channel raises them.
+
+    :attr stats: ``delivered`` counts the values taken; ``buffered``,
+        ``high_water`` and ``capacity`` are what the channel's ``statistics()``
+        reports (``current_buffer_used``, trio's ``peak_buffer_used``,
+        ``max_buffer_size``) when it has one.  The iterator holds no value
+        itself: the channel is the buffer.
+    """
+
+    __slots__ = ("_delivered", "_end", "_nowait", "_receive", "_state", "_tick", "_wouldblock")
+
+    def __init__(self, receive: Any) -> None:
+        self._receive = receive
+        self._state = 0  # 0 new, 1 iterating, 2 closed
+        self._delivered = 0
+        self._tick = 0
+        self._end = _end_classes()
+        self._wouldblock = _would_block_classes()
+        # memory channels can hand over buffered values with no scheduler
+        # round-trip; checkpoints are then taken every CHECKPOINT_EVERY values
+        self._nowait = (
+            receive.receive_nowait
+            if isinstance(receive, MemoryObjectReceiveStream) or _is_trio_memory_receive(receive)
+            else None
+        )
+
+    @property
+    def stats(self) -> Stats:
+        """Counters: values delivered, and the channel's fill as it reports it."""
+        statistics = getattr(self._receive, "statistics", None)
+        buffered = high_water = 0
+        capacity: int | None = None
+        if statistics is not None:
+            s = statistics()
+            buffered = s.current_buffer_used
+            high_water = getattr(s, "peak_buffer_used", buffered)
+            cap = s.max_buffer_size
+            capacity = None if cap == math.inf else int(cap)
+        return Stats(
+            buffered=buffered,
+            high_water=high_water,
+            delivered=self._delivered,
+            dropped=0,
+            capacity=capacity,
+        )
+
+    async def __anext__(self) -> T:
+        if self._state == 2:
+            raise StopAsyncIteration
+        self._state = 1
+        nowait = self._nowait
+        if nowait is not None:
+            tick = self._tick + 1
+            if tick >= CHECKPOINT_EVERY:
+                self._tick = 0
+                await checkpoint()
+            else:
+                self._tick = tick
+            try:
+                item: T = nowait()
+            except self._wouldblock:
+                pass
+            except self._end:
+                self._close()
+                raise StopAsyncIteration from None
+            else:
+                self._delivered += 1
+                return item
+        try:
+            item = await self._receive.receive()
+        except self._end:
+            self._close()
+            raise StopAsyncIteration from None
+        self._tick = 0  # receive() took a checkpoint
+        self._delivered += 1
+        return item
+
+    def _close(self) -> bool:
+        """Close a memory channel at once; False when only ``await aclose()`` can."""
+        self._state = 2
+        close = getattr(self._receive, "close", None)
+        if close is None:
+            return False
+        close()
+        return True
+
+    async def aclose(self) -> None:
+        """Close the receive side (idempotent): senders then get ``BrokenResourceError``.
+
+        A channel with a synchronous ``close()`` (trio's and anyio's memory
+        channels) is closed without waiting; any other is closed with its
+        ``aclose()``, whose errors are raised here.
+        """
+        if self._state == 2:
+            return
+        if not self._close():
+            await self._receive.aclose()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            await self.aclose()
+            return
+        try:
+            await self.aclose()
+        except BaseException as cleanup_exc:
+            # a cancellation raised by a generic channel's aclose() is the one already
+            # on its way (or will be delivered again); anything else is logged
+            if not isinstance(cleanup_exc, anyio.get_cancelled_exc_class()):
+                log_cleanup_error(cleanup_exc, "closing the receive channel")
+
+    def __del__(self) -> None:
+        if getattr(self, "_state", 2) != 1:
+            return
+        self._state = 2
+        warnings.warn(
+            f"{type(self).__name__} was dropped while iterating; use 'async with' or "
+            "aclose() to close its channel deterministically",
+            ResourceWarning,
+            stacklevel=1,
+            source=self,
+        )
+        close = getattr(self._receive, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception as exc:  # nowhere to raise it from a finalizer
+                log_cleanup_error(exc, "closing a collected iterator's channel")
+
+
+@overload
+def to_aiter(receive: ChannelReceiver[T]) -> ChannelReceiver[T]: ...
+
+
+@overload
+def to_aiter(
+    receive: UnreliableObjectReceiveStream[T] | _TrioReceiveChannel[T],
+) -> ChannelIterator[T]: ...
+
+
+def to_aiter(receive: Any) -> BridgeIterator[Any]:
+    """Iterate a trio receive channel or an anyio receive stream with this library's iterator.
+
+    Accepts a ``trio.MemoryReceiveChannel`` (or any ``trio.abc.ReceiveChannel``),
+    an anyio ``MemoryObjectReceiveStream`` (or any ``ObjectReceiveStream``),
+    and the receive end of :func:`bridges.open_channel` or of
+    :func:`from_aiter`, which are returned as they are (they already are
+    such iterators).
+
+    Backpressure is the channel's own: senders wait while it is full.  The end
+    of the channel ends iteration.  Early exit (leaving ``async with``,
+    ``aclose()``, an exception or a cancellation in the loop) closes the
+    receive side before it completes, so senders see ``BrokenResourceError``
+    (R6).  A cancellation caught around one ``__anext__`` takes no value.
+
+    :param receive: the receive side to iterate; the iterator owns it from now on
+    :return: a :class:`ChannelIterator` (an async context manager with ``aclose()``),
+        or the :class:`bridges.ChannelReceiver` given
+    :raises TypeError: ``receive`` is not a receive channel or stream
+    """
+    if isinstance(receive, ChannelReceiver):
+        return receive
+    if isinstance(receive, UnreliableObjectReceiveStream) or _is_trio_receive(receive):
+        return ChannelIterator(receive)
+    raise TypeError(
+        "channels.to_aiter() takes a trio ReceiveChannel, an anyio ObjectReceiveStream "
+        f"or a bridges.ChannelReceiver, not {type(receive).__name__}; for any other "
+        "async iterable use bridges.iterate()"
+    )
+
+
+# ----------------------------------------------------------------- aiter -> channel
+
+
+class _Pump(Generic[T]):
+    """One run of a source into a hand-off: the state shared by the receive clones."""
+
+    __slots__ = ("cleanup_error", "gone", "handoff", "open_ends", "pump_scope", "shut")
+
+    def __init__(self, handoff: Handoff[T]) -> None:
+        self.handoff = handoff
+        self.open_ends = 0
+        self.shut = False
+        self.cleanup_error: BaseException | None = None
+        self.pump_scope: anyio.CancelScope | None = None
+        self.gone: AsyncWaiter | None = None
+
+    def end_closed(self) -> None:
+        """One receive end closed; the last one leaves the hand-off (the pump stops)."""
+        self.open_ends -= 1
+        if self.open_ends <= 0:
+            self.handoff.leave()
+
+    async def run(self, source: AsyncIterator[T], *, task_status: Any) -> None:
+        h = self.handoff
+        with anyio.CancelScope() as scope:
+            self.pump_scope = scope
+            task_status.started()
+            try:
+                tick = CHECKPOINT_EVERY
+                anext = source.__anext__
+                while True:
+                    if not h.has_room():
+                        await h.wait_room()  # R10: pull only when the receiver can take it
+                        tick = CHECKPOINT_EVERY
+                    if not h.open:
+                        return  # every receive end closed
+                    try:
+                        value = await anext()
+                    except StopAsyncIteration:
+                        h.close()
+                        return
+                    except Exception as exc:
+                        if _cancelled_now():
+                            # raised while being cancelled: that is the source's cleanup
+                            self.cleanup_error = exc
+                        else:
+                            h.fail(exc)  # in-band: the receiver raises it after the values
+                        return
+                    result = h.put_nowait(value)
+                    if result is FULL:  # rendezvous whose receiver gave up meanwhile
+                        result = await h.put(value)
+                        tick = CHECKPOINT_EVERY
+                    if result is GONE:
+                        return
+                    tick -= 1
+                    if not tick:
+                        # a source that never waits must still let other tasks run
+                        tick = CHECKPOINT_EVERY
+                        await checkpoint()
+            finally:
+                await self._close_source(source)
+
+    async def _close_source(self, source: AsyncIterator[T]) -> None:
+        aclose = getattr(source, "aclose", None)
+        if aclose is None:
+            return
+        try:
+            await aclose()
+        except Exception as exc:
+            if self.cleanup_error is None:
+                self.cleanup_error = exc
+            else:
+                log_cleanup_error(exc, "closing the source")
+
+    async def watch(self, gone: AsyncWaiter, *, task_status: Any) -> None:
+        """Cancel the pump as soon as every receive end closed (on any thread)."""
+        task_status.started()
+        await gone.wait()  # also woken when the block ends
+        if self.pump_scope is not None:
+            self.pump_scope.cancel()
+
+
+class PumpedReceiver(ChannelReceiver[T], ObjectReceiveStream[T], _TrioReceiveChannel[T]):
+    """The receive side of :func:`from_aiter`: a receive channel fed by a pump task.
+
+    It is an ``anyio.abc.ObjectReceiveStream`` on every backend, a
+    ``trio.abc.ReceiveChannel`` under trio, and a :class:`bridges.ChannelReceiver`
+    (any thread, any loop; ``stats``).
+
+    * :meth:`receive` / ``async for`` give the source's values in order; the
+      source's end ends the stream; an error the source raised is raised here
+      once, itself, after the values before it, and then the stream ends.
+    * :meth:`clone` makes another receive end for fan-out: each value goes to
+      one of them; the pump stops and the source is closed when the last
+      open end closes (or when the ``async with`` ends).
+    * Closing an end (``close()``, ``aclose()``, ``async with``) makes it raise
+      ``ClosedResourceError``.
+
+    Under trio the exceptions are trio's (and anyio's: see the module docs),
+    elsewhere anyio's.
+    """
+
+    __slots__ = ("_closed", "_pump")
+
+    def __init__(self, pump: _Pump[T]) -> None:
+        super().__init__(pump.handoff)
+        self._begin()
+        self._closed = False
+        self._pump = pump
+        pump.open_ends += 1
+
+    async def __anext__(self) -> T:
+        if self._closed:
+            raise _closed_error(self._closed_message())
+        return await super().__anext__()
+
+    def _closed_message(self) -> str:
+        if self._pump.shut:
+            return "the from_aiter() block this receive side belongs to has ended"
+        return "this receive side was closed"
+
+    async def receive(self) -> T:
+        """The next value of the source, waiting in the caller's loop for one.
+
+        Cancellation while waiting takes no value.
+
+        :raises EndOfChannel: the source ended (``trio.EndOfChannel`` under trio,
+            ``anyio.EndOfStream`` elsewhere; under trio the class is both)
+        :raises ClosedResourceError: this end was closed, or its ``from_aiter``
+            block has ended
+        :raises Exception: the source's own error, once, after the values before it
+        """
+        if self._closed:
+            raise _closed_error(self._closed_message())
+        try:
+            return await super().__anext__()
+        except StopAsyncIteration:
+            if self._closed or self._h.consumer_gone:
+                raise _closed_error(self._closed_message()) from None
+            raise _end_error() from None
+
+    def receive_nowait(self) -> T:
+        """A value if one is ready.
+
+        :raises WouldBlock: none is ready yet
+        :raises EndOfChannel: the source ended
+        :raises ClosedResourceError: this end was closed
+        :raises Exception: the source's error, once, after the values before it
+        """
+        if self._closed:
+            raise _closed_error(self._closed_message())
+        h = self._h
+        ok, item = h.get_nowait()
+        if ok:
+            return item  # type: ignore[return-value]
+        if h.open:
+            raise _would_block()
+        ok, item = h.get_nowait()  # a value put just before the end
+        if ok:
+            return item  # type: ignore[return-value]
+        if h.consumer_gone:
+            raise _closed_error(self._closed_message())
+        # the hand-off raises the end (or the source's error, once) from get();
+        # its sync twin is spelled out here
+        exc, h._exc = h._exc, None
+        h._ended = True
+        if exc is not None:
+            raise exc
+        raise _end_error()
+
+    def clone(self) -> PumpedReceiver[T]:
+        """Another receive end of the same stream (fan-out: each value goes to one end).
+
+        :raises ClosedResourceError: this end is closed
+        """
+        if self._closed or self._pump.shut:
+            raise _closed_error(self._closed_message())
+        return PumpedReceiver(self._pump)
+
+    def close(self) -> None:
+        """Close this end (idempotent); closing the last one stops the pump.
+
+        The values it had not taken are dropped, and so is a source error
+        queued behind them.  The source is closed by the pump, at the latest
+        when the ``async with`` of :func:`from_aiter` ends.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._phase = _DONE
+        self._pump.end_closed()
+
+    async def aclose(self) -> None:
+        """Same as :meth:`close`."""
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # no warning: the from_aiter block closes every end when it ends
+        if getattr(self, "_closed", True):
+            return
+        self._closed = True
+        self._phase = _DONE
+        if not self._pump.shut:
+            self._pump.end_closed()
+
+
+class _FromAiter(AbstractAsyncContextManager[PumpedReceiver[T]]):
+    __slots__ = ("_active", "_buffer", "_source", "_tg", "_used")
+
+    def __init__(self, source: AsyncIterable[T], buffer: int | None) -> None:
+        self._source = source
+        self._buffer = buffer
+        self._used = False  # a one-shot iterator was already run
+        self._active: _Pump[T] | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    async def __aenter__(self) -> PumpedReceiver[T]:
+        if self._active is not None:
+            raise RuntimeError(
+                "this from_aiter() is already entered; for a second receive end use "
+                "receive.clone(), or call from_aiter() again"
+            )
+        source = self._source.__aiter__()
+        if source is self._source:
+            if self._used:
+                raise RuntimeError(
+                    f"the {type(source).__name__} given to from_aiter() is a one-shot async "
+                    "iterator that an earlier 'async with' already ran; pass a re-iterable "
+                    "(whose __aiter__ returns a fresh iterator) or a fresh iterator"
+                )
+            self._used = True
+        _register_trio()
+        handoff: Handoff[T] = Handoff(self._buffer)
+        pump = _Pump(handoff)
+        gone = async_waiter()
+        handoff.on_consumer_gone(gone.wake)
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        try:
+            await tg.start(pump.run, source)
+            pump.gone = gone
+            await tg.start(pump.watch, gone)
+        except BaseException as exc:
+            pump.shut = True
+            handoff.leave()
+            if pump.pump_scope is not None:
+                pump.pump_scope.cancel()
+            tg.cancel_scope.cancel()
+            if not await tg.__aexit__(type(exc), exc, exc.__traceback__):
+                raise
+        self._tg = tg
+        self._active = pump
+        return PumpedReceiver(pump)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        pump, tg = self._active, self._tg
+        assert pump is not None
+        assert tg is not None
+        self._active = self._tg = None
+        pump.shut = True
+        pump.handoff.leave()  # every receive end: closed; parked consumers wake
+        if pump.pump_scope is not None:
+            pump.pump_scope.cancel()
+        if pump.gone is not None:
+            pump.gone.wake()  # the watcher ends
+        try:
+            suppress = await tg.__aexit__(exc_type, exc, tb)
+        except _BaseExceptionGroup as group:
+            others = [e for e in _leaves(group) if e is not exc]
+            _log_cleanup(pump)
+            if not others:
+                return False  # the block's own exception, as itself
+            if len(others) == 1:
+                if exc is not None and not isinstance(exc, anyio.get_cancelled_exc_class()):
+                    log_cleanup_error(exc, "running the from_aiter() block")
+                raise others[0] from None
+            raise
+        except BaseException:
+            _log_cleanup(pump)
+            raise
+        if exc is not None:
+            _log_cleanup(pump)
+            return bool(suppress)
+        if pump.cleanup_error is not None:
+            error, pump.cleanup_error = pump.cleanup_error, None
+            raise error
+        return False
+
+
+def _log_cleanup(pump: _Pump[Any]) -> None:
+    if pump.cleanup_error is not None:
+        error, pump.cleanup_error = pump.cleanup_error, None
+        log_cleanup_error(error, "closing the source of from_aiter()")
+
+
+def _leaves(group: Any) -> list[BaseException]:
+    out: list[BaseException] = []
+    for e in group.exceptions:
+        if isinstance(e, _BaseExceptionGroup):
+            out.extend(_leaves(e))
+        else:
+            out.append(e)
+    return out
+
+
+def from_aiter(
+    source: AsyncIterable[T], *, buffer: int | None = 0
+) -> AbstractAsyncContextManager[PumpedReceiver[T]]:
+    """Run an async iterable into a receive channel, inside ``async with``.
+
+    ``async with channels.from_aiter(source, buffer=0) as receive:`` starts a
+    pump task in a task group that the ``async with`` owns and yields a
+    :class:`PumpedReceiver`: a ``trio.abc.ReceiveChannel`` under trio and an
+    ``anyio.abc.ObjectReceiveStream`` on every backend.
+
+    * Backpressure (R10): the source is pulled only when the channel can take
+      the value: at most ``buffer`` values wait in it; with ``buffer=0`` (the
+      default) the source is pulled only while a consumer waits in
+      ``receive()``, so nothing is computed ahead.  ``None`` is unbounded.
+    * Errors (R12): an error of the source is raised by ``receive()`` /
+      ``async for``, once, as the original exception, after the values before
+      it; never as an ExceptionGroup out of the ``async with``.
+    * Early exit (R11, R14): closing every receive end, leaving the block, or
+      cancelling it stops the pump and closes the source (``aclose()``, its
+      ``finally``) before the block exits.  An exception from the block comes
+      out as itself.  An error the source raises while being closed comes out
+      of the ``async with`` when the block ended normally, and is logged (logger
+      ``"bridges"``) when the block is already raising.
+    * Each ``async with`` runs the source afresh (a re-iterable starts a new
+      iteration); a one-shot iterator cannot be run twice (``RuntimeError``).
+
+    :param source: the async iterable to pump
+    :param buffer: values the pump may get ahead of the consumers (int >= 0, or None)
+    :raises TypeError: ``source`` is not an async iterable, or ``buffer`` is not an int
+    :raises ValueError: ``buffer`` is negative
+    """
+    if not _is_async_iterable(source):
+        raise TypeError(
+            f"channels.from_aiter() takes an async iterable, not {type(source).__name__}; "
+            "for a blocking iterable use bridges.threads"
+        )
+    return _FromAiter(source, validate_buffer(buffer))
+
+
+# ----------------------------------------------------------------- aiter -> a send side
+
+
+async def pump(
+    source: AsyncIterable[T],
+    send: ChannelSender[T] | ObjectSendStream[T] | trio.abc.SendChannel[T],
+) -> None:
+    """Send every value of ``source`` into a send side, then close it.
+
+    The send side is the send end of :func:`bridges.open_channel` (the
+    receiver may iterate on another thread or event loop), a
+    ``trio.abc.SendChannel`` or an ``anyio.abc.ObjectSendStream``.  ``pump``
+    runs in the calling task and returns when the source is done.
+
+    * Backpressure: each value is sent with ``await send(...)``, which waits
+      for room; with an ``open_channel`` sender the source is pulled only once
+      the channel has room (R10).
+    * End: the send side is closed; the receiver gets the buffered values, then the end.
+    * Source error: an ``open_channel`` sender carries it in-band with
+      ``fail(exc)`` (the receiver raises it after the values before it) and
+      ``pump`` returns; a trio or anyio send side cannot carry it, so it is
+      closed and the error is raised here.
+    * Receiver gone (``BrokenResourceError``): the source is closed and
+      ``pump`` returns.  With an ``open_channel`` sender this is noticed even
+      while the source is waiting, from any thread.
+    * Cancellation of ``pump``: the source is closed and the cancellation
+      propagates; an ``open_channel`` receiver then gets
+      ``anyio.BrokenResourceError`` after the buffered values, not a clean
+      end (the stream was cut short); a trio or anyio send side is closed.
+    * An error the source raises while being closed is raised here, or
+      logged when another exception is already on its way.
+
+    :param source: the async iterable to drain
+    :param send: the send side; ``pump`` closes it
+    :raises TypeError: ``source`` is not an async iterable or ``send`` not a send side
+    """
+    if not _is_async_iterable(source):
+        raise TypeError(
+            f"channels.pump() takes an async iterable as its source, not {type(source).__name__}"
+        )
+    if isinstance(send, ChannelSender):
+        await _pump_open_channel(source.__aiter__(), send)
+    elif isinstance(send, ObjectSendStream) or _is_trio_send(send):
+        await _pump_send_channel(source.__aiter__(), send)
+    else:
+        raise TypeError(
+            "channels.pump() sends into a bridges.ChannelSender, a trio SendChannel or an "
+            f"anyio ObjectSendStream, not {type(send).__name__}"
+        )
+
+
+async def _close_source(source: AsyncIterator[Any], pending: BaseException | None) -> None:
+    aclose = getattr(source, "aclose", None)
+    if aclose is None:
+        return
+    try:
+        await aclose()
+    except BaseException as exc:
+        if pending is None:
+            raise
+        if not isinstance(exc, anyio.get_cancelled_exc_class()):
+            log_cleanup_error(exc, "closing the source")
+
+
+async def _pump_open_channel(source: AsyncIterator[T], send: ChannelSender[T]) -> None:
+    h = send._h
+    gone = async_waiter()
+    h.on_consumer_gone(gone.wake)
+    error: Exception | None = None  # raised after the source is closed
+    try:
+        async with anyio.create_task_group() as tg:
+            watch_scope = anyio.CancelScope()
+
+            async def watch() -> None:
+                with watch_scope:
+                    await gone.wait()
+                    tg.cancel_scope.cancel()  # the receiver left: stop pulling at once
+
+            tg.start_soon(watch)
+            try:
+                await _feed(source, send)
+            except Exception as exc:  # kept out of the task group: never an ExceptionGroup
+                error = exc
+            finally:
+                watch_scope.cancel()
+    except BaseException as exc:  # a cancellation from outside, KeyboardInterrupt, ...
+        if not h.consumer_gone:
+            send.fail(
+                anyio.BrokenResourceError(
+                    "the sending side stopped before the end of its source "
+                    f"({type(exc).__name__}); the stream was cut short"
+                )
+            )
+        if error is not None:
+            log_cleanup_error(error, "pumping into the channel")
+        await _close_source(source, exc)
+        raise
+    # a cancellation of our own (the receiver left) ended in the task group
+    await _close_source(source, error)
+    if error is not None:
+        raise error
+
+
+async def _feed(source: AsyncIterator[T], send: ChannelSender[T]) -> None:
+    h = send._h
+    while True:
+        if not h.has_room():
+            await h.wait_room()  # R10: pull only when the channel can take the value
+        if not h.open:
+            return
+        try:
+            value = await source.__anext__()
+        except StopAsyncIteration:
+            send.close()
+            return
+        except Exception as exc:
+            if h.consumer_gone or _cancelled_now():
+                raise  # raised while being closed: the source's cleanup error
+            send.fail(exc)  # in-band: the receiver raises it after the values
+            return
+        try:
+            await send.send(value)
+        except anyio.BrokenResourceError:
+            return  # the receiver left (or the stream was ended through a clone)
+
+
+async def _pump_send_channel(source: AsyncIterator[T], send: Any) -> None:
+    broken = _broken_classes()
+    pending: BaseException | None = None
+    try:
+        async for value in source:
+            try:
+                await send.send(value)
+            except broken:
+                break
+    except BaseException as exc:
+        pending = exc
+        raise
+    finally:
+        close = getattr(send, "close", None)
+        try:
+            if close is not None:
+                close()
+            else:
+                await send.aclose()
+        finally:
+            await _close_source(source, pending)
