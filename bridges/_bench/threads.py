@@ -1,0 +1,229 @@
+"""Thread rows: a blocking sqlite3 cursor -> aiter, and an async iterable -> a sync iterator.
+
+Every case reads the same rows, ``SELECT id, name, score FROM t ORDER BY id``
+over a table made once per process in a temporary file, through a fresh
+connection per run:
+
+* ``threads.to_aiter(cursor, buffer=256)`` (the connection is made by a
+  factory in the worker thread) against the two ways a program would do
+  without it: ``await anyio.to_thread.run_sync(next, cursor)`` per row (one
+  thread hop per row), and iterating the cursor synchronously on the event
+  loop (the floor: no thread at all, and a blocked loop).  A second bridge
+  row uses the default ``buffer=64``, reported only.
+* ``threads.from_aiter(agen)`` (sync code pulling an async generator that
+  runs in a helper thread's loop) against calling ``portal.call(anext)`` per
+  value through an anyio ``BlockingPortal``: reported only (no budget).
+"""
+
+from __future__ import annotations
+
+import atexit
+import sqlite3
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import anyio
+from anyio.from_thread import start_blocking_portal
+
+from bridges import threads
+
+from . import Baseline, Case, Scenario, timed
+
+_QUERY = "SELECT id, name, score FROM t ORDER BY id"
+_dbs: dict[int, Path] = {}
+_tmp: tempfile.TemporaryDirectory[str] | None = None
+
+
+def _db(n: int) -> Path:
+    """A table of ``n`` rows, made once per process."""
+    global _tmp
+    if n not in _dbs:
+        if _tmp is None:
+            _tmp = tempfile.TemporaryDirectory(prefix="bridges-bench-")
+            atexit.register(_tmp.cleanup)
+        path = Path(_tmp.name) / f"rows-{n}.sqlite"
+        con = sqlite3.connect(path)
+        with con:
+            con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, score REAL)")
+            con.executemany(
+                "INSERT INTO t VALUES (?, ?, ?)", ((i, f"row-{i}", i * 0.5) for i in range(n))
+            )
+        con.close()
+        _dbs[n] = path
+    return _dbs[n]
+
+
+def _rows(path: Path) -> Iterator[tuple[int, str, float]]:
+    """The factory: a connection and a cursor made in the thread that reads them."""
+    con = sqlite3.connect(path)
+    try:
+        yield from con.execute(_QUERY)
+    finally:
+        con.close()
+
+
+# ------------------------------------------------------------ cursor -> aiter
+
+
+def bridge_cursor(backend: str, buffer: int = 256) -> Case:
+    def case(n: int) -> float:
+        path = _db(n)
+
+        async def go() -> None:
+            count = 0
+            async with threads.to_aiter(lambda: _rows(path), buffer=buffer) as rows:
+                async for _ in rows:
+                    count += 1
+            assert count == n
+
+        return timed(backend, go)
+
+    return case
+
+
+def thread_hop_per_row(backend: str) -> Case:
+    """``await anyio.to_thread.run_sync(next, cursor)`` for every row."""
+
+    def case(n: int) -> float:
+        path = _db(n)
+
+        async def go() -> None:
+            con = sqlite3.connect(path, check_same_thread=False)
+            cursor = con.execute(_QUERY)
+            end = object()
+            count = 0
+            while (await anyio.to_thread.run_sync(next, cursor, end)) is not end:
+                count += 1
+            con.close()
+            assert count == n
+
+        return timed(backend, go)
+
+    return case
+
+
+def sync_iteration(backend: str) -> Case:
+    """Iterate the cursor synchronously, on the loop (blocking it the whole time)."""
+
+    def case(n: int) -> float:
+        path = _db(n)
+
+        async def go() -> None:
+            count = 0
+            for _ in _rows(path):
+                count += 1
+            assert count == n
+
+        return timed(backend, go)
+
+    return case
+
+
+# ------------------------------------------------------- aiter -> sync iterator
+
+
+async def _numbers(n: int) -> AsyncIterator[int]:
+    for i in range(n):
+        yield i
+
+
+def bridge_from_aiter(backend: str) -> Case:
+    def case(n: int) -> float:
+        t0 = time.perf_counter()
+        count = 0
+        with threads.from_aiter(_numbers(n), backend=backend) as it:
+            for _ in it:
+                count += 1
+        assert count == n
+        return time.perf_counter() - t0
+
+    return case
+
+
+def portal_call_per_value(backend: str) -> Case:
+    """A ``BlockingPortal`` on a helper thread, ``portal.call(agen.__anext__)`` per value."""
+
+    def case(n: int) -> float:
+        t0 = time.perf_counter()
+        count = 0
+        with start_blocking_portal(backend) as portal:
+            agen = _numbers(n)
+            try:
+                while True:
+                    portal.call(agen.__anext__)
+                    count += 1
+            except StopAsyncIteration:
+                pass
+        assert count == n
+        return time.perf_counter() - t0
+
+    return case
+
+
+def _scenarios() -> list[Scenario]:
+    out = []
+    for backend in ("asyncio", "trio"):
+        out.append(
+            Scenario(
+                "blocking cursor -> aiter",
+                backend,
+                300_000,
+                bridge_cursor(backend),
+                [
+                    Baseline(
+                        "sync iteration (buffer=256)",
+                        sync_iteration(backend),
+                        3.0,
+                        "<= 3x (aim 2x)",
+                    ),
+                    Baseline(
+                        "sync iteration (buffer=64)",
+                        sync_iteration(backend),
+                        None,
+                        "reported (default buffer)",
+                        bridge_cursor(backend, 64),
+                    ),
+                ],
+                note="sqlite3 rows (int, text, real); the connection is made in the worker",
+            )
+        )
+        out.append(
+            Scenario(
+                "blocking cursor -> aiter, per-row hop",
+                backend,
+                20_000,
+                bridge_cursor(backend),
+                [
+                    Baseline(
+                        "to_thread.run_sync(next) / row",
+                        thread_hop_per_row(backend),
+                        0.05,
+                        ">= 20x faster",
+                    )
+                ],
+                note="fewer rows: one thread hop per row is slow",
+            )
+        )
+        out.append(
+            Scenario(
+                "aiter -> sync iterator",
+                backend,
+                20_000,
+                bridge_from_aiter(backend),
+                [
+                    Baseline(
+                        "portal.call(anext) / value",
+                        portal_call_per_value(backend),
+                        None,
+                        "reported",
+                    )
+                ],
+                note="an async generator in a helper thread's loop, pulled by sync code",
+            )
+        )
+    return out
+
+
+SCENARIOS = _scenarios()

@@ -1,0 +1,864 @@
+"""bridges.threads: blocking iterables -> async iterators, async iterables -> sync iterators.
+
+Real threads, a real sqlite3 database, real event loops on helper threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import sqlite3
+import threading
+import time
+import warnings
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pytest
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+
+from bridges import threads
+from bridges._buffer import TAKEN, Handoff
+
+pytestmark = pytest.mark.anyio
+
+WORKER = "bridges-threads-worker"
+LOOP = "bridges-threads-loop"
+
+
+class SourceError(Exception):
+    pass
+
+
+def _alive(name: str) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == name and t.is_alive()]
+
+
+async def _until(condition: Any) -> None:
+    """Wait for a condition another thread makes true (bounded; fails instead of hanging)."""
+    with anyio.fail_after(5):
+        while not condition():
+            await anyio.sleep(0.001)
+
+
+def _worker_parked(it: threads.PrefetchIterator[Any]) -> bool:
+    """The worker waits for room in the buffer (so it is not inside a call of the source)."""
+    return bool(it._h._putters)
+
+
+class Recorder(logging.Handler):
+    """A real logging.Handler on the "bridges" logger."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def bridges_log() -> Iterator[Recorder]:
+    handler = Recorder()
+    logger = logging.getLogger("bridges")
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+
+
+# ------------------------------------------------------------------ sqlite
+
+MILLION = 1_000_000
+
+
+def _make_db(path: Path, n: int) -> Path:
+    con = sqlite3.connect(path)
+    with con:
+        con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, score REAL)")
+        con.executemany(
+            "INSERT INTO t VALUES (?, ?, ?)", ((i, f"row-{i}", i * 0.5) for i in range(n))
+        )
+    con.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def million_rows(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _make_db(tmp_path_factory.mktemp("db") / "million.sqlite", MILLION)
+
+
+@pytest.fixture(scope="module")
+def small_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _make_db(tmp_path_factory.mktemp("db") / "small.sqlite", 5_000)
+
+
+async def test_a_million_sqlite_rows_stream_in_order_and_the_loop_stays_responsive(
+    million_rows: Path, backend_name: str, record_property: Any
+) -> None:
+    con = sqlite3.connect(million_rows, check_same_thread=False)
+    cursor = con.execute("SELECT id, name, score FROM t ORDER BY id")
+    done = False
+    ticks = 0
+    worst_gap = 0.0
+
+    async def ticker() -> None:
+        nonlocal ticks, worst_gap
+        last = time.perf_counter()
+        while not done:
+            await anyio.sleep(0.001)
+            now = time.perf_counter()
+            worst_gap = max(worst_gap, now - last)
+            last = now
+            ticks += 1
+
+    expected = 0
+    started = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        async with threads.to_aiter(cursor, buffer=256) as rows:
+            async for row in rows:
+                assert row[0] == expected
+                expected += 1
+            stats = rows.stats
+        done = True
+    elapsed = time.perf_counter() - started
+    con.close()
+
+    assert expected == MILLION, "every row, in order"
+    assert row == (MILLION - 1, f"row-{MILLION - 1}", (MILLION - 1) * 0.5)
+    assert stats.high_water <= 256
+    assert stats.delivered == MILLION
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        cursor.fetchone()  # the worker closed the cursor at the end
+    # the event loop kept running other tasks the whole time
+    print(
+        f"\n[{backend_name}] 1M rows in {elapsed:.2f}s ({MILLION / elapsed:,.0f} rows/s); "
+        f"ticker: {ticks} ticks, worst gap {worst_gap * 1000:.1f} ms"
+    )
+    record_property("worst_tick_gap_ms", round(worst_gap * 1000, 1))
+    assert ticks >= elapsed / 0.05, f"the ticker ran only {ticks} times in {elapsed:.1f}s"
+    assert worst_gap < 0.25, f"the event loop was blocked for {worst_gap * 1000:.0f} ms"
+
+
+async def test_a_factory_makes_the_connection_in_the_worker(small_db: Path) -> None:
+    """A default sqlite3 connection (check_same_thread=True) works when made in the worker."""
+    made_in: list[str] = []
+    closed: list[str] = []
+
+    class Rows:
+        def __init__(self) -> None:
+            made_in.append(threading.current_thread().name)
+            self.con = sqlite3.connect(small_db)
+
+        def __iter__(self) -> Iterator[tuple[int, str, float]]:
+            return self.con.execute("SELECT id, name, score FROM t ORDER BY id")
+
+        def close(self) -> None:
+            closed.append(threading.current_thread().name)
+            self.con.close()
+
+    got = [row[0] async for row in threads.to_aiter(Rows, buffer=64)]
+    assert got == list(range(5_000))
+    assert made_in == [WORKER]
+    assert closed == [WORKER], "the object the factory returned is closed too, in the worker"
+
+
+async def test_early_exit_closes_a_real_cursor(small_db: Path) -> None:
+    con = sqlite3.connect(small_db, check_same_thread=False)
+    cursor = con.execute("SELECT id FROM t ORDER BY id")
+    async with threads.to_aiter(cursor, buffer=16) as rows:
+        async for (i,) in rows:
+            if i == 100:
+                break
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        cursor.fetchone()
+    con.close()
+
+
+# ------------------------------------------------------------------ to_aiter
+
+
+async def test_rows_arrive_in_order() -> None:
+    got = [x async for x in threads.to_aiter(iter(range(10_000)), buffer=8)]
+    assert got == list(range(10_000))
+
+
+async def test_a_list_and_a_file_are_blocking_iterables(tmp_path: Path) -> None:
+    assert [x async for x in threads.to_aiter([1, 2, 3])] == [1, 2, 3]
+    path = tmp_path / "lines.txt"
+    path.write_text("".join(f"line {i}\n" for i in range(1000)))
+    with path.open() as f:
+        lines = [line async for line in threads.to_aiter(f, buffer=32)]
+        assert f.closed, "the file, its own iterator, is closed at the end"
+    assert lines == [f"line {i}\n" for i in range(1000)]
+
+
+async def test_nothing_runs_before_the_first_value() -> None:
+    calls: list[str] = []
+
+    def factory() -> Iterator[int]:
+        calls.append(threading.current_thread().name)
+        return iter([1, 2])
+
+    it = threads.to_aiter(factory)
+    for _ in range(5):
+        await anyio.lowlevel.checkpoint()
+    assert calls == [] and not _alive(WORKER)
+    assert await it.__anext__() == 1
+    assert calls == [WORKER]
+    await it.aclose()
+
+
+async def test_early_exit_runs_the_generators_finally_in_the_worker_before_exit() -> None:
+    finally_ran: list[str] = []
+
+    def numbers() -> Iterator[int]:
+        try:
+            yield from range(10**9)
+        finally:
+            finally_ran.append(threading.current_thread().name)
+
+    async with threads.to_aiter(numbers(), buffer=4) as it:
+        assert await it.__anext__() == 0
+        # the worker has filled the buffer and waits for room (not inside next())
+        await _until(lambda: _worker_parked(it))
+    assert finally_ran == [WORKER], "closed in the worker, before 'async with' exited"
+    await _until(lambda: not _alive(WORKER))
+
+
+async def test_cancelling_the_consumer_closes_the_source() -> None:
+    finally_ran = threading.Event()
+
+    def numbers() -> Iterator[int]:
+        try:
+            yield from range(10**9)
+        finally:
+            finally_ran.set()
+
+    with anyio.CancelScope() as scope:
+        async with threads.to_aiter(numbers(), buffer=4) as it:
+            async for v in it:
+                if v == 100:
+                    await _until(lambda: _worker_parked(it))
+                    scope.cancel()
+                    await anyio.lowlevel.checkpoint()
+    assert scope.cancelled_caught
+    assert finally_ran.is_set()
+
+
+async def test_a_worker_blocked_in_next_lets_the_consumer_leave_at_once() -> None:
+    """R14's exception: leaving returns at once; the worker ends when next() returns."""
+    release = threading.Event()
+    closed = threading.Event()
+
+    def slow() -> Iterator[int]:
+        try:
+            yield 1
+            release.wait()  # a read that nothing can interrupt
+            yield 2
+        finally:
+            closed.set()
+
+    it = threads.to_aiter(slow(), buffer=4)
+    assert await it.__anext__() == 1
+    with anyio.fail_after(1):
+        await it.aclose()  # returns although the worker is stuck in next()
+    assert not closed.is_set(), "the source cannot be closed while next() runs"
+    assert _alive(WORKER)
+    release.set()
+    await anyio.to_thread.run_sync(closed.wait, 5)
+    assert closed.is_set(), "closed as soon as next() returned"
+    await _until(lambda: not _alive(WORKER))
+    assert it.stats.delivered == 1, "the row that came after the exit went nowhere"
+
+
+async def test_a_source_error_arrives_once_as_itself_after_the_rows() -> None:
+    boom = SourceError("boom")
+
+    def failing() -> Iterator[int]:
+        yield 1
+        yield 2
+        raise boom
+
+    it = threads.to_aiter(failing)
+    got = []
+    with pytest.raises(SourceError) as info:
+        async for v in it:
+            got.append(v)
+    assert info.value is boom
+    assert got == [1, 2]
+    assert any(frame.name == "failing" for frame in info.traceback), "traceback kept"
+    with pytest.raises(StopAsyncIteration):
+        await it.__anext__()
+
+
+async def test_a_factory_error_and_a_non_iterable_result_arrive_at_the_consumer() -> None:
+    boom = SourceError("cannot connect")
+
+    def broken() -> Iterator[int]:
+        raise boom
+
+    with pytest.raises(SourceError) as info:
+        await threads.to_aiter(broken).__anext__()
+    assert info.value is boom
+
+    with pytest.raises(TypeError, match="returned a int, which is not iterable"):
+        await threads.to_aiter(lambda: 42).__anext__()  # type: ignore[arg-type,return-value]
+
+
+async def test_a_close_error_at_the_end_comes_after_the_rows() -> None:
+    class Cursor:
+        def __init__(self) -> None:
+            self.rows = iter([1, 2, 3])
+
+        def __iter__(self) -> Cursor:
+            return self
+
+        def __next__(self) -> int:
+            return next(self.rows)
+
+        def close(self) -> None:
+            raise SourceError("close failed")
+
+    got = []
+    with pytest.raises(SourceError, match="close failed"):
+        async for v in threads.to_aiter(Cursor()):
+            got.append(v)
+    assert got == [1, 2, 3]
+
+
+async def test_a_close_error_on_early_exit_is_raised_by_aclose() -> None:
+    def numbers() -> Iterator[int]:
+        try:
+            yield from range(10**9)
+        finally:
+            raise SourceError("cleanup failed")
+
+    it = threads.to_aiter(numbers(), buffer=2)
+    assert await it.__anext__() == 0
+    await _until(lambda: _worker_parked(it))
+    with pytest.raises(SourceError, match="cleanup failed"):
+        await it.aclose()
+    await it.aclose()  # idempotent, and the error is not raised twice
+
+
+async def test_the_consumers_own_error_wins_over_a_close_error(bridges_log: Recorder) -> None:
+    def numbers() -> Iterator[int]:
+        try:
+            yield from range(10**9)
+        finally:
+            raise SourceError("cleanup failed")
+
+    class MineError(Exception):
+        pass
+
+    with pytest.raises(MineError):
+        async with threads.to_aiter(numbers(), buffer=2) as it:
+            await it.__anext__()
+            await _until(lambda: _worker_parked(it))
+            raise MineError
+    [record] = bridges_log.records
+    assert record.exc_info is not None and isinstance(record.exc_info[1], SourceError)
+
+
+async def test_a_close_error_after_a_detached_exit_is_logged(bridges_log: Recorder) -> None:
+    release = threading.Event()
+
+    def slow() -> Iterator[int]:
+        try:
+            yield 1
+            release.wait()
+            yield 2
+        finally:
+            raise SourceError("late cleanup failed")
+
+    it = threads.to_aiter(slow())
+    assert await it.__anext__() == 1
+    await it.aclose()  # the worker is inside next(): returns at once
+    release.set()
+    await _until(lambda: not _alive(WORKER))
+    [record] = bridges_log.records
+    assert record.exc_info is not None and str(record.exc_info[1]) == "late cleanup failed"
+
+
+@pytest.mark.parametrize("buffer", [0, 1, 4])
+async def test_at_most_buffer_rows_are_pulled_ahead(buffer: int) -> None:
+    pulled = 0
+    ahead: list[int] = []
+
+    def counted() -> Iterator[int]:
+        nonlocal pulled
+        for i in range(200):
+            pulled += 1
+            yield i
+
+    delivered = 0
+    async with threads.to_aiter(counted(), buffer=buffer) as it:
+        async for _ in it:
+            delivered += 1
+            ahead.append(pulled - delivered)
+            for _ in range(3):
+                await anyio.lowlevel.checkpoint()
+            ahead.append(pulled - delivered)
+    assert delivered == 200
+    assert max(ahead) <= buffer, f"pulled {max(ahead)} ahead with buffer={buffer}"
+    assert it.stats.high_water <= buffer
+
+
+async def test_drop_oldest_keeps_the_latest_reading() -> None:
+    finished = threading.Event()
+
+    def readings() -> Iterator[int]:
+        try:
+            yield from range(1000)
+        finally:
+            finished.set()
+
+    async with threads.to_aiter(readings(), buffer=1, overflow="drop_oldest") as it:
+        await anyio.to_thread.run_sync(finished.wait, 5)
+        assert [v async for v in it] == [999]
+        assert it.stats.dropped == 999
+
+
+async def test_a_burst_then_a_blocking_read_holds_no_row_back() -> None:
+    """Chunked hand-over must not keep rows from a consumer while the source blocks."""
+    more = threading.Event()
+
+    def tail() -> Iterator[int]:
+        yield from range(100)  # a fast burst (the consumer starts collecting chunks) ...
+        more.wait()  # ... then a read that blocks until there is more
+        yield 100
+
+    async with threads.to_aiter(tail(), buffer=256) as it:
+        with anyio.fail_after(5):
+            got = [await it.__anext__() for _ in range(100)]
+        assert got == list(range(100))
+        more.set()
+        assert await it.__anext__() == 100
+
+
+async def test_a_slow_source_is_delivered_row_by_row() -> None:
+    gate = [threading.Event() for _ in range(5)]
+
+    def slow() -> Iterator[int]:
+        for i, g in enumerate(gate):
+            g.wait()
+            yield i
+
+    async with threads.to_aiter(slow(), buffer=64) as it:
+        for i, g in enumerate(gate):
+            g.set()
+            with anyio.fail_after(5):
+                assert await it.__anext__() == i
+
+
+async def test_each_stream_has_one_worker_and_none_outlives_it() -> None:
+    streams = [threads.to_aiter(iter(range(10**9)), buffer=8) for _ in range(5)]
+    try:
+        for i, it in enumerate(streams):
+            assert await it.__anext__() == 0  # starts this stream's worker
+            assert len(_alive(WORKER)) == i + 1, "one worker thread per stream"
+    finally:
+        for it in streams:
+            await it.aclose()
+    assert not _alive(WORKER), "every worker has ended when its stream is closed"
+
+
+async def test_a_dropped_iterator_releases_its_worker_with_a_resource_warning() -> None:
+    finally_ran = threading.Event()
+
+    def numbers() -> Iterator[int]:
+        try:
+            yield from range(10**9)
+        finally:
+            finally_ran.set()
+
+    it = threads.to_aiter(numbers(), buffer=4)
+    assert await it.__anext__() == 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del it
+        gc.collect()
+    assert any(issubclass(w.category, ResourceWarning) for w in caught)
+    await anyio.to_thread.run_sync(finally_ran.wait, 5)
+    assert finally_ran.is_set()
+
+
+def test_works_under_plain_asyncio_run() -> None:
+    async def main() -> list[int]:
+        return [x async for x in threads.to_aiter(iter(range(5000)), buffer=16)]
+
+    assert asyncio.run(main()) == list(range(5000))
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "exc", "words"),
+    [
+        ((42,), {}, TypeError, "blocking iterable or a zero-argument callable"),
+        ((None,), {}, TypeError, "NoneType"),
+        (([1],), {"buffer": -1}, ValueError, ">= 0"),
+        (([1],), {"buffer": "8"}, TypeError, "int"),
+        (([1],), {"overflow": "sometimes"}, ValueError, "drop_oldest"),
+    ],
+)
+def test_to_aiter_rejects_bad_arguments_at_once(
+    args: tuple[Any, ...], kwargs: dict[str, Any], exc: type[Exception], words: str
+) -> None:
+    with pytest.raises(exc, match=words):
+        threads.to_aiter(*args, **kwargs)
+
+
+def test_to_aiter_rejects_an_async_iterable() -> None:
+    async def agen() -> AsyncGenerator[int, None]:
+        yield 1
+
+    source = agen()
+    with pytest.raises(TypeError, match="already async"):
+        threads.to_aiter(source)  # type: ignore[call-overload]
+    asyncio.run(source.aclose())
+
+
+# ---------------------------------------------------------------- from_aiter
+
+
+class Source:
+    """An instrumented async source: counts pulls, records its cleanup."""
+
+    def __init__(self, n: int, *, error: BaseException | None = None, hang: bool = False) -> None:
+        self.n = n
+        self.error = error
+        self.hang = hang
+        self.pulled = 0
+        self.closed = 0
+        self.ran_in: list[str] = []
+
+    async def _gen(self) -> AsyncIterator[int]:
+        self.ran_in.append(threading.current_thread().name)
+        try:
+            for i in range(self.n):
+                await anyio.lowlevel.checkpoint()
+                self.pulled += 1
+                yield i
+            if self.error is not None:
+                raise self.error
+            if self.hang:
+                await anyio.sleep_forever()
+        finally:
+            self.closed += 1
+
+    def __aiter__(self) -> AsyncIterator[int]:
+        return self._gen()
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_sync_code_iterates_an_async_source(backend: str) -> None:
+    source = Source(1000)
+    with threads.from_aiter(source, buffer=8, backend=backend) as it:
+        assert list(it) == list(range(1000))
+        assert it.stats.high_water <= 8
+    assert source.ran_in == [LOOP]
+    assert source.closed == 1
+    assert not _alive(LOOP), "the loop thread is joined"
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_breaking_out_cancels_the_source_and_joins_the_thread(backend: str) -> None:
+    source = Source(10**9, hang=True)
+    with threads.from_aiter(source, buffer=4, backend=backend) as it:
+        for v in it:
+            if v == 10:
+                break
+    assert source.closed == 1, "the source's cleanup ran before the block exited"
+    assert not _alive(LOOP)
+    assert source.pulled <= 10 + 1 + 4
+
+
+def test_a_hanging_source_is_cancelled_on_exit() -> None:
+    source = Source(3, hang=True)
+    with threads.from_aiter(source, backend="trio") as it:
+        assert [next(it) for _ in range(3)] == [0, 1, 2]
+    assert source.closed == 1
+    assert not _alive(LOOP)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_source_error_is_raised_as_itself_once(backend: str) -> None:
+    boom = SourceError("boom")
+    source = Source(3, error=boom)
+    got: list[int] = []
+    with threads.from_aiter(source, backend=backend) as it:
+        with pytest.raises(SourceError) as info:
+            got.extend(it)
+        assert info.value is boom
+        assert not _alive(LOOP), "the loop thread is joined when the error is raised"
+        with pytest.raises(StopIteration):
+            next(it)
+    assert got == [0, 1, 2]
+    assert source.closed == 1
+
+
+def test_at_most_buffer_values_are_pulled_ahead() -> None:
+    for buffer in (0, 1, 5):
+        source = Source(100)
+        ahead = []
+        with threads.from_aiter(source, buffer=buffer) as it:
+            for delivered, _ in enumerate(it, 1):
+                time.sleep(0.0005)  # a slow consumer: the loop would run ahead if it could
+                ahead.append(source.pulled - delivered)
+        assert max(ahead) <= buffer, (buffer, max(ahead))
+
+
+async def test_a_portal_runs_the_source_in_the_callers_loop(backend_name: str) -> None:
+    source = Source(500)
+    loop_thread = threading.current_thread().name
+
+    def sync_code(portal: BlockingPortal) -> list[int]:
+        with threads.from_aiter(source, buffer=16, portal=portal) as it:
+            return list(it)
+
+    async with BlockingPortal() as portal:
+        got = await anyio.to_thread.run_sync(sync_code, portal)
+    assert got == list(range(500))
+    assert source.ran_in == [loop_thread], "the source ran in the caller's loop"
+    assert source.closed == 1
+
+
+async def test_a_portal_stream_left_early_cancels_the_source() -> None:
+    source = Source(10**9, hang=True)
+
+    def sync_code(portal: BlockingPortal) -> list[int]:
+        with threads.from_aiter(source, buffer=4, portal=portal) as it:
+            return [v for v, _ in zip(it, range(5), strict=False)]
+
+    async with BlockingPortal() as portal:
+        got = await anyio.to_thread.run_sync(sync_code, portal)
+    assert got == [0, 1, 2, 3, 4]
+    assert source.closed == 1
+
+
+def test_a_stopped_portal_fails_the_stream_instead_of_hanging() -> None:
+    source = Source(1, hang=True)
+    with start_blocking_portal() as portal, threads.from_aiter(source, portal=portal) as it:
+        assert next(it) == 0
+        stopper = threading.Thread(target=portal.call, args=(portal.stop, True))
+        stopper.start()
+        with pytest.raises(RuntimeError, match="cancelled before it ended"):
+            next(it)
+        stopper.join()
+    assert source.closed == 1
+
+
+def test_close_from_another_thread_ends_a_blocked_consumer() -> None:
+    source = Source(1, hang=True)
+    it = threads.from_aiter(source, backend="asyncio")
+    got: list[int] = []
+    consumer = threading.Thread(target=lambda: got.extend(it))
+    consumer.start()
+    while source.pulled < 1:  # the consumer has the value and blocks for the next one
+        time.sleep(0.001)
+    it.close()
+    consumer.join(5)
+    assert not consumer.is_alive()
+    assert got == [0]
+    assert source.closed == 1
+
+
+def test_an_error_from_aiter_itself_is_raised_as_itself() -> None:
+    boom = SourceError("no stream today")
+
+    class Broken:
+        def __aiter__(self) -> AsyncIterator[int]:
+            raise boom
+
+    with threads.from_aiter(Broken(), backend="trio") as it, pytest.raises(SourceError) as info:
+        next(it)
+    assert info.value is boom
+
+
+async def test_close_on_an_event_loop_thread_cancels_without_waiting() -> None:
+    source = Source(10**9, hang=True)
+    it = threads.from_aiter(source, buffer=2)
+    assert await anyio.to_thread.run_sync(next, it) == 0  # started from a worker thread
+    [loop_thread] = _alive(LOOP)
+    it.close()  # here, on the event loop: it must not block
+    await anyio.to_thread.run_sync(loop_thread.join, 5)
+    assert source.closed == 1
+
+
+def test_a_cleanup_error_is_raised_by_close_unless_the_consumer_raised(
+    bridges_log: Recorder,
+) -> None:
+    class Failing:
+        def __aiter__(self) -> AsyncIterator[int]:
+            return self._gen()
+
+        async def _gen(self) -> AsyncIterator[int]:
+            try:
+                while True:
+                    await anyio.lowlevel.checkpoint()
+                    yield 1
+            finally:
+                raise SourceError("cleanup failed")
+
+    with (
+        pytest.raises(SourceError, match="cleanup failed"),
+        threads.from_aiter(Failing(), backend="trio") as it,
+    ):
+        next(it)
+
+    class MineError(Exception):
+        pass
+
+    with pytest.raises(MineError), threads.from_aiter(Failing(), backend="asyncio") as it:
+        next(it)
+        raise MineError
+    [record] = bridges_log.records
+    assert record.exc_info is not None and isinstance(record.exc_info[1], SourceError)
+
+
+def test_iterating_without_with_ends_and_joins() -> None:
+    source = Source(50)
+    assert list(threads.from_aiter(source, backend="trio")) == list(range(50))
+    assert not _alive(LOOP)
+    assert source.closed == 1
+
+
+def test_a_dropped_blocking_iterator_cancels_its_source() -> None:
+    source = Source(10**9, hang=True)
+    it = threads.from_aiter(source, buffer=2)
+    assert next(it) == 0
+    thread = _alive(LOOP)[0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del it
+        gc.collect()
+    assert any(issubclass(w.category, ResourceWarning) for w in caught)
+    thread.join(5)
+    assert not thread.is_alive()
+    assert source.closed == 1
+
+
+async def test_from_aiter_refuses_to_block_an_event_loop() -> None:
+    it = threads.from_aiter(Source(3))
+    with pytest.raises(RuntimeError, match="event loop"):
+        next(it)
+    with pytest.raises(RuntimeError, match=r"to_thread\.run_sync"):
+        it.__enter__()
+    it.close()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "words"),
+    [
+        ({"source": [1, 2]}, TypeError, "iterate it directly"),
+        ({"source": 42}, TypeError, "async iterable"),
+        ({"buffer": -1}, ValueError, ">= 0"),
+        ({"backend": "curio"}, ValueError, "'asyncio' or 'trio'"),
+        ({"portal": object()}, TypeError, "BlockingPortal"),
+    ],
+)
+def test_from_aiter_rejects_bad_arguments_at_once(
+    kwargs: dict[str, Any], exc: type[Exception], words: str
+) -> None:
+    kwargs = {"source": Source(1), **kwargs}
+    with pytest.raises(exc, match=words):
+        threads.from_aiter(**kwargs)
+    assert not _alive(LOOP)
+
+
+# ------------------------------------------------------- the core's blocking verbs
+
+
+def test_get_sync_takes_values_from_an_async_producer_on_another_loop() -> None:
+    h: Handoff[int] = Handoff(4)
+
+    async def produce() -> None:
+        for i in range(2000):
+            assert await h.put(i) is TAKEN
+        h.close()
+
+    for backend in ("asyncio", "trio"):
+        h = Handoff(4)
+        t = threading.Thread(target=anyio.run, args=(produce,), kwargs={"backend": backend})
+        t.start()
+        got = []
+        with pytest.raises(StopIteration):
+            while True:
+                got.append(h.get_sync())
+        t.join()
+        assert got == list(range(2000))
+        assert h.stats.high_water <= 4
+
+
+def test_get_sync_raises_the_failure_once_then_the_end() -> None:
+    h: Handoff[int] = Handoff(4)
+    boom = SourceError()
+    h.put_nowait(1)
+    h.fail(boom)
+    assert h.get_sync() == 1
+    with pytest.raises(SourceError) as info:
+        h.get_sync()
+    assert info.value is boom
+    with pytest.raises(StopIteration):
+        h.get_sync()
+
+
+def test_get_sync_is_woken_when_the_consumer_side_leaves_from_another_thread() -> None:
+    h: Handoff[int] = Handoff(4)
+    outcome: list[object] = []
+
+    def consume() -> None:
+        try:
+            h.get_sync()
+        except StopIteration:
+            outcome.append("end")
+
+    t = threading.Thread(target=consume)
+    t.start()
+    while not h._getters:
+        time.sleep(0.001)
+    h.leave()
+    t.join(5)
+    assert outcome == ["end"]
+
+
+def test_wait_room_sync_blocks_until_the_buffer_drains_to_half() -> None:
+    h: Handoff[int] = Handoff(4)
+    for i in range(4):
+        h.put_nowait(i)
+    passed = threading.Event()
+
+    def producer() -> None:
+        h.wait_room_sync()
+        passed.set()
+
+    t = threading.Thread(target=producer)
+    t.start()
+    while not h._putters:
+        time.sleep(0.001)
+    assert h.get_nowait() == (True, 0)
+    assert not passed.is_set(), "3 of 4 held: above the low-water mark"
+    assert h.get_nowait() == (True, 1)
+    assert passed.wait(5), "2 of 4 held: woken"
+    t.join()
+
+
+def test_wait_room_sync_on_a_rendezvous_waits_for_a_consumer() -> None:
+    h: Handoff[int] = Handoff(0)
+    got: list[int] = []
+
+    def consumer() -> None:
+        got.append(h.get_sync())
+
+    c = threading.Thread(target=consumer)
+    c.start()
+    h.wait_room_sync()  # returns once the consumer waits
+    assert h.put_nowait(7) is TAKEN
+    c.join(5)
+    assert got == [7]
