@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from anyio.lowlevel import checkpoint
 
@@ -16,6 +17,10 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 T = TypeVar("T")
+U = TypeVar("U")
+
+#: "no value given" (reduce() without an initial value, a slot holding nothing)
+_NOTHING: Any = object()
 
 logger = logging.getLogger("bridges")
 
@@ -32,6 +37,20 @@ _DONE = 2
 def log_cleanup_error(exc: BaseException, what: str) -> None:
     """Report an error raised while cleaning up when another exception is already on its way."""
     logger.error("error while %s (another exception is propagating)", what, exc_info=exc)
+
+
+async def enter_foreign_context(it: object) -> None:
+    """Enter an iterator that must be iterated inside its own context (aiostream's streamers).
+
+    aiostream's ``Streamer`` warns when it is iterated outside ``async with``;
+    entering it only marks it as in use, and its ``aclose()`` leaves it.
+    """
+    aiter_utils = sys.modules.get("aiostream.aiter_utils")
+    if aiter_utils is None:
+        return
+    context = getattr(aiter_utils, "AsyncIteratorContext", None)
+    if context is not None and isinstance(it, context) and it._state == it._STANDBY:
+        await it.__aenter__()
 
 
 class BridgeIterator(AsyncIterator[T]):
@@ -70,6 +89,127 @@ class BridgeIterator(AsyncIterator[T]):
 
     async def aclose(self) -> None:
         """Release the source (idempotent). Cleanup errors are raised here."""
+
+    # ------------------------------------------------------------------
+    # Chainable helpers, after TC39's iterator helpers.  Each takes a sync or
+    # an async function (an awaitable result is awaited) and returns another
+    # iterator of this library that owns this one: entering, closing or
+    # leaving it does the same to this one.  They are thin: the work is
+    # done in bridges.ops (imported here lazily: ops imports this module).
+
+    @overload
+    def map(self, fn: Callable[[T], Awaitable[U]], /) -> BridgeIterator[U]: ...
+
+    @overload
+    def map(self, fn: Callable[[T], U], /) -> BridgeIterator[U]: ...
+
+    def map(self, fn: Callable[[T], Any], /) -> BridgeIterator[Any]:
+        """Each value passed through ``fn`` (sync or async), in order, one at a time.
+
+        Lazy: a value is pulled only when one is asked for.  If ``fn`` raises,
+        this iterator's source is closed and the error raised, once.  If a call
+        of an async ``fn`` is cancelled (a timeout around ``__anext__``), the
+        value is kept and ``fn`` is called again for it on the next request.
+
+        :raises TypeError: ``fn`` is not callable
+        """
+        from .ops import _Map
+
+        return _Map(self, fn)
+
+    def filter(self, fn: Callable[[T], object], /) -> BridgeIterator[T]:
+        """The values for which ``fn`` (sync or async) returns something true.
+
+        Errors and cancellation as for :meth:`map`.
+
+        :raises TypeError: ``fn`` is not callable
+        """
+        from .ops import _Filter
+
+        return _Filter(self, fn)
+
+    def take(self, n: int, /) -> BridgeIterator[T]:
+        """The first ``n`` values; the source is closed as soon as it has given them.
+
+        The source is closed right after its ``n``-th value is pulled, before
+        that value is handed over (an error closing it is raised on the next
+        request); ``take(0)`` closes it at the first request without pulling.
+
+        :raises TypeError: ``n`` is not an int
+        :raises ValueError: ``n`` < 0
+        """
+        from .ops import _Take
+
+        return _Take(self, n)
+
+    def drop(self, n: int, /) -> BridgeIterator[T]:
+        """All values but the first ``n``, which are pulled and discarded at the first request.
+
+        :raises TypeError: ``n`` is not an int
+        :raises ValueError: ``n`` < 0
+        """
+        from .ops import _Drop
+
+        return _Drop(self, n)
+
+    @overload
+    def flat_map(
+        self, fn: Callable[[T], Awaitable[Iterable[U] | AsyncIterable[U]]], /
+    ) -> BridgeIterator[U]: ...
+
+    @overload
+    def flat_map(
+        self, fn: Callable[[T], Iterable[U] | AsyncIterable[U]], /
+    ) -> BridgeIterator[U]: ...
+
+    def flat_map(self, fn: Callable[[T], Any], /) -> BridgeIterator[Any]:
+        """The values of the iterables ``fn`` returns, one value of the source after the other.
+
+        ``fn`` (sync or async) returns an iterable or an async iterable (not a
+        string); each is exhausted before the next source value is pulled.
+        Closing closes the inner iterator in progress, then the source.
+
+        :raises TypeError: ``fn`` is not callable (at once); it returned
+            something that is not an iterable, or a string (at the consumer)
+        """
+        from .ops import _FlatMap
+
+        return _FlatMap(self, fn)
+
+    @overload
+    async def reduce(self, fn: Callable[[T, T], T | Awaitable[T]], /) -> T: ...
+
+    @overload
+    async def reduce(self, fn: Callable[[U, T], U | Awaitable[U]], initial: U, /) -> U: ...
+
+    async def reduce(self, fn: Callable[[Any, T], Any], initial: Any = _NOTHING, /) -> Any:
+        """Fold every value into one with ``fn(accumulated, value)`` (sync or async).
+
+        Without ``initial`` the first value starts the fold.  Consumes this
+        iterator and closes it (also on error or cancellation).
+
+        :raises TypeError: the iterator was empty and no ``initial`` was given
+        """
+        from .ops import _reduce
+
+        return await _reduce(self, fn, initial)
+
+    async def to_list(self) -> list[T]:
+        """Every value, in a list; consumes this iterator and closes it."""
+        from .ops import _to_list
+
+        return await _to_list(self)
+
+    async def for_each(self, fn: Callable[[T], object], /) -> None:
+        """Call ``fn`` (sync or async) with each value, in order; consumes and closes this iterator.
+
+        An async ``fn`` is awaited before the next value is pulled.
+
+        :raises TypeError: ``fn`` is not callable
+        """
+        from .ops import _for_each
+
+        await _for_each(self, fn)
 
 
 class BufferedIterator(BridgeIterator[T], Generic[T]):
@@ -216,6 +356,7 @@ class _WrappedIterator(BridgeIterator[T]):
             if self._done:
                 raise StopAsyncIteration
             it = self._it = self._source.__aiter__()
+            await enter_foreign_context(it)
         return await it.__anext__()  # type: ignore[no-any-return]
 
     async def aclose(self) -> None:
