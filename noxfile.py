@@ -59,7 +59,12 @@ def _installed(pythons: list[str]) -> list[str]:
 def tests(session: nox.Session) -> None:
     """The test suite (conformance on asyncio, uvloop and trio) with the latest dependencies."""
     session.install("-e", ".[test]")
-    session.run("python", "-m", "pytest", *(session.posargs or ["-m", "not stress and not soak"]))
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        *(session.posargs or ["-n", "auto", "-m", "not stress and not soak"]),
+    )
 
 
 @nox.session(python=LOWEST, name="tests_lowest")
@@ -69,7 +74,10 @@ def tests_lowest(session: nox.Session) -> None:
         session.skip("needs uv for --resolution=lowest-direct")
     session.install("--resolution=lowest-direct", "-e", ".[test]")
     session.run(
-        "python", "-m", "pytest", *(session.posargs or ["-m", "not stress and not soak", "-q"])
+        "python",
+        "-m",
+        "pytest",
+        *(session.posargs or ["-n", "auto", "-q", "-m", "not stress and not soak"]),
     )
 
 

@@ -1,7 +1,19 @@
 """bridges: connect stream ecosystems with backpressure and cancellation.
 
 The hub is the async iterator; every ecosystem is a spoke module with
-``to_aiter`` and ``from_aiter``.  The public names of the core live here.
+``to_aiter`` and ``from_aiter``:
+
+- :mod:`bridges.callbacks`: callback APIs, fired from any thread
+- :mod:`bridges.rx`: reactivex Observables (and a reactivex scheduler for trio)
+- :mod:`bridges.channels`: trio memory channels and anyio memory object streams
+- :mod:`bridges.streams`: asyncio StreamReader / StreamWriter / Queue, anyio byte streams
+- :mod:`bridges.threads`: blocking iterables and sync consumers
+- :mod:`bridges.ops`: pipeline helpers (paginate, batch, merge, share, rate_limit)
+- :mod:`bridges.testing`: the conformance kit (rules R1-R15) for your own adapters
+
+The core's public names live here: :func:`open_channel` (any thread, any
+event loop), :func:`iterate` (anything supported -> an async iterator),
+:class:`Overflow`, :class:`Stats`, :class:`BufferOverflowError`.
 """
 
 from __future__ import annotations

@@ -77,3 +77,22 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"bridges backends: asyncio, uvloop ({'yes' if HAVE_UVLOOP else 'no'}), trio; "
         f"python {sys.version.split()[0]}"
     ]
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """List every rule recorded as n/a, with its reason: never silently skipped."""
+    from .conformance.registry import HARNESSES
+
+    rows = [
+        (h.name, rule, why) for h in HARNESSES for rule, why in h.claims.not_applicable().items()
+    ]
+    terminalreporter.section("conformance: rules recorded as n/a")
+    for name, rule, why in rows:
+        terminalreporter.write_line(f"{name:44} {rule:4} n/a: {why}")
+    for h in HARNESSES:
+        missing = sorted({"asyncio", "uvloop", "trio"} - set(h.backends))
+        if missing:
+            only = ", ".join(sorted(h.backends))
+            terminalreporter.write_line(
+                f"{h.name:44} runs on {only} only (not {', '.join(missing)})"
+            )

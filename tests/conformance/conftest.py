@@ -40,22 +40,3 @@ def anyio_backend(request: pytest.FixtureRequest) -> Any:
     if case is not None:
         return case[2]
     return request.param if hasattr(request, "param") else "asyncio"
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    rows = [
-        (h.name, rule, why) for h in HARNESSES for rule, why in h.claims.not_applicable().items()
-    ]
-    if not rows:
-        return
-    terminalreporter.section("conformance: rules recorded as n/a")
-    for name, rule, why in rows:
-        terminalreporter.write_line(f"{name:28} {rule:4} n/a: {why}")
-    skipped_backends = [
-        (h.name, sorted({"asyncio", "uvloop", "trio"} - set(h.backends))) for h in HARNESSES
-    ]
-    for name, missing in skipped_backends:
-        if missing:
-            terminalreporter.write_line(
-                f"{name:28} runs on its backends only; not on {', '.join(missing)}"
-            )
