@@ -9,6 +9,8 @@ rerun per backend; a block whose first line is ``# not-run`` is skipped
 from __future__ import annotations
 
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -40,4 +42,10 @@ def test_doc_block_runs(page: Path, code: str, backend: str) -> None:
     else:
         option = f"backend={backend!r}"
     code = code.replace("anyio.run(main)", f"anyio.run(main, {option})")
-    exec(compile(code, str(page), "exec"), {"__name__": "docs_example"})
+    # a real module, so that dataclasses, pickling and the like work in examples
+    module = types.ModuleType("docs_example")
+    sys.modules["docs_example"] = module
+    try:
+        exec(compile(code, str(page), "exec"), module.__dict__)
+    finally:
+        del sys.modules["docs_example"]
