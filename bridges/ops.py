@@ -229,10 +229,13 @@ class _Op(BridgeIterator[T]):
                 _log_cleanup(cleanup_exc, f"closing {type(self).__name__}")
         try:
             await self._exit_host()
-        except BaseException as cleanup_exc:  # pragma: no cover - helpers never raise
+        except BaseException as cleanup_exc:
+            cancelled = anyio.get_cancelled_exc_class()
             if pending is None:
                 pending = cleanup_exc
-            else:
+            elif not (isinstance(cleanup_exc, cancelled) and isinstance(pending, cancelled)):
+                # (a cancellation from outside reaches the helper tasks too: that
+                # second cancellation is the same event, not a cleanup error)
                 log_cleanup_error(cleanup_exc, "exiting a task group")
         for up in reversed(self._ups):
             if up.entered:

@@ -1262,3 +1262,25 @@ async def test_bridges_ops_into_aiostream_pipes() -> None:
     chunks = await (stream.range(10) | pipe.chunks(4) | pipe.list())
     ours = await ops.batch(stream.range(10), 4).to_list()
     assert chunks == ours
+
+
+async def test_merge_cancelled_from_outside_logs_no_cleanup_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Regression: on trio the helpers' own Cancelled was logged as a cleanup error."""
+
+    async def forever() -> AsyncIterator[int]:
+        while True:
+            yield 1
+            await anyio.lowlevel.checkpoint()
+
+    with caplog.at_level("ERROR", logger="bridges"):
+        with anyio.CancelScope() as scope:
+            async with ops.merge(forever(), forever()) as it:
+                n = 0
+                async for _ in it:
+                    n += 1
+                    if n == 50:
+                        scope.cancel()
+    assert scope.cancelled_caught
+    assert not [r for r in caplog.records if r.name == "bridges"]
