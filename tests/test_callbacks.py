@@ -988,8 +988,9 @@ async def test_asyncio_protocol_pause_reading_slows_the_client(backend_name: str
             kernel_bound=client.kernel_bound(listener),
         )
         assert unsubscribed == [1]
-        if backend_name == "asyncio":
-            assert meter.late == 0, "asyncio's transport honours pause_reading at once"
+        # a transport honours pause_reading at its next read: a value or two
+        # already read may still arrive, and is kept (R3's exception), not dropped
+        assert meter.late <= buffer
     finally:
         client.sock.close()
         server.close()

@@ -10,6 +10,7 @@ async generator for batch), reported without a budget.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 from .. import ops
 from . import Baseline, Case, Scenario, timed
@@ -105,7 +106,8 @@ def aiostream_chunks(n: int) -> float:
 
     async def go() -> None:
         count = 0
-        xs = stream.chunks(_gen(n), SIZE)  # type: ignore[arg-type]
+        source: Any = _gen(n)
+        xs: Any = stream.chunks(source, SIZE)
         async with xs.stream() as streamer:
             async for b in streamer:
                 count += len(b)
