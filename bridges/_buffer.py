@@ -35,7 +35,14 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-__all__ = ["BufferOverflowError", "Handoff", "Overflow", "Stats", "validate_buffer"]
+__all__ = [
+    "BufferOverflowError",
+    "Handoff",
+    "Overflow",
+    "Stats",
+    "validate_buffer",
+    "validate_timeout",
+]
 
 
 class Overflow(str, enum.Enum):
@@ -119,6 +126,25 @@ def validate_buffer(buffer: object, *, allow_none: bool = True) -> int | None:
     if buffer < 0:
         raise ValueError(f"buffer must be >= 0 (0 is a rendezvous), not {buffer}")
     return buffer
+
+
+def validate_timeout(timeout: object) -> float | None:
+    """Check a ``timeout=`` argument: seconds as an int or float, or None (no limit).
+
+    An infinite timeout is no limit (None); zero or less times out at once.
+    """
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(
+            "timeout must be a number of seconds, or None for no limit, "
+            f"not {type(timeout).__name__}"
+        )
+    if timeout != timeout:
+        raise ValueError("timeout must be a number of seconds, or None for no limit, not nan")
+    if timeout == float("inf"):
+        return None
+    return float(timeout)
 
 
 class _Result(enum.IntEnum):

@@ -20,6 +20,7 @@ from ._buffer import (
     Handoff,
     Overflow,
     Stats,
+    validate_timeout,
 )
 from ._iterator import CHECKPOINT_EVERY, BufferedIterator
 
@@ -138,7 +139,11 @@ class ChannelSender(Generic[T]):
         :raises anyio.BrokenResourceError: the receiver was closed (also wakes a blocked call)
         :raises anyio.ClosedResourceError: this sender was closed
         :raises RuntimeError: called on an event-loop thread
+        :raises TypeError: ``timeout`` is not a number (or None)
+        :raises ValueError: ``timeout`` is nan
         """
+        if timeout is not None:
+            timeout = validate_timeout(timeout)
         if in_event_loop_thread():
             raise RuntimeError(
                 "send_blocking() would block this thread's event loop; "

@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 import anyio
 from anyio.lowlevel import checkpoint
 
-from ._buffer import TAKEN, Handoff, Overflow
+from ._buffer import TAKEN, Handoff, Overflow, validate_timeout
 from ._iterator import CHECKPOINT_EVERY, BufferedIterator, log_cleanup_error
 
 T = TypeVar("T")
@@ -66,7 +66,11 @@ class Emitter(Generic[T]):
             stream has ended: closed, failed (``overflow="error"`` or R8
             tripped), or the consumer left (which also wakes a waiting call)
         :raises TimeoutError: no room within ``timeout`` seconds; the value was not sent
+        :raises TypeError: ``timeout`` is not a number (or None)
+        :raises ValueError: ``timeout`` is nan
         """
+        if timeout is not None:
+            timeout = validate_timeout(timeout)
         return self._h.put_sync(value, timeout) is TAKEN
 
     def __call__(self, value: T) -> bool:

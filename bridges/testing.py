@@ -16,10 +16,13 @@ uvloop, trio).  This project runs its own adapters through the same kit
                 ...  # start a producer that follows ``script`` and updates ``probe``
             return mylib.to_aiter(subscribe, buffer=buffer, overflow=overflow)
 
-    @pytest.mark.anyio
-    @pytest.mark.parametrize("rule", MyHarness.claims.applicable())
-    async def test_rules(rule):
-        await testing.check(MyHarness(), rule)
+    @pytest.mark.bridges_conformance(MyHarness())
+    async def test_rules(bridges_case):
+        await testing.check(*bridges_case)
+
+The ``bridges_conformance`` marker is the pytest plugin's
+(``bridges._pytest_plugin``): the test runs once per rule claimed and
+backend, under anyio's pytest plugin (see ``docs/testing.md``).
 
 Two kinds of harness:
 
@@ -42,7 +45,7 @@ import warnings
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 import anyio.lowlevel
@@ -50,8 +53,10 @@ import anyio.lowlevel
 from ._buffer import BufferOverflowError
 
 __all__ = [
+    "BACKENDS",
     "PULL_RULES",
     "PUSH_RULES",
+    "Case",
     "Claims",
     "ConsumerError",
     "End",
@@ -64,6 +69,7 @@ __all__ = [
     "SourceError",
     "TestSource",
     "ScriptedProducer",
+    "cases",
     "check",
     "claim_pull",
     "claim_push",
@@ -73,6 +79,8 @@ __all__ = [
 PUSH_RULES: tuple[str, ...] = ("R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8", "R9", "R14", "R15")
 #: The rules a pull -> push adapter (an async iterable drives a receiver) can claim.
 PULL_RULES: tuple[str, ...] = ("R10", "R11", "R12", "R13", "R14", "R15")
+#: The backends a harness may run on (``PushHarness.backends`` names some of these).
+BACKENDS: tuple[str, ...] = ("asyncio", "uvloop", "trio")
 
 
 class SourceError(Exception):
@@ -829,12 +837,55 @@ _PULL: dict[str, Callable[..., Awaitable[None]]] = {
 }
 
 
-async def check(harness: PushHarness | PullHarness, rule: str, *, backend: str = "") -> None:
+class Case(NamedTuple):
+    """One conformance case: a harness, a rule it claims, and the backend to run it on.
+
+    ``await check(*case)`` runs it (in an event loop of that backend).
+    """
+
+    harness: PushHarness | PullHarness
+    rule: str
+    #: ``"asyncio"``, ``"uvloop"`` or ``"trio"``
+    backend: str
+
+
+def cases(harness: PushHarness | PullHarness) -> list[Case]:
+    """Every case of a harness: each rule it claims on each of its backends, in order.
+
+    :raises TypeError: ``harness`` is not a harness instance
+    """
+    _require_harness(harness, "cases()")
+    return [
+        Case(harness, rule, backend)
+        for rule in harness.claims.applicable()
+        for backend in BACKENDS
+        if backend in harness.backends
+    ]
+
+
+def _require_harness(harness: object, what: str) -> None:
+    if isinstance(harness, (PushHarness, PullHarness)):
+        return
+    hint = ""
+    if isinstance(harness, type) and issubclass(harness, (PushHarness, PullHarness)):
+        hint = f"; instantiate it: {harness.__name__}()"
+    raise TypeError(
+        f"{what} takes a harness: an instance of a testing.PushHarness or testing.PullHarness "
+        f"subclass, not {type(harness).__name__}{hint}"
+    )
+
+
+async def check(harness: PushHarness | PullHarness, rule: str, backend: str = "") -> None:
     """Check one rule against a harness, in the running event loop.
+
+    ``backend`` names the running backend (``"uvloop"`` is not visible from
+    inside the loop); ``check(*case)`` passes it from a :class:`Case`.
 
     :raises AssertionError: the rule does not hold (the message says how)
     :raises ValueError: the harness does not claim ``rule``
+    :raises TypeError: ``harness`` is not a :class:`PushHarness` or :class:`PullHarness`
     """
+    _require_harness(harness, "check()")
     why = harness.claims.rules.get(rule, "not a rule of this direction")
     if why is not None:
         raise ValueError(f"{harness.name} does not claim {rule}: {why}")

@@ -596,7 +596,14 @@ class BlockingIterator(Iterator[T]):
             self._phase = _RUNNING
             try:
                 if self._portal is not None:
-                    self._future = self._portal.start_task_soon(self._pump.main)
+                    try:
+                        self._future = self._portal.start_task_soon(self._pump.main)
+                    except RuntimeError as exc:  # anyio's words name no fix
+                        raise RuntimeError(
+                            f"the portal given to threads.from_aiter() is not running ({exc}); "
+                            "pass one inside its 'async with BlockingPortal()' block, or one "
+                            "from anyio.from_thread.start_blocking_portal()"
+                        ) from exc
                 else:
                     thread = threading.Thread(
                         target=self._pump.run_loop,
@@ -727,7 +734,8 @@ def from_aiter(
         ``BlockingPortal``; ``buffer`` of the wrong type
     :raises ValueError: a bad ``buffer`` or ``backend``
     :raises RuntimeError: ``backend="trio"`` without trio installed; iterating
-        on a thread that runs an event loop (it would block that loop)
+        on a thread that runs an event loop (it would block that loop); a
+        ``portal`` that is not running (at the first ``next()`` or ``with``)
     """
     if not hasattr(type(source), "__aiter__"):
         hint = (
