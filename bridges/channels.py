@@ -430,7 +430,10 @@ class _Pump(Generic[T]):
         if aclose is None:
             return
         try:
-            await aclose()
+            # shielded: the pump is usually being cancelled here (the block ended, a
+            # cancellation from outside), and a cleanup that awaits must still run (R11)
+            with anyio.CancelScope(shield=True):
+                await aclose()
         except Exception as exc:
             if self.cleanup_error is None:
                 self.cleanup_error = exc
@@ -622,7 +625,16 @@ class _FromAiter(AbstractAsyncContextManager[PumpedReceiver[T]]):
             if pump.pump_scope is not None:
                 pump.pump_scope.cancel()
             tg.cancel_scope.cancel()
-            if not await tg.__aexit__(type(exc), exc, exc.__traceback__):
+            try:
+                suppressed = await tg.__aexit__(type(exc), exc, exc.__traceback__)
+            except _BaseExceptionGroup as group:
+                # exc itself (a cancellation, say) plus the cancellations it caused in
+                # the tasks: exc alone, as itself
+                cancelled = anyio.get_cancelled_exc_class()
+                if any(e is not exc and not isinstance(e, cancelled) for e in _leaves(group)):
+                    raise
+                suppressed = False
+            if not suppressed:
                 raise
         self._tg = tg
         self._active = pump
@@ -647,10 +659,19 @@ class _FromAiter(AbstractAsyncContextManager[PumpedReceiver[T]]):
         try:
             suppress = await tg.__aexit__(exc_type, exc, tb)
         except _BaseExceptionGroup as group:
-            others = [e for e in _leaves(group) if e is not exc]
             _log_cleanup(pump)
+            leaves = _leaves(group)
+            # a cancellation from outside that reached the pump or the watcher is the
+            # one the block raises or will raise: not an error of its own (under trio
+            # each cancelled task adds its Cancelled to the nursery's group)
+            cancelled = anyio.get_cancelled_exc_class()
+            others = [e for e in leaves if e is not exc and not isinstance(e, cancelled)]
             if not others:
-                return False  # the block's own exception, as itself
+                if exc is not None:
+                    return False  # the block's own exception (or cancellation), as itself
+                # the block ended just as a cancellation from outside came: that
+                # cancellation, unchanged, never a group of them
+                raise next(e for e in leaves if isinstance(e, cancelled)) from None
             if len(others) == 1:
                 if exc is not None and not isinstance(exc, anyio.get_cancelled_exc_class()):
                     log_cleanup_error(exc, "running the from_aiter() block")
@@ -703,10 +724,13 @@ def from_aiter(
       it; never as an ExceptionGroup out of the ``async with``.
     * Early exit (R11, R14): closing every receive end, leaving the block, or
       cancelling it stops the pump and closes the source (``aclose()``, its
-      ``finally``) before the block exits.  An exception from the block comes
-      out as itself.  An error the source raises while being closed comes out
-      of the ``async with`` when the block ended normally, and is logged (logger
-      ``"bridges"``) when the block is already raising.
+      ``finally``) before the block exits, shielded from the cancellation, so
+      a cleanup that awaits runs to its end.  An exception from the block
+      comes out as itself, and so does a cancellation (never an ExceptionGroup
+      of the block's error and the cancelled tasks').  An error the source
+      raises while being closed comes out of the ``async with`` when the block
+      ended normally, and is logged (logger ``"bridges"``) when the block is
+      already raising.
     * Each ``async with`` runs the source afresh (a re-iterable starts a new
       iteration); a one-shot iterator cannot be run twice (``RuntimeError``).
 
@@ -748,7 +772,8 @@ async def pump(
     * Receiver gone (``BrokenResourceError``): the source is closed and
       ``pump`` returns.  With an ``open_channel`` sender this is noticed even
       while the source is waiting, from any thread.
-    * Cancellation of ``pump``: the source is closed and the cancellation
+    * Cancellation of ``pump``: the source is closed (shielded from the
+      cancellation, so a cleanup that awaits runs to its end) and the cancellation
       propagates; an ``open_channel`` receiver then gets
       ``anyio.BrokenResourceError`` after the buffered values, not a clean
       end (the stream was cut short); a trio or anyio send side is closed.
@@ -779,7 +804,10 @@ async def _close_source(source: AsyncIterator[Any], pending: BaseException | Non
     if aclose is None:
         return
     try:
-        await aclose()
+        # shielded: when pump() is cancelled (from outside, or by the task group of a
+        # receiver that failed), a cleanup of the source that awaits must still run (R11)
+        with anyio.CancelScope(shield=True):
+            await aclose()
     except BaseException as exc:
         if pending is None:
             raise

@@ -540,7 +540,10 @@ class _Pump(abc.DisposableBase, Generic[T]):
 async def _aclose(it: object) -> None:
     aclose = getattr(it, "aclose", None)
     if aclose is not None:
-        await aclose()
+        # shielded: the pump is usually being cancelled here (dispose, the task group
+        # ending), and a cleanup of the source that awaits must still run (R11)
+        with anyio.CancelScope(shield=True):
+            await aclose()
 
 
 class _FromAiter:
@@ -622,7 +625,9 @@ def from_aiter(
     then calls ``on_completed``, or ``on_error`` with the source's exception.
     Disposing the subscription (from any thread) cancels the pump, which
     closes the source (``aclose()``, its ``finally`` blocks) before the task
-    group exits; the observer hears nothing more.  Disposing it from inside
+    group exits; the close is shielded from that cancellation (and from one
+    of the task group), so a cleanup that awaits runs to its end.  The
+    observer hears nothing more.  Disposing it from inside
     ``on_next`` (as ``take(n)`` does) closes the source without a
     cancellation as soon as ``on_next`` returns.
 

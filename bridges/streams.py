@@ -180,7 +180,10 @@ def _is_cancellation(exc: BaseException) -> bool:
 async def _aclose(it: object) -> None:
     aclose = getattr(it, "aclose", None)
     if aclose is not None:
-        await aclose()
+        # shielded: a source is often closed while its pump or writer is being
+        # cancelled, and a cleanup that awaits must still run (R11)
+        with anyio.CancelScope(shield=True):
+            await aclose()
 
 
 async def _close_source(it: object, pending: BaseException | None) -> None:
@@ -515,9 +518,10 @@ async def write(writer: asyncio.StreamWriter, source: AsyncIterable[Bytes]) -> i
     closed nor sent EOF: it is the caller's, to write more or close.
 
     The source is closed (``aclose()``) on every exit.  Cancellation closes
-    it and propagates.  A connection error from ``drain()`` (the peer went
-    away, the writer was closed) closes the source and is raised.  A source
-    error is raised as itself.
+    it (shielded, so a cleanup that awaits runs to its end) and propagates.
+    A connection error from ``drain()`` (the peer went away, the writer was
+    closed) closes the source and is raised.  A source error is raised as
+    itself.
 
     :returns: the number of bytes written
     :raises TypeError: ``writer`` is not an ``asyncio.StreamWriter``, ``source``
@@ -642,9 +646,7 @@ class _Fed(Generic[S]):
         if not self._source_closed:
             self._source_closed = True
             try:
-                # shielded: a cancelled block must still close its source (R11)
-                with anyio.CancelScope(shield=True):
-                    await _aclose(self._it)
+                await _aclose(self._it)  # shielded: a cancelled block still closes it (R11)
             except Exception as cleanup_exc:
                 errors.append(cleanup_exc)
         for i, error in enumerate(errors):
@@ -1000,7 +1002,8 @@ async def byte_stream_write(stream: anyio.abc.ByteSendStream, source: AsyncItera
     The next chunk is pulled only after the previous ``send()`` returned, so
     the stream's own flow control paces the source.  The stream is neither
     closed nor sent EOF: it is the caller's.  The source is closed on every
-    exit; cancellation closes it and propagates; an error from ``send()``
+    exit; cancellation closes it (shielded, so a cleanup that awaits runs to
+    its end) and propagates; an error from ``send()``
     (``anyio.BrokenResourceError`` when the peer went away ...) closes the
     source and is raised; a source error is raised as itself.
 

@@ -70,6 +70,29 @@ class Source:
                 raise self.cleanup_error
 
 
+class AwaitingCleanup:
+    """An endless async generator source whose cleanup awaits (closing a connection, say).
+
+    It never suspends between values, so whenever an adapter closes it, it is
+    suspended at a ``yield``: its ``finally`` runs inside the adapter's ``aclose()``.
+    """
+
+    def __init__(self) -> None:
+        self.cleanup_started = False
+        self.cleaned = False
+
+    async def __aiter__(self) -> AsyncIterator[int]:
+        i = 0
+        try:
+            while True:
+                yield i
+                i += 1
+        finally:
+            self.cleanup_started = True
+            await anyio.lowlevel.checkpoint()  # raises if the close was left cancelled
+            self.cleaned = True
+
+
 # =================================================================== to_aiter
 
 
@@ -539,6 +562,49 @@ async def test_from_aiter_leaves_no_task_behind() -> None:
         assert len(anyio.get_running_tasks()) == before
 
 
+async def test_from_aiter_leaving_the_block_runs_a_source_cleanup_that_awaits() -> None:
+    # the block's exit cancels the pump; it then closed the source inside that
+    # cancellation, so the source's cleanup was cancelled at its first await
+    source = AwaitingCleanup()
+    async with channels.from_aiter(source) as receive:
+        assert await receive.receive() == 0
+        await anyio.wait_all_tasks_blocked()  # the pump waits for room; the source at a yield
+    assert source.cleanup_started
+    assert source.cleaned, "the source's cleanup was cut short by the pump's cancellation"
+
+
+async def test_from_aiter_consumer_error_during_an_outside_cancellation_is_not_a_group() -> None:
+    # under trio the cancellation adds the Cancelled of the pump and of its watcher to
+    # the task group's ExceptionGroup next to the block's error; with two of them the
+    # group itself came out (with one, a Cancelled came out and the error was logged)
+    source = Source(100, hang=True)
+    with pytest.raises(Mine):
+        with anyio.CancelScope() as scope:
+            async with channels.from_aiter(source) as receive:
+                assert await receive.receive() == 0
+                await anyio.wait_all_tasks_blocked()
+                scope.cancel()  # reaches the pump and the watcher at once...
+                raise Mine  # ...as the consumer fails
+    assert source.closed.is_set()
+
+
+async def test_from_aiter_outside_cancellation_as_the_block_ends_comes_out_alone() -> None:
+    source = Source(100, hang=True)
+    came_out: BaseException | None = None
+    with anyio.CancelScope() as scope:
+        try:
+            async with channels.from_aiter(source) as receive:
+                assert await receive.receive() == 0
+                await anyio.wait_all_tasks_blocked()
+                scope.cancel()  # the block ends normally just as this reaches the tasks
+        except BaseException as exc:
+            came_out = exc
+            raise
+    assert scope.cancelled_caught
+    assert isinstance(came_out, anyio.get_cancelled_exc_class()), repr(came_out)
+    assert source.closed.is_set()
+
+
 # =================================================================== pump
 
 
@@ -595,6 +661,18 @@ async def test_pump_cancelled_cuts_the_stream_short_visibly() -> None:
         async for v in receive:
             got.append(v)
     assert got == list(range(8))
+
+
+async def test_pump_cancelled_runs_a_source_cleanup_that_awaits() -> None:
+    send, receive = bridges.open_channel[int](1)
+    source = AwaitingCleanup()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(channels.pump, source, send)
+        await anyio.wait_all_tasks_blocked()  # the pump waits for room; the source at a yield
+        tg.cancel_scope.cancel()
+    assert source.cleanup_started
+    assert source.cleaned, "the source's cleanup was cut short by pump's cancellation"
+    await receive.aclose()
 
 
 async def test_pump_into_memory_channels_raises_the_error_after_closing(

@@ -561,6 +561,37 @@ class TestFromAiter:
         assert collector.errors == [], "on_error is not called for the observer's own mistake"
         assert log == ["pull 0", "pull 1", "closed"]
 
+    async def test_on_next_raising_during_a_cancellation_runs_a_source_cleanup_that_awaits(
+        self,
+    ) -> None:
+        # the observer fails just as a cancellation from outside comes: the pump
+        # closed the source inside that cancellation, so the source's cleanup was
+        # cancelled at its first await
+        cleanup: list[str] = []
+
+        async def source() -> AsyncIterator[int]:
+            try:
+                for i in range(100):
+                    yield i
+            finally:
+                cleanup.append("started")
+                await anyio.lowlevel.checkpoint()  # raises if the close was left cancelled
+                cleanup.append("clean")
+
+        mistake = BoomError("observer bug")
+        with anyio.CancelScope() as outside:
+
+            def on_value(v: int) -> None:
+                outside.cancel()
+                raise mistake
+
+            with pytest.raises(BaseExceptionGroup) as info:
+                async with anyio.create_task_group() as tg:
+                    rx.from_aiter(source, task_group=tg).subscribe(on_value)
+                    await anyio.sleep_forever()
+        assert cleanup == ["started", "clean"]
+        assert mistake in info.value.exceptions
+
     @pytest.mark.parametrize("anyio_backend", ASYNCIO_BACKENDS)
     async def test_on_next_raising_goes_to_the_loop_exception_handler(self) -> None:
         loop = asyncio.get_running_loop()

@@ -75,6 +75,27 @@ async def settle() -> None:
     await anyio.wait_all_tasks_blocked()
 
 
+class AwaitingCleanup:
+    """Endless chunks from an async generator whose cleanup awaits (closing a file, say).
+
+    It never suspends between chunks, so whenever an adapter closes it, it is
+    suspended at a ``yield``: its ``finally`` runs inside the adapter's ``aclose()``.
+    """
+
+    def __init__(self) -> None:
+        self.cleanup_started = False
+        self.cleaned = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            while True:
+                yield b"x"
+        finally:
+            self.cleanup_started = True
+            await anyio.lowlevel.checkpoint()  # raises if the close was left cancelled
+            self.cleaned = True
+
+
 # =================================================================== to_aiter
 
 
@@ -343,6 +364,19 @@ async def test_write_cancellation_closes_the_source() -> None:
         await streams.write(writer, source)
     assert scope.cancelled_caught
     assert source.closed == 1
+    writer.close()
+
+
+@asyncio_only
+async def test_write_cancelled_runs_a_source_cleanup_that_awaits() -> None:
+    _reader, writer = streams.open_pipe(limit=1)
+    source = AwaitingCleanup()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(streams.write, writer, source)
+        await settle()  # drain() waits: the reader is full; the source at a yield
+        tg.cancel_scope.cancel()
+    assert source.cleanup_started
+    assert source.cleaned, "the source's cleanup was cut short by write()'s cancellation"
     writer.close()
 
 
@@ -892,6 +926,18 @@ async def test_byte_stream_write_count_and_a_closed_receiver() -> None:
         assert source.pulled == 3  # one taken, one in the pipe, one waiting in send()
         await receive.aclose()
     assert source.closed == 1
+
+
+async def test_byte_stream_write_cancelled_runs_a_source_cleanup_that_awaits() -> None:
+    send, receive = streams.open_byte_stream_pipe(limit=2)
+    source = AwaitingCleanup()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(streams.byte_stream_write, send, source)
+        await settle()  # send() waits: the pipe is full; the source at a yield
+        tg.cancel_scope.cancel()
+    assert source.cleanup_started
+    assert source.cleaned, "the source's cleanup was cut short by the writer's cancellation"
+    await receive.aclose()
 
 
 async def test_byte_stream_write_wrong_kinds() -> None:

@@ -87,6 +87,14 @@ class _ToAiterHarness(testing.PushHarness):
                 return runner(fn, *args)
             except Exception as exc:
                 raise _stop(exc) from exc
+            except trio.Cancelled as exc:
+                # Releasing the source stops this thread but does not wait for it, so
+                # the test may end while the thread's last call is on its way to the
+                # loop: trio runs such a call in a system task, which it cancels when
+                # the run ends ("main task done, shutting down system tasks"), and
+                # from_thread.run raises that Cancelled here.  The loop has ended:
+                # the producer's job is over, like any other refused call.
+                raise _stop(exc) from exc
 
         probe.start()
         producer = ScriptedProducer(
@@ -350,11 +358,35 @@ class FromAiterAnyioHarness(_FromAiterHarness):
             return False, 0
 
 
+def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception of the harness's own task group, taken out of its group.
+
+    Under trio every task that a cancellation from outside reaches adds its
+    ``Cancelled`` to the nursery's group, next to the error (the consumer's,
+    say) that coincided with it: those are that one cancellation, not errors
+    of their own, so the error alone comes out (or, with none, the cancellation).
+    """
+    leaves = _leaves(group)
+    errors = [e for e in leaves if not isinstance(e, anyio.get_cancelled_exc_class())]
+    if len(errors) == 1:
+        return errors[0]
+    return leaves[0] if not errors else group
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for e in group.exceptions:
+        out.extend(_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])
+    return out
+
+
 class PumpHarness(testing.PullHarness):
     """channels.pump into an open_channel sender; the consumer iterates the receiver.
 
     The pump runs in the caller's task group (here the harness's): a receiver
-    error therefore leaves that group as a one-exception group, unwrapped here.
+    error therefore leaves that group in an ExceptionGroup (under trio together
+    with the Cancelled of a cancellation from outside that coincided with it),
+    unwrapped here.
     """
 
     name = "channels.pump-open_channel"
@@ -381,9 +413,7 @@ class PumpHarness(testing.PullHarness):
                     async with receive:
                         await _consume(receive, plan, outcome, receive_one)
             except BaseExceptionGroup as group:
-                if len(group.exceptions) == 1:
-                    raise group.exceptions[0] from None
-                raise
+                raise _unwrap(group) from None
         except Exception as exc:
             outcome.error = exc
             outcome.errors_seen += 1

@@ -166,10 +166,17 @@ class FromAiterHarness(testing.PullHarness):
                 finally:
                     subscription.dispose()
         except BaseExceptionGroup as group:
-            # the observer's own error is raised out of the task group that owns the pump
-            (error,) = group.exceptions
+            # the observer's own error is raised out of the task group that owns the pump;
+            # under trio a cancellation from outside that coincided with it adds the
+            # Cancelled of each task it reached (the body's, here) to the group: those
+            # are that one cancellation, so the error alone is the outcome
+            leaves = _leaves(group)
+            errors = [e for e in leaves if not isinstance(e, anyio.get_cancelled_exc_class())]
+            if len(errors) > 1:
+                raise
+            error = errors[0] if errors else leaves[0]
             if not isinstance(error, ConsumerError):
-                raise error from None  # e.g. from_aiter's own TypeError (R15)
+                raise error from None  # e.g. from_aiter's own TypeError (R15), a cancellation
             subscriber.outcome.error = error
         return subscriber.outcome
 
@@ -241,6 +248,13 @@ class FromAiterLoopHarness(testing.PullHarness):
             return subscriber.outcome
 
         return await _twice(subscribe_one, rx.from_aiter(make()))
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for e in group.exceptions:
+        out.extend(_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])
+    return out
 
 
 HARNESSES: list[testing.PushHarness | testing.PullHarness] = [

@@ -71,9 +71,27 @@ def _records(source: Any) -> Any:
 
 
 def _unwrap(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
+    """The one exception of the harness's own task group, taken out of its group.
+
+    Under trio every task that a cancellation from outside reaches adds its
+    ``Cancelled`` to the nursery's group, next to the error (the consumer's,
+    say) that coincided with it: those are that one cancellation, not errors
+    of their own, so the error alone comes out (or, with none, the cancellation).
+    """
+    if not isinstance(exc, BaseExceptionGroup):
+        return exc
+    leaves = _leaves(exc)
+    errors = [e for e in leaves if not isinstance(e, anyio.get_cancelled_exc_class())]
+    if len(errors) == 1:
+        return errors[0]
+    return leaves[0] if not errors else exc
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for e in group.exceptions:
+        out.extend(_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])
+    return out
 
 
 async def _consume(
