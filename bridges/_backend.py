@@ -30,25 +30,37 @@ class AsyncWaiter(Protocol):
     async def wait(self) -> None: ...
 
 
+_trio_in_run: Callable[[], bool] | None = None
+
+
 def _in_trio_run() -> bool:
-    trio = sys.modules.get("trio")
-    if trio is None:
-        return False
-    in_run: Callable[[], bool] | None = getattr(trio.lowlevel, "in_trio_run", None)
-    if in_run is not None:
-        return in_run()
-    try:  # pragma: no cover - trio < 0.24
+    global _trio_in_run
+    check = _trio_in_run
+    if check is None:
+        trio = sys.modules.get("trio")
+        if trio is None:
+            return False  # trio was never imported: no trio run anywhere
+        check = getattr(trio.lowlevel, "in_trio_run", None)
+        if check is None:  # pragma: no cover - trio < 0.24
+            return _in_trio_run_by_token()
+        _trio_in_run = check
+    return check()
+
+
+def _in_trio_run_by_token() -> bool:  # pragma: no cover - trio < 0.24
+    trio = sys.modules["trio"]
+    try:
         trio.lowlevel.current_trio_token()
-    except RuntimeError:  # pragma: no cover
+    except RuntimeError:
         return False
-    return True  # pragma: no cover
+    return True
 
 
 def in_event_loop_thread() -> bool:
     """True when the calling thread is running an event loop (asyncio or trio).
 
     Code on such a thread must never block: a blocked loop cannot run the
-    consumer that would make room.
+    consumer that would make room.  Cheap: it sits on producers' hot paths.
     """
     return _get_running_loop() is not None or _in_trio_run()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from threading import get_ident
 from types import TracebackType
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -42,13 +43,14 @@ class ChannelSender(Generic[T]):
     :meth:`clone` the stream ends when the last clone closes.
     """
 
-    __slots__ = ("__weakref__", "_closed", "_h", "_shared", "_tick")
+    __slots__ = ("__weakref__", "_closed", "_h", "_plain_thread", "_shared", "_tick")
 
     def __init__(self, handoff: Handoff[T], shared: list[int]) -> None:
         self._h = handoff
         self._shared = shared  # [number of open senders]
         self._closed = False
         self._tick = CHECKPOINT_EVERY
+        self._plain_thread = -1  # the last thread seen to run no event loop
 
     @property
     def stats(self) -> Stats:
@@ -144,15 +146,20 @@ class ChannelSender(Generic[T]):
         """
         if timeout is not None:
             timeout = validate_timeout(timeout)
-        if in_event_loop_thread():
-            raise RuntimeError(
-                "send_blocking() would block this thread's event loop; "
-                "use 'await sender.send(item)' here (or send_nowait())"
-            )
+        ident = get_ident()
+        if ident != self._plain_thread:
+            # checked once per calling thread (the check is not free); should this
+            # thread start a loop later, a full buffer still never blocks it (R8)
+            if in_event_loop_thread():
+                raise RuntimeError(
+                    "send_blocking() would block this thread's event loop; "
+                    "use 'await sender.send(item)' here (or send_nowait())"
+                )
+            self._plain_thread = ident
         if self._closed:
             raise anyio.ClosedResourceError("this sender was closed; values can no longer be sent")
         result = self._h.put_sync(item, timeout)
-        if result is not DROPPED:
+        if result is not TAKEN and result is not DROPPED:
             self._check(result)
 
     def fail(self, exc: BaseException) -> None:
