@@ -165,6 +165,33 @@ def _is_trio_memory_receive(obj: object) -> bool:
     return trio is not None and type(obj) is trio.MemoryReceiveChannel
 
 
+def _is_trio_only(obj: object, trio_check: Any) -> bool:
+    """A trio channel that is not also an anyio stream: it works only in a trio run."""
+    return bool(trio_check(obj)) and not isinstance(
+        obj, (UnreliableObjectReceiveStream, ObjectSendStream)
+    )
+
+
+def _require_trio(what: str, *, lazy: bool = False) -> None:
+    """Raise ``RuntimeError`` naming the fix when the running async library is not trio.
+
+    :param lazy: no async library running (a call from sync code) is no error: the
+        check is made again where the channel is first used
+    """
+    try:
+        library = sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        if lazy:
+            return
+        library = "no event loop"
+    if library != "trio":
+        raise RuntimeError(
+            f"{what} needs trio, but this runs under {library}; on every backend use an "
+            "anyio memory object stream (anyio.create_memory_object_stream()) or "
+            "bridges.open_channel() instead"
+        )
+
+
 def _is_async_iterable(obj: object) -> bool:
     return hasattr(type(obj), "__aiter__")
 
@@ -197,11 +224,21 @@ class ChannelIterator(BridgeIterator[T]):
         itself: the channel is the buffer.
     """
 
-    __slots__ = ("_delivered", "_end", "_nowait", "_receive", "_state", "_tick", "_wouldblock")
+    __slots__ = (
+        "_delivered",
+        "_end",
+        "_nowait",
+        "_receive",
+        "_state",
+        "_tick",
+        "_trio_only",
+        "_wouldblock",
+    )
 
     def __init__(self, receive: Any) -> None:
         self._receive = receive
         self._state = 0  # 0 new, 1 iterating, 2 closed
+        self._trio_only = _is_trio_only(receive, _is_trio_receive)
         self._delivered = 0
         self._tick = 0
         self._end = _end_classes()
@@ -234,10 +271,21 @@ class ChannelIterator(BridgeIterator[T]):
             capacity=capacity,
         )
 
+    def _check_backend(self) -> None:
+        if self._trio_only:
+            _require_trio("a trio receive channel given to channels.to_aiter()")
+
+    async def __aenter__(self) -> Self:
+        if self._state == 0:
+            self._check_backend()
+        return self
+
     async def __anext__(self) -> T:
-        if self._state == 2:
-            raise StopAsyncIteration
-        self._state = 1
+        if self._state != 1:
+            if self._state == 2:
+                raise StopAsyncIteration
+            self._check_backend()
+            self._state = 1
         nowait = self._nowait
         if nowait is not None:
             tick = self._tick + 1
@@ -347,14 +395,21 @@ def to_aiter(receive: Any) -> BridgeIterator[Any]:
     receive side before it completes, so senders see ``BrokenResourceError``
     (R6).  A cancellation caught around one ``__anext__`` takes no value.
 
+    A trio channel works only in a trio run: under another backend
+    ``to_aiter()`` raises ``RuntimeError`` at once when called in a running
+    event loop, else at the first ``async with`` / ``__anext__``.
+
     :param receive: the receive side to iterate; the iterator owns it from now on
     :return: a :class:`ChannelIterator` (an async context manager with ``aclose()``),
         or the :class:`bridges.ChannelReceiver` given
     :raises TypeError: ``receive`` is not a receive channel or stream
+    :raises RuntimeError: ``receive`` is a trio channel and this is not a trio run
     """
     if isinstance(receive, ChannelReceiver):
         return receive
     if isinstance(receive, UnreliableObjectReceiveStream) or _is_trio_receive(receive):
+        if _is_trio_only(receive, _is_trio_receive):
+            _require_trio("a trio receive channel given to channels.to_aiter()", lazy=True)
         return ChannelIterator(receive)
     raise TypeError(
         "channels.to_aiter() takes a trio ReceiveChannel, an anyio ObjectReceiveStream "
@@ -779,18 +834,37 @@ async def pump(
       end (the stream was cut short); a trio or anyio send side is closed.
     * An error the source raises while being closed is raised here, or
       logged when another exception is already on its way.
+    * Wrong arguments (``TypeError``, a trio send channel outside trio) are
+      rejected before ``pump`` takes the source, which is left untouched.
+      Once it has taken it, ``pump`` closes the source on every exit,
+      including an ``open_channel`` sender found already closed
+      (``anyio.ClosedResourceError``, raised before the source is pulled).
 
     :param source: the async iterable to drain
     :param send: the send side; ``pump`` closes it
     :raises TypeError: ``source`` is not an async iterable or ``send`` not a send side
+    :raises RuntimeError: ``send`` is a trio channel and this is not a trio run
+    :raises anyio.ClosedResourceError: ``send`` is an ``open_channel`` sender
+        that was already closed
     """
     if not _is_async_iterable(source):
         raise TypeError(
             f"channels.pump() takes an async iterable as its source, not {type(source).__name__}"
         )
     if isinstance(send, ChannelSender):
+        if send._closed:
+            # checked before the source is pulled: nothing is computed for nobody
+            closed = anyio.ClosedResourceError(
+                "channels.pump() got a ChannelSender that was already closed; pass an open "
+                "sender (pump() closes it when the source ends) or a clone() taken before "
+                "closing"
+            )
+            await _close_source(source.__aiter__(), closed)
+            raise closed
         await _pump_open_channel(source.__aiter__(), send)
     elif isinstance(send, ObjectSendStream) or _is_trio_send(send):
+        if _is_trio_only(send, _is_trio_send):
+            _require_trio("a trio send channel given to channels.pump()")
         await _pump_send_channel(source.__aiter__(), send)
     else:
         raise TypeError(

@@ -706,7 +706,21 @@ class TrioScheduler(PeriodicScheduler):
     """
 
     def __init__(self, token: trio.lowlevel.TrioToken, clock: trio.abc.Clock) -> None:
-        """Use :func:`open_trio_scheduler` instead."""
+        """Use :func:`open_trio_scheduler` instead, which owns the task that runs the actions.
+
+        :param token: the trio run's ``trio.lowlevel.current_trio_token()``
+        :param clock: the trio run's ``trio.lowlevel.current_clock()``
+        :raises TypeError: ``token`` is not a ``TrioToken`` or ``clock`` not a trio ``Clock``
+        """
+        import trio
+
+        if not isinstance(token, trio.lowlevel.TrioToken) or not isinstance(clock, trio.abc.Clock):
+            raise TypeError(
+                "TrioScheduler(token, clock) takes a trio.lowlevel.TrioToken and a "
+                f"trio.abc.Clock, not {type(token).__name__} and {type(clock).__name__}; "
+                "use 'async with rx.open_trio_scheduler() as scheduler:' in a trio run, "
+                "which makes one and runs its actions"
+            )
         super().__init__()
         self._token = token
         self._clock = clock

@@ -942,9 +942,6 @@ ROWS += [
         lambda: rx.TrioScheduler(42, 42),  # type: ignore[arg-type]
         TypeError,
         "open_trio_scheduler",
-        xfail="rx.TrioScheduler(token, clock) does not check its arguments: AttributeError "
-        "'int' object has no attribute 'current_time' instead of a TypeError naming "
-        "open_trio_scheduler()",
     ),
 ]
 
@@ -1105,10 +1102,7 @@ ROWS += [
         "closed-sender",
         _pump_into_closed_sender,
         anyio.ClosedResourceError,
-        "closed",
-        xfail="channels.pump() into a ChannelSender that was closed returns silently and "
-        "sends nothing (a closed clone among open ones raises ClosedResourceError); "
-        "use after close should raise anyio.ClosedResourceError",
+        "pass an open sender",
     ),
     # anyio's own exception from the user's closed stream, raised as is (no message)
     Row(
@@ -1123,21 +1117,16 @@ ROWS += [
         "trio-channel-on-asyncio",
         _trio_channel_on_asyncio,
         RuntimeError,
-        "needs trio",
+        "anyio memory object stream",
         backends=ASYNCIO,
-        xfail="a trio channel iterated under asyncio fails deep inside trio with "
-        "RuntimeError('must be called from async context'), naming neither trio nor the fix "
-        "(an anyio memory object stream or bridges.open_channel)",
     ),
     Row(
         "bridges.channels.pump",
         "trio-channel-on-asyncio",
         _pump_into_trio_channel_on_asyncio,
         RuntimeError,
-        "needs trio",
+        "anyio memory object stream",
         backends=ASYNCIO,
-        xfail="channels.pump() into a trio channel under asyncio fails with asyncio's "
-        "RuntimeError('Task got bad yield: <class trio._core._traps.CancelShieldedCheckpoint>')",
     ),
 ]
 

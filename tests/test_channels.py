@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 import anyio.lowlevel
+import anyio.to_thread
 import pytest
 import trio
 
@@ -713,6 +714,77 @@ async def test_pump_rejects_bad_arguments() -> None:
             await channels.pump(42, send)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="ChannelSender"):
             await channels.pump(Source(1), receive)  # type: ignore[arg-type]
+
+
+class OneShot:
+    """A one-shot async iterator that records what was asked of it."""
+
+    def __init__(self) -> None:
+        self.pulled = 0
+        self.closed = 0
+
+    def __aiter__(self) -> OneShot:
+        return self
+
+    async def __anext__(self) -> int:
+        self.pulled += 1
+        await anyio.lowlevel.checkpoint()
+        return self.pulled
+
+    async def aclose(self) -> None:
+        self.closed += 1
+
+
+async def test_pump_into_a_closed_sender_raises_before_pulling_and_closes_the_source() -> None:
+    send, receive = bridges.open_channel[int](4)
+    async with receive:
+        send.close()
+        source = OneShot()
+        with pytest.raises(anyio.ClosedResourceError, match="pass an open sender"):
+            await channels.pump(source, send)
+        assert (source.pulled, source.closed) == (0, 1)
+        assert [v async for v in receive] == [], "the channel's clean end is unchanged"
+
+
+async def test_pump_into_a_closed_clone_among_open_ones_pulls_nothing() -> None:
+    send, receive = bridges.open_channel[int](4)
+    async with receive:
+        clone = send.clone()
+        clone.close()
+        source = OneShot()
+        with pytest.raises(anyio.ClosedResourceError, match="pass an open sender"):
+            await channels.pump(source, clone)
+        assert (source.pulled, source.closed) == (0, 1)
+        await channels.pump(Source(3), send)  # the open sender still works
+        assert [v async for v in receive] == [0, 1, 2]
+
+
+@only_asyncio
+async def test_pump_into_a_trio_channel_outside_trio_says_so_and_leaves_the_source() -> None:
+    send, receive = trio.open_memory_channel[int](1)
+    with send, receive:
+        source = OneShot()
+        with pytest.raises(RuntimeError, match="needs trio, but this runs under asyncio"):
+            await channels.pump(source, send)
+        assert (source.pulled, source.closed) == (0, 0), "a wrong argument: source untouched"
+
+
+@only_asyncio
+async def test_to_aiter_of_a_trio_channel_outside_trio_says_so() -> None:
+    send, receive = trio.open_memory_channel[int](1)
+    with send, receive:
+        # called in a running loop: at once
+        with pytest.raises(RuntimeError, match="anyio memory object stream"):
+            channels.to_aiter(receive)
+        # made where no loop runs: at the first use, which does not count as iterating
+        it = await anyio.to_thread.run_sync(channels.to_aiter, receive)
+        with pytest.raises(RuntimeError, match="needs trio"):
+            async with it:
+                pass
+        with pytest.raises(RuntimeError, match="needs trio"):
+            await it.__anext__()
+        del it  # no ResourceWarning: it never started
+        send.send_nowait(1)  # the channel is still open
 
 
 # =================================================================== across threads and loops

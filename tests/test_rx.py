@@ -997,3 +997,16 @@ class TestTrioScheduler:
         with pytest.raises(RuntimeError, match="AsyncIOThreadSafeScheduler"):
             async with rx.open_trio_scheduler():
                 pass
+
+    def test_direct_construction_checks_its_arguments(self) -> None:
+        with pytest.raises(TypeError, match="open_trio_scheduler"):
+            rx.TrioScheduler(42, 42)  # type: ignore[arg-type]
+
+    @pytest.mark.trio
+    async def test_direct_construction_wants_a_trio_token_and_a_trio_clock(self) -> None:
+        token, clock = trio.lowlevel.current_trio_token(), trio.lowlevel.current_clock()
+        with pytest.raises(TypeError, match=r"trio\.abc\.Clock, not TrioToken and int"):
+            rx.TrioScheduler(token, 42)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"TrioToken and a trio\.abc\.Clock, not int and"):
+            rx.TrioScheduler(42, clock)  # type: ignore[arg-type]
+        assert rx.TrioScheduler(token, clock).now is not None  # the right ones are taken
