@@ -220,15 +220,22 @@ async def _call(fn: Callable[..., object], *args: Any) -> None:
         await result
 
 
+async def _aclose(aclose: Callable[[], Any]) -> None:
+    # shielded: the calling task is often being cancelled here, and a cleanup of
+    # the source that awaits (closing a connection) must still run to the end (R11)
+    with anyio.CancelScope(shield=True):
+        await aclose()
+
+
 async def _close_source(it: AsyncIterator[Any], pending: BaseException | None) -> None:
     aclose = getattr(it, "aclose", None)
     if aclose is None:
         return
     if pending is None:
-        await aclose()
+        await _aclose(aclose)
         return
     try:
-        await aclose()
+        await _aclose(aclose)
     except BaseException as cleanup_exc:
         # the exception already on its way wins; a cleanup error is not lost
         if not isinstance(cleanup_exc, anyio.get_cancelled_exc_class()):

@@ -145,7 +145,10 @@ def _log_cleanup(exc: BaseException, what: str) -> None:
 async def _aclose(obj: object) -> None:
     aclose = getattr(obj, "aclose", None)
     if aclose is not None:
-        await aclose()
+        # shielded: a source is often closed while the consumer or a helper task is
+        # being cancelled, and a cleanup that awaits must still run to the end (R11)
+        with anyio.CancelScope(shield=True):
+            await aclose()
 
 
 class _Up(Generic[T]):

@@ -363,7 +363,13 @@ class TestSource:
     """An instrumented async iterator for pull -> push checks.
 
     Counts pulls, records whether it was closed (its ``finally`` ran) and how
-    many times; optionally fails after its values or hangs.
+    many times; optionally fails after its values or hangs.  When it is closed
+    by ``aclose()`` while suspended at a ``yield``, its cleanup awaits (a
+    checkpoint, like closing a connection) before it counts the close, so a
+    close that an adapter leaves exposed to a cancellation is cut short and
+    never counted: every adapter must shield the source's ``aclose()`` (R11).
+    (A cancellation delivered inside the source's own body, while it hangs,
+    ends it there; that cleanup does not await, as no adapter can shield it.)
     """
 
     __test__ = False
@@ -380,6 +386,7 @@ class TestSource:
         self._gen: AsyncIterator[int] | None = None
 
     async def _run(self) -> AsyncIterator[int]:
+        closing = False
         try:
             for v in self.values:
                 await anyio.lowlevel.checkpoint()
@@ -389,7 +396,13 @@ class TestSource:
                 raise self.error
             if self.end is End.HANG:
                 await anyio.sleep_forever()
+        except GeneratorExit:
+            closing = True  # aclose() at a yield: this cleanup runs inside the adapter's close
+            raise
         finally:
+            if closing:
+                # awaits first: a close left exposed to a cancellation never gets counted
+                await anyio.lowlevel.checkpoint()
             self.closed += 1
 
     def __aiter__(self) -> TestSource:

@@ -500,7 +500,11 @@ class _Pump(Generic[T]):
         aclose = getattr(it, "aclose", None)
         if aclose is not None:
             try:
-                await aclose()
+                # shielded: the pump is usually being cancelled here (the consumer
+                # left, the portal stopped), and a cleanup that awaits must still
+                # run to the end (R11)
+                with anyio.CancelScope(shield=True):
+                    await aclose()
             except BaseException as exc:
                 cleanup_error = exc
         cancelled = isinstance(error, anyio.get_cancelled_exc_class())

@@ -1220,6 +1220,65 @@ async def test_from_aiter_cancellation_closes_the_source() -> None:
     assert source.closed == 1
 
 
+class AwaitingCleanup:
+    """Endless values from an async generator whose cleanup awaits (closing a connection, say).
+
+    It never suspends between values, so whenever it is closed it is suspended
+    at a ``yield``: its ``finally`` runs inside the adapter's ``aclose()``.
+    """
+
+    def __init__(self) -> None:
+        self.cleanup_started = False
+        self.cleaned = False
+
+    async def __aiter__(self) -> AsyncIterator[int]:
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+        finally:
+            self.cleanup_started = True
+            await anyio.lowlevel.checkpoint()  # raises if the close was left cancelled
+            self.cleaned = True
+
+
+async def test_from_aiter_cancelled_runs_a_source_cleanup_that_awaits() -> None:
+    source = AwaitingCleanup()
+    got: list[int] = []
+
+    async def on_next(v: int) -> None:
+        got.append(v)
+        await anyio.sleep_forever()  # the source waits at a yield
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(callbacks.from_aiter, source, on_next)
+        await anyio.wait_all_tasks_blocked()
+        tg.cancel_scope.cancel()
+    assert got == [0]
+    assert source.cleanup_started
+    assert source.cleaned, "the source's cleanup was cut short by the cancellation"
+
+
+async def test_from_aiter_on_next_raising_during_a_cancellation_runs_a_source_cleanup_that_awaits(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # the callback fails just as a cancellation from outside comes: its error wins,
+    # the source's cleanup still runs to the end, and nothing is logged
+    source = AwaitingCleanup()
+    mistake = BoomError("callback bug")
+    with pytest.raises(BoomError) as info, anyio.CancelScope() as outside:
+
+        def on_next(v: int) -> None:
+            outside.cancel()
+            raise mistake
+
+        await callbacks.from_aiter(source, on_next)
+    assert info.value is mistake
+    assert source.cleaned, "the source's cleanup was cut short by the cancellation"
+    assert not [r for r in caplog.records if r.name == "bridges"]
+
+
 async def test_from_aiter_cleanup_error_is_logged_behind_the_callbacks_error(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -118,6 +118,100 @@ async def agen(n: int, start: int = 0) -> AsyncIterator[int]:
         yield i
 
 
+class AwaitingCleanup:
+    """Endless values from an async generator whose cleanup awaits (closing a connection, say).
+
+    It never suspends between values, so whenever an op closes it, it is
+    suspended at a ``yield``: its ``finally`` runs inside the op's ``aclose()``.
+    """
+
+    def __init__(self) -> None:
+        self.cleanup_started = False
+        self.cleaned = False
+
+    async def __aiter__(self) -> AsyncIterator[int]:
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+        finally:
+            self.cleanup_started = True
+            await anyio.lowlevel.checkpoint()  # raises if the close was left cancelled
+            self.cleaned = True
+
+
+#: every op over one source, built around it
+ONE_SOURCE_OPS: dict[str, Callable[[AwaitingCleanup], bridges.BridgeIterator[Any]]] = {
+    "map": lambda s: bridges.iterate(s).map(lambda v: v),
+    "filter": lambda s: bridges.iterate(s).filter(lambda v: True),
+    "take": lambda s: bridges.iterate(s).take(100),
+    "drop": lambda s: bridges.iterate(s).drop(1),
+    "flat_map": lambda s: bridges.iterate(s).flat_map(lambda v: [v, v]),
+    "batch": lambda s: ops.batch(s, 3),
+    "batch_within": lambda s: ops.batch(s, 3, within=60),
+    "merge": lambda s: ops.merge(s),
+    "rate_limit": lambda s: ops.rate_limit(s, 1000, burst=10),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ONE_SOURCE_OPS))
+async def test_op_cancelled_from_outside_runs_a_source_cleanup_that_awaits(name: str) -> None:
+    source = AwaitingCleanup()
+    got: list[Any] = []
+
+    async def consume() -> None:
+        async with ONE_SOURCE_OPS[name](source) as it:
+            got.append(await it.__anext__())
+            await anyio.sleep_forever()  # the source waits at a yield (a helper's too)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consume)
+        await anyio.wait_all_tasks_blocked()
+        tg.cancel_scope.cancel()
+    assert len(got) == 1
+    assert source.cleanup_started
+    assert source.cleaned, f"{name}: the source's cleanup was cut short by the cancellation"
+
+
+async def test_flat_map_cancelled_runs_a_source_cleanup_that_awaits_also_of_the_inner() -> None:
+    outer = AwaitingCleanup()
+    inners: list[AwaitingCleanup] = []
+
+    def expand(v: int) -> AsyncIterator[int]:
+        inners.append(AwaitingCleanup())
+        return inners[-1].__aiter__()
+
+    async def consume() -> None:
+        async with bridges.iterate(outer).flat_map(expand) as it:
+            assert await it.__anext__() == 0
+            await anyio.sleep_forever()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consume)
+        await anyio.wait_all_tasks_blocked()
+        tg.cancel_scope.cancel()
+    assert len(inners) == 1
+    assert inners[0].cleaned, "the inner iterator's cleanup was cut short"
+    assert outer.cleaned, "the source's cleanup was cut short"
+
+
+async def test_share_cancelled_from_outside_runs_a_source_cleanup_that_awaits() -> None:
+    source = AwaitingCleanup()
+
+    async def consume() -> None:
+        async with ops.share(source, buffer=2) as shared, shared.subscribe() as sub:
+            assert await sub.__anext__() == 0
+            await anyio.sleep_forever()  # the pump waits for room, the source at a yield
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consume)
+        await anyio.wait_all_tasks_blocked()
+        tg.cancel_scope.cancel()
+    assert source.cleanup_started
+    assert source.cleaned, "the source's cleanup was cut short by the pump's cancellation"
+
+
 # --------------------------------------------------------------------------- chainable methods
 
 

@@ -654,6 +654,67 @@ def test_a_stopped_portal_fails_the_stream_instead_of_hanging() -> None:
     assert source.closed == 1
 
 
+class AwaitingCleanup:
+    """Endless values from an async generator whose cleanup awaits (closing a connection, say).
+
+    It never suspends between values, so whenever it is closed it is suspended
+    at a ``yield``: its ``finally`` runs inside the pump's ``aclose()``.
+    """
+
+    def __init__(self) -> None:
+        self.cleanup_started = False
+        self.cleaned = False
+
+    async def __aiter__(self) -> AsyncIterator[int]:
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+        finally:
+            self.cleanup_started = True
+            await anyio.lowlevel.checkpoint()  # raises if the close was left cancelled
+            self.cleaned = True
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_leaving_runs_a_source_cleanup_that_awaits(backend: str) -> None:
+    # leaving cancels the pump on the helper loop; the source's close runs inside
+    # that cancellation and must not be cut short at its first await
+    source = AwaitingCleanup()
+    with threads.from_aiter(source, buffer=1, backend=backend) as it:
+        assert next(it) == 0
+    assert source.cleanup_started
+    assert source.cleaned, "the source's cleanup was cut short by the pump's cancellation"
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_portal_leaving_runs_a_source_cleanup_that_awaits(backend: str) -> None:
+    source = AwaitingCleanup()
+    with start_blocking_portal(backend) as portal:
+        with threads.from_aiter(source, buffer=1, portal=portal) as it:
+            assert next(it) == 0
+        assert source.cleanup_started
+        assert source.cleaned, "the source's cleanup was cut short by the task's cancellation"
+
+
+def test_portal_stopped_runs_a_source_cleanup_that_awaits() -> None:
+    source = AwaitingCleanup()
+    with (
+        start_blocking_portal() as portal,
+        threads.from_aiter(source, buffer=1, portal=portal) as it,
+    ):
+        assert next(it) == 0
+        # cancels the pump task from outside
+        stopper = threading.Thread(target=portal.call, args=(portal.stop, True))
+        stopper.start()
+        with pytest.raises(RuntimeError, match="cancelled before it ended"):
+            while True:
+                next(it)
+        stopper.join()
+    assert source.cleaned, "the source's cleanup was cut short by the portal's cancellation"
+
+
 def test_close_from_another_thread_ends_a_blocked_consumer() -> None:
     source = Source(1, hang=True)
     it = threads.from_aiter(source, backend="asyncio")
