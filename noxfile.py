@@ -119,10 +119,15 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(python=LOWEST)
 def stress(session: nox.Session) -> None:
-    """The attack tests: cancellation fuzzing, thread storms (about 10 minutes)."""
+    """The attack tests in their long profile: fuzzing, thread storms (under 10 minutes).
+
+    The default run has them too, in a short profile (few examples, few rounds).
+    """
     session.install("-e", ".[test]")
     session.env["BRIDGES_STRESS"] = "1"
-    session.run("python", "-m", "pytest", "-m", "stress", "-p", "no:randomly", *session.posargs)
+    session.run(
+        "python", "-m", "pytest", "tests/stress", "-m", "not soak", "-n", "auto", *session.posargs
+    )
 
 
 @nox.session(python=LOWEST)
