@@ -13,7 +13,7 @@ nox.needs_version = ">=2024.4.15"
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False
-nox.options.sessions = ["lint", "typecheck", "tests", "tests_lowest", "docs"]
+nox.options.sessions = ["lint", "typecheck", "tests", "docs"]
 
 ROOT = Path(__file__).parent
 PYPROJECT = nox.project.load_toml("pyproject.toml")
@@ -96,7 +96,7 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy", "--strict", "bridges", "tests/type_tests")
 
 
-@nox.session(python=LOWEST)
+@nox.session(python="3.11")
 def docs(session: nox.Session) -> None:
     """Build the docs with warnings as errors."""
     if not (ROOT / "mkdocs.yml").exists():
