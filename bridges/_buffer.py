@@ -411,6 +411,14 @@ class Handoff(Generic[T]):
                 g.wake()
         return TAKEN
 
+    def _forget(self, waiters: list[AsyncWaiter | ThreadWaiter], waiter: object) -> None:
+        """Unregister a waiter that gave up (cancelled, timed out); fine if already woken."""
+        with self._lock:
+            try:
+                waiters.remove(waiter)  # type: ignore[arg-type]
+            except ValueError:
+                pass
+
     def _wake_getters(self) -> None:
         with self._lock:
             getters = self._getters
@@ -557,11 +565,7 @@ class Handoff(Generic[T]):
             try:
                 await waiter.wait()
             except BaseException:
-                with self._lock:
-                    try:
-                        self._putters.remove(waiter)
-                    except ValueError:
-                        pass
+                self._forget(self._putters, waiter)
                 raise
 
     def has_room(self) -> bool:
@@ -593,11 +597,7 @@ class Handoff(Generic[T]):
             try:
                 await waiter.wait()
             except BaseException:
-                with self._lock:
-                    try:
-                        self._putters.remove(waiter)
-                    except ValueError:
-                        pass
+                self._forget(self._putters, waiter)
                 raise
 
     def wait_room_sync(self) -> None:
@@ -620,11 +620,7 @@ class Handoff(Generic[T]):
             try:
                 waiter.wait(None)
             except BaseException:
-                with self._lock:
-                    try:
-                        self._putters.remove(waiter)
-                    except ValueError:
-                        pass
+                self._forget(self._putters, waiter)
                 raise
 
     def close(self) -> bool:
@@ -783,11 +779,7 @@ class Handoff(Generic[T]):
             try:
                 await waiter.wait()
             except BaseException:
-                with self._lock:
-                    try:
-                        self._getters.remove(waiter)
-                    except ValueError:
-                        pass
+                self._forget(self._getters, waiter)
                 raise
 
     def get_sync(self) -> T:
@@ -834,9 +826,5 @@ class Handoff(Generic[T]):
             try:
                 waiter.wait(None)
             except BaseException:
-                with self._lock:
-                    try:
-                        self._getters.remove(waiter)
-                    except ValueError:
-                        pass
+                self._forget(self._getters, waiter)
                 raise

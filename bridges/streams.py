@@ -24,6 +24,7 @@ import asyncio
 import enum
 import math
 import sys
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
@@ -550,7 +551,7 @@ async def write(writer: asyncio.StreamWriter, source: AsyncIterable[Bytes]) -> i
 # ------------------------------------------------------- asyncio: a fed reader
 
 
-class _Fed(Generic[S]):
+class _Fed(ABC, Generic[S]):
     """A stream fed from a source by a pump task that the ``async with`` block owns (R14).
 
     The pump ends the stream in-band when the source ends or fails, and closes
@@ -569,20 +570,25 @@ class _Fed(Generic[S]):
         self._source_closed = False
         self._exit_error: Exception | None = None
 
+    @abstractmethod
     def _open(self) -> S:
-        raise NotImplementedError
+        """The stream handed to the block."""
 
+    @abstractmethod
     async def _pump(self, it: AsyncIterator[Bytes]) -> None:
-        raise NotImplementedError
+        """Move the source's chunks into the stream."""
 
+    @abstractmethod
     async def _end(self) -> None:
-        raise NotImplementedError
+        """End the stream in-band (the source is done)."""
 
+    @abstractmethod
     def _fail(self, exc: Exception) -> None:
-        raise NotImplementedError
+        """End the stream with the source's error."""
 
+    @abstractmethod
     def _close(self) -> None:
-        raise NotImplementedError
+        """Close the consumer's end when the block exits."""
 
     async def __aenter__(self) -> S:
         if self._tg is not None:

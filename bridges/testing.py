@@ -327,9 +327,11 @@ class PullHarness(ABC):
         Build the adapter's target from ``make()`` (a re-iterable when
         ``one_shot`` is False, a one-shot async iterator when True), consume
         it twice; return the first run's values and the second run's values
-        or exception.
+        or exception.  Only harnesses that claim R13 implement it.
         """
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{self.name} claims R13 but does not implement subscribe_twice()"
+        )
 
 
 @dataclass
