@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import sniffio
 
@@ -158,3 +158,75 @@ class ThreadWaiter:
         if timeout is None:
             return self._lock.acquire()
         return self._lock.acquire(timeout=max(timeout, 0.0))
+
+
+def _anyio_task_states() -> Any:
+    """anyio's per-task cancel-scope records on asyncio (None if its layout is unknown)."""
+    try:
+        from anyio._backends._asyncio import _task_states
+    except ImportError:  # pragma: no cover - a future anyio
+        return None
+    return _task_states
+
+
+class CancelProbe:
+    """A cheap "is the calling task's scope already cancelled?" for hot paths (R19).
+
+    Every ``send``/``receive``/``__anext__`` asks it before moving a value,
+    so a call made in a cancelled scope raises the cancellation and moves
+    nothing, even when it would not otherwise wait.  On trio it reads the
+    task's cancel status; on asyncio the task's pending ``cancel()`` and the
+    anyio cancel scopes around it (anyio delivers a scope's cancellation only
+    at the next wait, which a call that finds room never reaches).  One
+    probe belongs to one end; it remembers the last task it saw.
+    """
+
+    __slots__ = ("_state", "_task")
+
+    _states: Any = None
+
+    def __init__(self) -> None:
+        self._task: object = None
+        self._state: Any = None
+
+    def cancelled(self) -> bool:
+        if _get_running_loop() is not None:
+            return self._asyncio_cancelled()
+        trio = sys.modules.get("trio")
+        if trio is None:
+            return False
+        try:
+            task = trio.lowlevel.current_task()
+        except RuntimeError:
+            return False  # a plain thread: nothing to cancel
+        status = getattr(task, "_cancel_status", None)
+        return bool(status is not None and status.effectively_cancelled)
+
+    def _asyncio_cancelled(self) -> bool:
+        task = asyncio.current_task()
+        if task is None:
+            return False
+        if getattr(task, "_must_cancel", False):
+            return True
+        if task is self._task:
+            state = self._state
+        else:
+            states = CancelProbe._states
+            if states is None:
+                states = CancelProbe._states = _anyio_task_states()
+                if states is None:
+                    return False
+            state = states.get(task)
+            if state is None:
+                return False  # no anyio scope around this task (yet): not remembered
+            # a task keeps its record from its first scope to its end
+            self._task = task
+            self._state = state
+        scope = state.cancel_scope
+        while scope is not None:
+            if scope._cancel_called:
+                return True
+            if scope._shield:
+                return False
+            scope = scope._parent_scope
+        return False

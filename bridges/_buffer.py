@@ -24,9 +24,9 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
-from ._backend import ThreadWaiter, async_waiter, in_event_loop_thread
+from ._backend import ThreadWaiter, async_waiter, current_library, in_event_loop_thread
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -111,6 +111,14 @@ class Stats:
     capacity: int | None
     #: How many times the source was asked to pause.
     pauses: int = 0
+    #: Producers parked for room right now (a blocked ``send``), in the order they wait.
+    waiting_senders: int = 0
+    #: Consumers parked for a value right now (a waiting ``receive``).
+    waiting_receivers: int = 0
+    #: Send ends not yet closed (clones count one each; 0 once the stream ended).
+    open_senders: int = 1
+    #: Receive ends not yet closed (clones count one each; 0 once the consumer side left).
+    open_receivers: int = 1
 
 
 def validate_buffer(buffer: object, *, allow_none: bool = True) -> int | None:
@@ -152,8 +160,9 @@ class _Result(enum.IntEnum):
     DROPPED = 1
     FULL = 2
     CLOSED = 3  # the producer side closed or failed it
-    GONE = 4  # the consumer left
+    GONE = 4  # the consumer side left
     OVERFLOWED = 5  # overflow="error" tripped just now
+    WITHDRAWN = 6  # the producer's own end was closed while it waited: not sent
 
 
 TAKEN: Final = _Result.TAKEN
@@ -162,10 +171,38 @@ FULL: Final = _Result.FULL
 CLOSED: Final = _Result.CLOSED
 GONE: Final = _Result.GONE
 OVERFLOWED: Final = _Result.OVERFLOWED
+WITHDRAWN: Final = _Result.WITHDRAWN
 
 _OPEN: Final = 0
 _CLOSED: Final = 1  # completed or failed by the producer side; values may remain
 _GONE: Final = 2  # the consumer side left; nothing will be delivered any more
+
+
+class WithdrawnError(Exception):
+    """A parked consumer's own end was closed while it waited (see :meth:`Handoff.withdraw`)."""
+
+
+#: the "value" of a producer parked for room only (``wait_room``), which has none yet
+_ROOM: Any = object()
+
+
+class _Parked:
+    """One party parked on the hand-off, in the queue it waits in (first come, first served).
+
+    A parked consumer is *served* with a value; a parked producer carries its
+    value (or :data:`_ROOM`) and is served when the value is taken.  Either is
+    *withdrawn* when its own end is closed, and otherwise woken when the
+    stream ends, to look again.
+    """
+
+    __slots__ = ("item", "owner", "served", "waiter", "withdrawn")
+
+    def __init__(self, waiter: Any, item: Any, owner: object) -> None:
+        self.waiter = waiter  # an AsyncWaiter or a ThreadWaiter: the party's own kind
+        self.item = item
+        self.owner = owner
+        self.served = False
+        self.withdrawn = False
 
 
 def _r8_message(capacity: int | None) -> str:
@@ -177,13 +214,24 @@ def _r8_message(capacity: int | None) -> str:
     )
 
 
+def _wake(waiters: list[AsyncWaiter | ThreadWaiter]) -> None:
+    for w in waiters:
+        w.wake()
+
+
 class Handoff(Generic[T]):
     """A bounded buffer between any number of producers and consumers.
 
     Producers may be async tasks on any loop (:meth:`put`), sync code on
     another thread (:meth:`put_sync`, blocking under ``block``), or sync code
     on an event-loop thread (:meth:`put_sync`, never blocking: R8).
-    Consumers are async tasks on any loop (:meth:`get`).
+    Consumers are async tasks on any loop (:meth:`get`) or plain threads
+    (:meth:`get_sync`).
+
+    Waiting is first come, first served: parked consumers are handed values
+    in the order they parked (a value put while a consumer waits goes to that
+    consumer), and parked producers' values enter the buffer in the order
+    they parked, before any value put later.
     """
 
     __slots__ = (
@@ -197,19 +245,20 @@ class Handoff(Generic[T]):
         "_gate",
         "_getters",
         "_gone_hooks",
+        "_handed",
         "_high_water",
-        "_in_hook",
         "_items",
         "_lock",
         "_low",
         "_low_water",
         "_overflow",
         "_pause",
-        "_pause_pending",
         "_paused",
         "_pauses",
         "_putters",
+        "_receivers",
         "_resume",
+        "_senders",
         "_slots",
         "_state",
     )
@@ -244,7 +293,7 @@ class Handoff(Generic[T]):
                 f"low_water must be >= 0 and below buffer ({self._cap}), not {low_water}"
             )
         self._low_water = low_water
-        # producers parked on a full buffer resume at or below this many values
+        # parked producers' values enter the buffer at or below this many values
         self._low = -1 if self._cap is None else self._cap // 2
         # the consumer looks at producers / the pause state only at or below this
         self._gate = max(self._low, self._low_water)
@@ -253,12 +302,15 @@ class Handoff(Generic[T]):
         # token before appending and the consumer returns one after popping a
         # value: both atomic, so the capacity holds with no lock on either side.
         self._slots: deque[None] | None = None if self._cap is None else deque([None] * self._cap)
-        # values appended without a token (pause overshoot, rendezvous hand-off,
-        # a token still on its way back): the consumer repays these first
+        # values taken without a token (pause overshoot, rendezvous hand-off):
+        # the consumer repays these first
         self._debt = 0
         self._lock = threading.Lock()
-        self._getters: list[AsyncWaiter | ThreadWaiter] = []
-        self._putters: list[AsyncWaiter | ThreadWaiter] = []
+        self._getters: deque[_Parked] = deque()
+        self._putters: deque[_Parked] = deque()
+        # consumers served with a value they have not returned yet (it still
+        # holds its place: R3), in the order they were served
+        self._handed: deque[_Parked] = deque()
         self._state = _OPEN
         self._exc: BaseException | None = None
         self._high_water = 0
@@ -268,9 +320,9 @@ class Handoff(Generic[T]):
         self._resume = resume
         self._paused = False
         self._pauses = 0
-        self._in_hook = False
-        self._pause_pending = False
         self._gone_hooks: list[Callable[[], object]] = []
+        self._senders = 1
+        self._receivers = 1
         #: set once get() has raised the end (or the error) to a consumer
         self._ended = False
 
@@ -287,12 +339,16 @@ class Handoff(Generic[T]):
     @property
     def stats(self) -> Stats:
         return Stats(
-            buffered=len(self._items),
+            buffered=len(self._items) + len(self._handed),
             high_water=self._high_water,
             delivered=self._delivered,
             dropped=self._dropped,
             capacity=self._cap,
             pauses=self._pauses,
+            waiting_senders=len(self._putters),
+            waiting_receivers=len(self._getters),
+            open_senders=self._senders if self._state == _OPEN else 0,
+            open_receivers=self._receivers if self._state != _GONE else 0,
         )
 
     @property
@@ -312,13 +368,59 @@ class Handoff(Generic[T]):
                 return
         hook()
 
+    # ------------------------------------------------------------ the ends
+
+    def add_sender(self) -> None:
+        """One more producer end (a clone): the stream ends when the last one is dropped."""
+        with self._lock:
+            self._senders += 1
+
+    def drop_sender(self, exc: BaseException | None = None) -> bool:
+        """One producer end is done; the last one ends the stream (with ``exc``, if given).
+
+        True when this ended the stream.
+        """
+        with self._lock:
+            self._senders -= 1
+            last = self._senders <= 0
+        return last and self._finish(exc)
+
+    def add_receiver(self) -> None:
+        """One more consumer end (a clone): the consumer side leaves when the last one does."""
+        with self._lock:
+            self._receivers += 1
+
+    def drop_receiver(self) -> bool:
+        """One consumer end is done; the last one leaves (:meth:`leave`). True if it left."""
+        with self._lock:
+            self._receivers -= 1
+            last = self._receivers <= 0
+        return last and self.leave()
+
+    def withdraw(self, owner: object) -> None:
+        """``owner``'s end was closed: its parked calls wake up withdrawn, their values not sent.
+
+        A parked :meth:`put` of ``owner`` returns ``WITHDRAWN``; a parked
+        :meth:`get` raises :class:`WithdrawnError`.  Values already taken stay taken.
+        """
+        woken: list[AsyncWaiter | ThreadWaiter] = []
+        with self._lock:
+            for queue in (self._getters, self._putters):
+                mine = [p for p in queue if p.owner is owner]
+                for p in mine:
+                    queue.remove(p)
+                    p.withdrawn = True
+                    woken.append(p.waiter)
+        _wake(woken)
+
     # ------------------------------------------------------------- producers
 
-    def _offer(self, item: T, waiter: AsyncWaiter | ThreadWaiter | None) -> _Result:
-        """Try to take ``item``; on FULL register ``waiter`` (if given) atomically."""
+    def _offer(self, item: T, parked: _Parked | None) -> _Result:
+        """Try to take ``item``; on FULL park ``parked`` (if given) atomically."""
         # Fast path, no lock: take a slot token (an atomic deque.pop), then append.
+        # Producers parked before this one go first: then the locked path.
         slots = self._slots
-        if slots:
+        if slots and not self._putters:
             try:
                 slots.pop()
             except IndexError:
@@ -343,45 +445,52 @@ class Handoff(Generic[T]):
             if self._getters:
                 self._wake_getters()
             return TAKEN
-        return self._offer_locked(item, waiter)
-
-    def _offer_locked(self, item: T, waiter: AsyncWaiter | ThreadWaiter | None) -> _Result:
         while True:
-            result = self._offer_locked_once(item, waiter)
+            result = self._offer_locked(item, parked)
             if result is not None:
                 return result
             # A slot token is on its way back: the consumer popped a value on
             # another thread and is between two steps.  Let it finish.
             time.sleep(0)
 
-    def _offer_locked_once(
-        self, item: T, waiter: AsyncWaiter | ThreadWaiter | None
-    ) -> _Result | None:
-        getters: list[AsyncWaiter | ThreadWaiter] | None = None
+    def _offer_locked(self, item: T, parked: _Parked | None) -> _Result | None:
+        woken: list[AsyncWaiter | ThreadWaiter] = []
         with self._lock:
             state = self._state
             if state != _OPEN:
                 return GONE if state == _GONE else CLOSED
             items = self._items
             cap = self._cap
+            slots = self._slots
+            if self._putters and self._overflow is Overflow.BLOCK:
+                if parked is not None:  # behind the producers that parked first
+                    self._putters.append(parked)
+                return FULL
             try:
-                if self._slots is not None:
-                    self._slots.pop()
+                if slots is not None:
+                    slots.pop()
             except IndexError:
                 assert cap is not None  # only bounded buffers have slot tokens
-                if cap == 0 and self._getters:
-                    # rendezvous: a consumer is waiting for this very value
+                if self._getters and not items:
+                    # a consumer waits for this very value (rendezvous, or every
+                    # place held by values handed out): it is not buffered
                     self._debt += 1
-                elif len(items) - self._debt < cap:
+                elif len(items) + len(self._handed) - self._debt < cap:
                     return None  # not full: a token is in flight (see the caller)
                 elif self._overflow is Overflow.BLOCK:
-                    if waiter is not None:
-                        self._putters.append(waiter)
+                    if parked is not None:
+                        self._putters.append(parked)
                     return FULL
                 elif self._overflow is Overflow.DROP_OLDEST:
-                    try:
+                    if items:
                         items.popleft()  # the new value takes the dropped one's place
-                    except IndexError:
+                    elif self._handed:
+                        # every place is held by a value handed to a consumer that
+                        # has not run yet: that one is the oldest; it gets this instead
+                        self._handed[0].item = item
+                        self._dropped += 1
+                        return TAKEN
+                    else:
                         return None  # the consumer took it just now: retry
                     self._dropped += 1
                 elif self._overflow is Overflow.DROP_NEWEST:
@@ -393,61 +502,69 @@ class Handoff(Generic[T]):
                         f'buffer full ({cap} values) under overflow="error"; raise buffer= '
                         'or choose overflow="block", "drop_oldest" or "drop_newest"'
                     )
-                    getters = self._getters
-                    self._getters = []
-                    for g in getters:
-                        g.wake()
+                    woken = self._release_getters_locked()
+                    _wake(woken)
                     return OVERFLOWED
             items.append(item)
             n = len(items)
-            if cap != 0 and n > self._high_water:
+            if n > self._high_water and (cap != 0 or not self._getters):
                 # a rendezvous hand-off goes straight to a waiting consumer: not held
                 self._high_water = n
             if self._getters:
-                getters = self._getters
-                self._getters = []
-        if getters:
-            for g in getters:
-                g.wake()
+                woken = self._serve_locked()
+        _wake(woken)
         return TAKEN
 
-    def _forget(self, waiters: list[AsyncWaiter | ThreadWaiter], waiter: object) -> None:
-        """Unregister a waiter that gave up (cancelled, timed out); fine if already woken."""
-        with self._lock:
-            try:
-                waiters.remove(waiter)  # type: ignore[arg-type]
-            except ValueError:
-                pass
+    def _serve_locked(self) -> list[AsyncWaiter | ThreadWaiter]:
+        """Hand buffered values to parked consumers, first come first served (lock held)."""
+        woken: list[AsyncWaiter | ThreadWaiter] = []
+        getters = self._getters
+        items = self._items
+        while getters and items:
+            g = getters.popleft()
+            g.item = items.popleft()
+            g.served = True
+            self._handed.append(g)
+            woken.append(g.waiter)
+        return woken
+
+    def _release_getters_locked(self) -> list[AsyncWaiter | ThreadWaiter]:
+        """Wake every parked consumer to look again (the stream ended); lock held."""
+        woken = [g.waiter for g in self._getters]
+        self._getters.clear()
+        return woken
 
     def _wake_getters(self) -> None:
+        """After values were appended without the lock: serve the parked consumers."""
         with self._lock:
-            getters = self._getters
-            self._getters = []
-        for g in getters:
-            g.wake()
+            woken = self._serve_locked()
+        _wake(woken)
 
     def put_nowait(self, item: T) -> _Result:
         """Offer ``item`` without waiting: TAKEN, DROPPED, FULL, CLOSED, GONE or OVERFLOWED."""
         return self._offer(item, None)
 
-    def put_sync(self, item: T, timeout: float | None = None) -> _Result:
+    def put_sync(self, item: T, timeout: float | None = None, owner: object = None) -> _Result:
         """Offer ``item`` from sync code on any thread.
 
         On an event-loop thread this never blocks: with pause/resume hooks
         the value that fills the buffer calls the pause hook (values that
         still arrive are kept), and without them a full buffer under
         ``block`` fails the stream with :class:`BufferOverflowError` (R8).
-        On any other thread
-        it blocks until there is room, raising ``TimeoutError`` after
-        ``timeout`` seconds.
+        On any other thread it parks (behind the producers parked before it)
+        until its value is taken, raising ``TimeoutError`` after ``timeout``
+        seconds (the value withdrawn).
         """
         slots = self._slots  # the fast path of _offer, inlined: the hot loop of threads
-        if slots and self._state == _OPEN:
+        if slots and not self._putters:
             try:
                 slots.pop()
             except IndexError:
                 pass
             else:
+                if self._state != _OPEN:  # looked at after the token: leave() may reset it
+                    slots.append(None)
+                    return GONE if self._state == _GONE else CLOSED
                 items = self._items
                 items.append(item)
                 n = len(items)
@@ -465,32 +582,23 @@ class Handoff(Generic[T]):
             return result
         if in_event_loop_thread():
             return self._full_on_loop(item)
-        deadline = None
-        if timeout is not None:
-            import time
-
-            deadline = time.monotonic() + timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            waiter = ThreadWaiter()
-            result = self._offer(item, waiter)
+            parked = _Parked(ThreadWaiter(), item, owner)
+            result = self._offer(item, parked)
             if result is not FULL:
                 return result
-            remaining = None
-            if deadline is not None:
-                import time
-
-                remaining = deadline - time.monotonic()
-            if not waiter.wait(remaining):
-                with self._lock:
-                    try:
-                        self._putters.remove(waiter)
-                    except ValueError:
-                        pass  # woken just as the time ran out: one more try
-                    else:
-                        raise TimeoutError(
-                            f"no room in the buffer within {timeout} seconds "
-                            "(the consumer is slower than the producer)"
-                        )
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if not parked.waiter.wait(remaining) and self._abandon_put(parked):
+                raise TimeoutError(
+                    f"no room in the buffer within {timeout} seconds "
+                    "(the consumer is slower than the producer)"
+                )
+            if parked.served:
+                return TAKEN
+            if parked.withdrawn:
+                return WITHDRAWN
+            # woken by the end of the stream: the next offer says so
 
     def _filled_on_loop(self) -> None:
         """A loop-thread producer took the last free place: pause the source now.
@@ -499,6 +607,8 @@ class Handoff(Generic[T]):
         room means a source that honours pause at once never makes the
         buffer overshoot; only values a source delivers late are kept
         beyond the capacity.  Producer threads are not paused: they block.
+        A source that produces inside its ``resume()`` hook is paused from
+        inside that call, as soon as it fills the buffer (R18).
         """
         if not in_event_loop_thread():
             return
@@ -507,10 +617,7 @@ class Handoff(Generic[T]):
                 return
             self._paused = True
             self._pauses += 1
-        if self._in_hook:
-            self._pause_pending = True
-        else:
-            self._call_hook(self._pause)
+        self._call_hook(self._pause)
 
     def _full_on_loop(self, item: T) -> _Result:
         """R8: a full buffer, ``block``, and a producer that must not block."""
@@ -527,57 +634,71 @@ class Handoff(Generic[T]):
                 if need_pause:
                     self._paused = True
                     self._pauses += 1
-                getters = self._getters
-                self._getters = []
-            for g in getters:
-                g.wake()
+                woken = self._serve_locked()
+            _wake(woken)
             if need_pause:
-                if self._in_hook:
-                    self._pause_pending = True
-                else:
-                    self._call_hook(self._pause)
+                self._call_hook(self._pause)
             return TAKEN
         self.fail(BufferOverflowError(_r8_message(self._cap)))
         return OVERFLOWED
 
-    def _call_hook(self, hook: Callable[[], object] | None) -> None:
-        if hook is None:
-            return
-        self._in_hook = True
-        try:
+    @staticmethod
+    def _call_hook(hook: Callable[[], object] | None) -> None:
+        if hook is not None:
             hook()
-        finally:
-            self._in_hook = False
 
-    async def put(self, item: T) -> _Result:
+    async def put(self, item: T, owner: object = None) -> _Result:
         """Offer ``item`` from an async task on any loop, waiting for room under ``block``.
 
-        Cancellation while waiting withdraws the value (it was not sent).
+        The task parks behind the producers parked before it; its value
+        enters the buffer in that order.  Cancellation while it waits
+        withdraws the value (it was not sent); on trio a cancellation that
+        arrives after the value was taken is left to the next checkpoint
+        (the value was sent), as trio's own channels do.
         """
-        while True:
-            result = self._offer(item, None)
-            if result is not FULL:
-                return result
-            waiter = async_waiter()
-            result = self._offer(item, waiter)
+        result = self._offer(item, None)
+        while result is FULL:
+            parked = _Parked(async_waiter(), item, owner)
+            result = self._offer(item, parked)
             if result is not FULL:
                 return result
             try:
-                await waiter.wait()
+                await parked.waiter.wait()
             except BaseException:
-                self._forget(self._putters, waiter)
+                if not self._abandon_put(parked) and parked.served and current_library() == "trio":
+                    return TAKEN  # sent: trio re-raises the cancellation at the next checkpoint
                 raise
+            if parked.served:
+                return TAKEN
+            if parked.withdrawn:
+                return WITHDRAWN
+            result = self._offer(item, None)  # woken by the end of the stream: it says so
+        return result
+
+    def _abandon_put(self, parked: _Parked) -> bool:
+        """A parked producer gives up (cancelled, timed out): True if it was still parked.
+
+        False when it was woken first (served, withdrawn or the stream ended):
+        then its flags say what happened.
+        """
+        with self._lock:
+            try:
+                self._putters.remove(parked)
+            except ValueError:
+                return False
+            return True
 
     def has_room(self) -> bool:
         """True when a put would not wait: a free place, a consumer waiting for a
         value (rendezvous), an unbounded buffer, a policy other than ``block``
         (its put never waits), or an ended stream (the put says so)."""
+        if self._state != _OPEN or self._cap is None or self._overflow is not Overflow.BLOCK:
+            return True
+        if self._putters:
+            return False  # producers parked first go first
         return (
-            self._state != _OPEN
-            or self._cap is None
-            or self._overflow is not Overflow.BLOCK
-            or bool(self._slots)
-            or len(self._items) - self._debt < self._cap
+            bool(self._slots)
+            or len(self._items) + len(self._handed) - self._debt < self._cap
             or bool(self._getters)
         )
 
@@ -586,18 +707,18 @@ class Handoff(Generic[T]):
 
         For a producer that pulls its own source only once the consumer side
         can take the value (pull -> push adapters, R10).  Woken like a parked
-        :meth:`put`.  Cancellation takes nothing.
+        :meth:`put`, in its turn.  Cancellation takes nothing.
         """
         while not self.has_room():
-            waiter = async_waiter()
+            parked = _Parked(async_waiter(), _ROOM, None)
             with self._lock:
                 if self.has_room():
                     return
-                self._putters.append(waiter)
+                self._putters.append(parked)
             try:
-                await waiter.wait()
+                await parked.waiter.wait()
             except BaseException:
-                self._forget(self._putters, waiter)
+                self._abandon_put(parked)
                 raise
 
     def wait_room_sync(self) -> None:
@@ -609,18 +730,18 @@ class Handoff(Generic[T]):
         :meth:`put_sync`: at the low-water mark, when a consumer starts
         waiting, when the stream ends or the consumer leaves.
         """
-        if self._slots or self._cap is None or self._state != _OPEN:
+        if (self._slots and not self._putters) or self._cap is None or self._state != _OPEN:
             return  # the hot path of a producer thread: a free place
         while True:
-            waiter = ThreadWaiter()
+            parked = _Parked(ThreadWaiter(), _ROOM, None)
             with self._lock:
                 if self.has_room():
                     return
-                self._putters.append(waiter)
+                self._putters.append(parked)
             try:
-                waiter.wait(None)
+                parked.waiter.wait(None)
             except BaseException:
-                self._forget(self._putters, waiter)
+                self._abandon_put(parked)
                 raise
 
     def close(self) -> bool:
@@ -637,14 +758,11 @@ class Handoff(Generic[T]):
                 return False
             self._state = _CLOSED
             self._exc = exc
-            getters = self._getters
-            self._getters = []
-            putters = self._putters
-            self._putters = []
-        for w in getters:
-            w.wake()
-        for p in putters:
-            p.wake()
+            woken = self._release_getters_locked()
+            # parked producers look again, see the end, and their values are not sent
+            woken.extend(p.waiter for p in self._putters)
+            self._putters.clear()
+        _wake(woken)
         return True
 
     # ------------------------------------------------------------- consumers
@@ -660,38 +778,54 @@ class Handoff(Generic[T]):
                 return False
             self._state = _GONE
             self._items.clear()
+            self._handed.clear()  # values handed out: their places are not given back
             if self._cap is not None:
                 self._slots = deque([None] * self._cap)
             self._debt = 0
             self._exc = None
-            getters = self._getters
-            self._getters = []
-            putters = self._putters
-            self._putters = []
+            woken = self._release_getters_locked()
+            woken.extend(p.waiter for p in self._putters)
+            self._putters.clear()
             hooks = self._gone_hooks
             self._gone_hooks = []
-        for w in getters:
-            w.wake()
-        for p in putters:
-            p.wake()
+        _wake(woken)
         for hook in hooks:
             hook()
         return True
 
     def _after_pop(self) -> None:
-        """Wake producers (low-water) and resume a paused source; consumer side only."""
+        """Let parked producers in (low-water) and resume a paused source; consumer side only."""
         n = len(self._items)
         if self._putters and n <= self._low:
-            self._wake_putters()
+            self._admit_putters()
         if self._paused and n <= self._low_water:
             self._do_resume()
 
-    def _wake_putters(self) -> None:
+    def _admit_putters(self) -> None:
+        """Move parked producers' values into the free places, in the order they parked."""
+        woken: list[AsyncWaiter | ThreadWaiter] = []
         with self._lock:
             putters = self._putters
-            self._putters = []
-        for p in putters:
-            p.wake()
+            items = self._items
+            slots = self._slots
+            while putters:
+                p = putters[0]
+                if p.item is not _ROOM:
+                    try:
+                        slots.pop()  # type: ignore[union-attr]  # bounded: producers park
+                    except IndexError:
+                        break
+                    items.append(p.item)
+                    p.item = None
+                    p.served = True
+                    n = len(items)
+                    if n > self._high_water:
+                        self._high_water = n
+                putters.popleft()
+                woken.append(p.waiter)  # a room waiter puts its value itself
+            if self._getters:
+                woken.extend(self._serve_locked())
+        _wake(woken)
 
     def _do_resume(self) -> None:
         with self._lock:
@@ -699,12 +833,6 @@ class Handoff(Generic[T]):
                 return
             self._paused = False
         self._call_hook(self._resume)
-        if self._pause_pending:
-            self._pause_pending = False
-            with self._lock:
-                again = self._paused
-            if again:
-                self._call_hook(self._pause)
 
     def _repay(self) -> None:
         """After the consumer popped a value: repay a credit, or return its slot token."""
@@ -717,72 +845,166 @@ class Handoff(Generic[T]):
         if slots is not None:
             slots.append(None)
 
-    def get_nowait(self) -> tuple[bool, T | None]:
-        """(True, value) if one is ready, else (False, None). Terminal states are not raised."""
+    def _take_parked_locked(self) -> _Parked | None:
+        """The first parked producer that carries a value, taken off the queue (lock held)."""
+        for p in self._putters:
+            if p.item is not _ROOM:
+                self._putters.remove(p)
+                p.served = True
+                return p
+        return None
+
+    def _next_locked(self, parked: _Parked | None) -> tuple[bool, T | None]:
+        """The consumer's slow path, lock held: ``(True, value)``, the end raised, or parked.
+
+        A parked producer's value is taken directly (a rendezvous, or its
+        turn); otherwise ``parked`` (when given) joins the consumers' queue
+        and ``(False, None)`` is returned.  At the end ``StopIteration`` is
+        raised (the async caller turns it into ``StopAsyncIteration``), or
+        the producer's exception, once.
+        """
+        p = self._take_parked_locked() if self._putters else None
+        if p is not None:
+            item = p.item
+            p.item = None
+            self._delivered += 1
+            p.waiter.wake()
+            return True, item
+        state = self._state
+        if state != _OPEN:
+            self._ended = True
+            exc = self._exc
+            if state == _CLOSED and exc is not None:
+                self._exc = None
+                raise exc
+            raise StopIteration
+        if parked is not None:
+            self._getters.append(parked)
+            room = [p for p in self._putters if p.item is _ROOM]
+            for p in room:  # producers waiting for room: the buffer is empty, let them in
+                self._putters.remove(p)
+                p.waiter.wake()
+            # Producers append without the lock, then look for parked consumers;
+            # a consumer parks, then looks at the buffer once more.  One of the
+            # two always sees the other: no value is left behind a parked consumer.
+            if self._items:
+                for w in self._serve_locked():
+                    w.wake()
+        return False, None
+
+    def _pop_ready(self) -> tuple[bool, T | None]:
+        """A buffered value, with its place given back (no lock), or ``(False, None)``."""
+        items = self._items
         try:
-            item = self._items.popleft()
+            item = items.popleft()
         except IndexError:
             return False, None
         self._delivered += 1
         self._repay()
-        self._after_pop()
+        if (self._putters or self._paused) and len(items) <= self._gate:
+            self._after_pop()
         return True, item
 
-    async def get(self) -> T:
+    def _received(self, parked: _Parked) -> T:
+        """A parked consumer was served: its value is delivered and its place given back."""
+        with self._lock:
+            try:
+                self._handed.remove(parked)
+            except ValueError:
+                owed = False  # the consumer side left meanwhile: the place was reset
+            else:
+                owed = True
+            self._delivered += 1
+            item: T = parked.item  # read under the lock: a cancelled consumer may pass values on
+            parked.item = None
+        if owed:
+            self._repay()
+            if (self._putters or self._paused) and len(self._items) <= self._gate:
+                self._after_pop()
+        return item
+
+    def _abandon_get(self, parked: _Parked) -> None:
+        """A parked consumer gave up (cancelled); a value handed to it goes to the next one."""
+        woken: list[AsyncWaiter | ThreadWaiter] = []
+        with self._lock:
+            if not parked.served:
+                try:
+                    self._getters.remove(parked)
+                except ValueError:
+                    pass  # woken by the end of the stream, or withdrawn
+                return
+            handed = self._handed
+            try:
+                at = handed.index(parked)
+            except ValueError:
+                return  # the consumer side left meanwhile: nothing to give back
+            del handed[at]
+            # Nothing lost, order kept: each consumer served after this one takes
+            # the value before its own, and the newest goes back in front.
+            carry = parked.item
+            parked.item = None
+            for later in list(handed)[at:]:
+                later.item, carry = carry, later.item
+            self._items.appendleft(carry)
+            if self._getters:
+                woken = self._serve_locked()
+        _wake(woken)
+
+    def get_nowait(self) -> tuple[bool, T | None]:
+        """(True, value) if one is ready, else (False, None). Terminal states are not raised.
+
+        A value parked with a producer (rendezvous) counts as ready.
+        """
+        ok, item = self._pop_ready()
+        if ok or not self._putters:
+            return ok, item
+        with self._lock:
+            p = self._take_parked_locked()
+            if p is None:
+                return False, None
+            item = p.item
+            p.item = None
+            self._delivered += 1
+        p.waiter.wake()
+        return True, item
+
+    async def get(self, owner: object = None) -> T:
         """The next value, waiting for one in the caller's loop.
 
+        Consumers that wait are served in the order they started waiting.
         Raises ``StopAsyncIteration`` at the end (or once the consumer left),
-        the producer's exception once if it failed (then the end).
-        Cancellation while waiting takes nothing.
+        the producer's exception once if it failed (then the end), and
+        :class:`WithdrawnError` if ``owner``'s end was withdrawn while it waited.
+        Cancellation while waiting takes nothing: a value handed to a consumer
+        cancelled before it ran goes to the next consumer, in order.
         """
-        items = self._items
         while True:
+            ok, item = self._pop_ready()
+            if ok:
+                return item  # type: ignore[return-value]
+            parked = _Parked(async_waiter(), None, owner)
             try:
-                item = items.popleft()
-            except IndexError:
-                pass
-            else:
-                self._delivered += 1
-                self._repay()
-                if (self._putters or self._paused) and len(items) <= self._gate:
-                    self._after_pop()
-                return item
-            waiter: AsyncWaiter | None = None
-            putters: list[AsyncWaiter | ThreadWaiter] = []
-            with self._lock:
-                if items:
-                    continue
-                state = self._state
-                if state == _GONE:
-                    self._ended = True
-                    raise StopAsyncIteration
-                if state == _CLOSED:
-                    self._ended = True
-                    exc = self._exc
-                    if exc is not None:
-                        self._exc = None
-                        raise exc
-                    raise StopAsyncIteration
-            # register, then re-check under the lock (producers append under it)
-            waiter = async_waiter()
-            with self._lock:
-                if items or self._state != _OPEN:
-                    continue
-                self._getters.append(waiter)
-                if self._putters:  # parked producers: the buffer is empty, let them in
-                    putters = self._putters
-                    self._putters = []
-            for p in putters:
-                p.wake()
+                with self._lock:
+                    if self._items:
+                        continue
+                    ok, item = self._next_locked(parked)
+            except StopIteration:
+                raise StopAsyncIteration from None
+            if ok:
+                return item  # type: ignore[return-value]
             if self._paused:
                 self._do_resume()
             try:
-                await waiter.wait()
+                await parked.waiter.wait()
             except BaseException:
-                self._forget(self._getters, waiter)
+                self._abandon_get(parked)
                 raise
+            if parked.served:
+                return self._received(parked)
+            if parked.withdrawn:
+                raise WithdrawnError
 
-    def get_sync(self) -> T:
+    def get_sync(self, owner: object = None) -> T:
         """The next value, blocking this thread (one that runs no event loop) until there is one.
 
         The blocking twin of :meth:`get`, for a sync consumer on a plain
@@ -790,41 +1012,25 @@ class Handoff(Generic[T]):
         left), the producer's exception once if it failed (then the end).
         Producers on any loop or thread wake it like they wake :meth:`get`.
         """
-        items = self._items
         while True:
-            try:
-                item = items.popleft()
-            except IndexError:
-                pass
-            else:
-                self._delivered += 1
-                self._repay()
-                if (self._putters or self._paused) and len(items) <= self._gate:
-                    self._after_pop()
-                return item
-            waiter = ThreadWaiter()
-            putters: list[AsyncWaiter | ThreadWaiter] = []
+            ok, item = self._pop_ready()
+            if ok:
+                return item  # type: ignore[return-value]
+            parked = _Parked(ThreadWaiter(), None, owner)
             with self._lock:
-                if items:
+                if self._items:
                     continue
-                state = self._state
-                if state != _OPEN:
-                    self._ended = True
-                    exc = self._exc
-                    if state == _CLOSED and exc is not None:
-                        self._exc = None
-                        raise exc
-                    raise StopIteration
-                self._getters.append(waiter)
-                if self._putters:  # parked producers: the buffer is empty, let them in
-                    putters = self._putters
-                    self._putters = []
-            for p in putters:
-                p.wake()
+                ok, item = self._next_locked(parked)
+            if ok:
+                return item  # type: ignore[return-value]
             if self._paused:
                 self._do_resume()
             try:
-                waiter.wait(None)
+                parked.waiter.wait(None)
             except BaseException:
-                self._forget(self._getters, waiter)
+                self._abandon_get(parked)
                 raise
+            if parked.served:
+                return self._received(parked)
+            if parked.withdrawn:
+                raise WithdrawnError

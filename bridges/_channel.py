@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from threading import get_ident
 from types import TracebackType
 from typing import TYPE_CHECKING, Generic, TypeVar
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 import anyio
 from anyio.lowlevel import checkpoint
 
-from ._backend import in_event_loop_thread
+from ._backend import CancelProbe, in_event_loop_thread
 from ._buffer import (
     CLOSED,
     DROPPED,
@@ -17,10 +18,12 @@ from ._buffer import (
     GONE,
     OVERFLOWED,
     TAKEN,
+    WITHDRAWN,
     BufferOverflowError,
     Handoff,
     Overflow,
     Stats,
+    WithdrawnError,
     validate_timeout,
 )
 from ._iterator import CHECKPOINT_EVERY, BufferedIterator
@@ -35,26 +38,54 @@ T = TypeVar("T")
 __all__ = ["ChannelReceiver", "ChannelSender", "open_channel"]
 
 
+_DROPPED_ALL = (
+    "every sender of this channel was dropped without close() (a producer that crashed, "
+    "or one that forgot 'with sender:'); the values sent before it arrived, nothing more will"
+)
+
+
+def _exit_error(exc: BaseException) -> BaseException:
+    """What a producer block left by ``exc`` fails the stream with (R16).
+
+    An error is delivered as itself.  A cancellation, ``KeyboardInterrupt``
+    or ``SystemExit`` belongs to the producer's task, not to the consumer's:
+    the consumer gets ``anyio.BrokenResourceError`` naming it instead.
+    """
+    if isinstance(exc, Exception):
+        return exc
+    error = anyio.BrokenResourceError(
+        f"the producer's block was left by {type(exc).__name__} before it closed the channel"
+    )
+    error.__cause__ = exc
+    return error
+
+
 class ChannelSender(Generic[T]):
     """The send end of :func:`open_channel`; usable from any thread and any event loop.
 
-    Closing it (``close()``, ``aclose()``, leaving ``with`` / ``async with``)
-    ends the stream once the receiver has taken what is buffered; with
-    :meth:`clone` the stream ends when the last clone closes.
+    Closing it (``close()``, ``aclose()``, leaving ``with`` / ``async with``
+    normally) ends the stream once the receiver has taken what is buffered;
+    with :meth:`clone` the stream ends when the last clone closes.  Leaving
+    ``with`` / ``async with`` by an exception fails the stream with it
+    instead (:meth:`fail`): the receiver gets the values sent before, then
+    that exception.  A sender collected while it and the stream are still
+    open emits a ``ResourceWarning``; when every sender is gone that way, the
+    receiver ends with ``anyio.BrokenResourceError`` after the values sent
+    before, instead of waiting forever.
     """
 
-    __slots__ = ("__weakref__", "_closed", "_h", "_plain_thread", "_shared", "_tick")
+    __slots__ = ("__weakref__", "_closed", "_h", "_plain_thread", "_probe", "_tick")
 
-    def __init__(self, handoff: Handoff[T], shared: list[int]) -> None:
+    def __init__(self, handoff: Handoff[T]) -> None:
         self._h = handoff
-        self._shared = shared  # [number of open senders]
         self._closed = False
         self._tick = CHECKPOINT_EVERY
         self._plain_thread = -1  # the last thread seen to run no event loop
+        self._probe = CancelProbe()
 
     @property
     def stats(self) -> Stats:
-        """A snapshot of the channel's counters."""
+        """A snapshot of the channel's counters (:class:`Stats`)."""
         return self._h.stats
 
     def _check(self, result: _Result) -> None:
@@ -62,10 +93,12 @@ class ChannelSender(Generic[T]):
             raise anyio.BrokenResourceError(
                 "the receiving end of this channel was closed; nobody will take the value"
             )
-        if result is CLOSED:
+        if result is CLOSED or result is WITHDRAWN:
             if self._closed:
                 raise anyio.ClosedResourceError(
                     "this sender was closed; values can no longer be sent"
+                    if result is CLOSED
+                    else "this sender was closed while the send waited; the value was not sent"
                 )
             raise anyio.BrokenResourceError("this channel has already ended (closed or failed)")
         if result is OVERFLOWED:
@@ -78,30 +111,40 @@ class ChannelSender(Generic[T]):
         """Send ``item``, waiting in the caller's own event loop for room (``block``).
 
         Under ``drop_oldest`` / ``drop_newest`` it never waits (see ``stats.dropped``).
-        Cancellation while waiting withdraws the value: it was not sent.
+        Waiting senders are served in the order they started waiting, before
+        any value sent later.  Every call is a cancel point: in a cancelled
+        scope it raises the cancellation and sends nothing.  Cancellation
+        while waiting withdraws the value: it was not sent.
 
         :raises anyio.BrokenResourceError: the receiver was closed (also wakes a waiting send)
-        :raises anyio.ClosedResourceError: this sender was closed
+        :raises anyio.ClosedResourceError: this sender was closed (also wakes a waiting send)
         :raises BufferOverflowError: ``overflow="error"`` tripped on this value
         """
         if self._closed:
             raise anyio.ClosedResourceError("this sender was closed; values can no longer be sent")
         tick = self._tick - 1
-        if tick:
+        if tick and not self._probe.cancelled():
             self._tick = tick
         else:
-            # a sender that always finds room must still let other tasks run
+            # a sender that always finds room must still let other tasks run,
+            # and one in a cancelled scope raises here, before it sends
             self._tick = CHECKPOINT_EVERY
             await checkpoint()
+            while self._probe.cancelled():  # delivered at a later checkpoint (anyio on asyncio)
+                await checkpoint()
         h = self._h
         # the hand-off's lock-free fast path, inlined: this is the hot loop
         slots = h._slots
-        if slots and h._state == 0:
+        if slots and not h._putters:
             try:
                 slots.pop()
             except IndexError:
                 pass
             else:
+                if h._state:  # ended: looked at after the token (leave() may reset it)
+                    slots.append(None)
+                    self._check(h.put_nowait(item))
+                    return
                 items = h._items
                 items.append(item)
                 n = len(items)
@@ -113,14 +156,16 @@ class ChannelSender(Generic[T]):
         result = h._offer(item, None)
         if result is not TAKEN:
             if result is FULL:
-                result = await self._h.put(item)
+                result = await h.put(item, self)
             if result is not TAKEN and result is not DROPPED:
                 self._check(result)
 
     def send_nowait(self, item: T) -> None:
         """Send ``item`` if that needs no waiting.
 
-        :raises anyio.WouldBlock: the channel is full under ``block``
+        With a receiver waiting, the value goes to the one that waited longest.
+
+        :raises anyio.WouldBlock: the channel is full under ``block`` (or senders wait already)
         :raises anyio.BrokenResourceError: the receiver was closed
         :raises anyio.ClosedResourceError: this sender was closed
         """
@@ -139,7 +184,7 @@ class ChannelSender(Generic[T]):
 
         :raises TimeoutError: no room within ``timeout`` seconds (the value was not sent)
         :raises anyio.BrokenResourceError: the receiver was closed (also wakes a blocked call)
-        :raises anyio.ClosedResourceError: this sender was closed
+        :raises anyio.ClosedResourceError: this sender was closed (also wakes a blocked call)
         :raises RuntimeError: called on an event-loop thread
         :raises TypeError: ``timeout`` is not a number (or None)
         :raises ValueError: ``timeout`` is nan
@@ -158,7 +203,7 @@ class ChannelSender(Generic[T]):
             self._plain_thread = ident
         if self._closed:
             raise anyio.ClosedResourceError("this sender was closed; values can no longer be sent")
-        result = self._h.put_sync(item, timeout)
+        result = self._h.put_sync(item, timeout, self)
         if result is not TAKEN and result is not DROPPED:
             self._check(result)
 
@@ -176,21 +221,30 @@ class ChannelSender(Generic[T]):
         """Another send end of the same channel; the stream ends when all are closed."""
         if self._closed:
             raise anyio.ClosedResourceError("cannot clone a closed sender")
-        self._shared[0] += 1
-        return ChannelSender(self._h, self._shared)
+        self._h.add_sender()
+        return ChannelSender(self._h)
 
     def close(self) -> None:
-        """Close this end (idempotent); the last open clone to close ends the stream."""
+        """Close this end (idempotent); the last open clone to close ends the stream.
+
+        A ``send`` of this end still waiting raises ``anyio.ClosedResourceError``;
+        its value is not sent.
+        """
         if self._closed:
             return
         self._closed = True
-        self._shared[0] -= 1
-        if self._shared[0] <= 0:
-            self._h.close()
+        self._h.withdraw(self)
+        self._h.drop_sender()
 
     async def aclose(self) -> None:
         """Same as :meth:`close`."""
         self.close()
+
+    def _exit(self, exc: BaseException | None) -> None:
+        if exc is None:
+            self.close()
+        elif not self._closed:
+            self.fail(_exit_error(exc))
 
     def __enter__(self) -> Self:
         return self
@@ -201,7 +255,7 @@ class ChannelSender(Generic[T]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        self._exit(exc)
 
     async def __aenter__(self) -> Self:
         return self
@@ -212,7 +266,24 @@ class ChannelSender(Generic[T]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        self._exit(exc)
+
+    def __del__(self) -> None:
+        if getattr(self, "_closed", True):
+            return
+        self._closed = True
+        if not self._h.open:
+            return  # the stream ended already (failed, or the receiver left): nobody waits
+        try:
+            warnings.warn(
+                f"{self!r} was dropped without close(); close it (or use 'with sender:') "
+                "so that the receiver sees the end of the stream",
+                ResourceWarning,
+                stacklevel=1,
+                source=self,
+            )
+        finally:
+            self._h.drop_sender(anyio.BrokenResourceError(_DROPPED_ALL))
 
 
 class ChannelReceiver(BufferedIterator[T]):
@@ -220,40 +291,96 @@ class ChannelReceiver(BufferedIterator[T]):
 
     ``async for`` ends when every sender closed (after the buffered values);
     a sender's ``fail(exc)`` raises ``exc`` once, after the values before it.
-    Closing it (``aclose()``, leaving ``async with``) drops what is buffered and
-    releases every sender: a waiting ``send`` raises ``anyio.BrokenResourceError``.
+    Receivers that wait are served in the order they started waiting.
+    Closing it (``aclose()``, leaving ``async with``) makes every later use
+    of this end raise ``anyio.ClosedResourceError`` (a ``receive`` waiting on
+    it too); when the last clone closes, what is buffered is dropped and
+    every sender is released: a waiting ``send`` raises
+    ``anyio.BrokenResourceError``.
     """
 
-    __slots__ = ()
+    __slots__ = ("_closed",)
+
+    def __init__(self, handoff: Handoff[T]) -> None:
+        super().__init__(handoff)
+        self._closed = False
+
+    def _closed_error(self) -> anyio.ClosedResourceError:
+        return anyio.ClosedResourceError("this receiver was closed")
+
+    async def __aenter__(self) -> Self:
+        if self._closed:
+            raise self._closed_error()
+        return await super().__aenter__()
+
+    async def __anext__(self) -> T:
+        if self._closed:
+            raise self._closed_error()
+        try:
+            return await super().__anext__()
+        except WithdrawnError:
+            raise self._closed_error() from None
 
     async def receive(self) -> T:
         """The next value, waiting in the caller's loop.
 
+        Every call is a cancel point: in a cancelled scope it raises the
+        cancellation and takes nothing.
+
         :raises anyio.EndOfStream: every sender closed and the buffer is empty
-        :raises anyio.ClosedResourceError: this receiver was closed
+        :raises anyio.ClosedResourceError: this receiver was closed (also while waiting)
         """
-        if self._phase == 2 and not self._h._ended:
-            raise anyio.ClosedResourceError("this receiver was closed")
         try:
             return await self.__anext__()
         except StopAsyncIteration:
             raise anyio.EndOfStream from None
 
     def receive_nowait(self) -> T:
-        """A value if one is buffered.
+        """A value if one is buffered (or a sender waits with one).
 
         :raises anyio.WouldBlock: none is buffered yet
         :raises anyio.EndOfStream: the stream ended
         :raises anyio.ClosedResourceError: this receiver was closed
         """
-        if self._phase == 2 and not self._h._ended:
-            raise anyio.ClosedResourceError("this receiver was closed")
+        if self._closed:
+            raise self._closed_error()
         ok, item = self._h.get_nowait()
         if ok:
             return item  # type: ignore[return-value]
         if self._h.open:
             raise anyio.WouldBlock
         raise anyio.EndOfStream
+
+    def clone(self) -> ChannelReceiver[T]:
+        """Another receive end of the same channel; the receivers share the values.
+
+        The consumer side leaves (senders see ``anyio.BrokenResourceError``)
+        when the last clone closes.
+
+        :raises anyio.ClosedResourceError: this receiver was closed
+        """
+        if self._closed:
+            raise self._closed_error()
+        self._h.add_receiver()
+        receiver = ChannelReceiver(self._h)
+        receiver._begin()
+        return receiver
+
+    async def aclose(self) -> None:
+        """Close this end (idempotent); every later use of it raises ``anyio.ClosedResourceError``.
+
+        The last open clone to close drops what is buffered and releases every sender.
+        """
+        if self._closed:
+            return
+        await super().aclose()
+        if not self._closed:  # the stream had ended already: this end closes all the same
+            self._detach()
+
+    def _detach(self) -> None:
+        self._closed = True
+        self._h.withdraw(self)
+        self._h.drop_receiver()
 
 
 class open_channel(tuple[ChannelSender[T], ChannelReceiver[T]]):  # noqa: N801
@@ -280,4 +407,4 @@ class open_channel(tuple[ChannelSender[T], ChannelReceiver[T]]):  # noqa: N801
         handoff: Handoff[T] = Handoff(buffer, overflow)
         receiver = ChannelReceiver(handoff)
         receiver._begin()  # nothing to start lazily: the channel exists already
-        return ChannelSender(handoff, [1]), receiver
+        return ChannelSender(handoff), receiver

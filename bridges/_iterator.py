@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from anyio.lowlevel import checkpoint
 
+from ._backend import CancelProbe
 from ._buffer import Handoff, Stats
 
 if TYPE_CHECKING:
@@ -224,7 +225,7 @@ class BufferedIterator(BridgeIterator[T], Generic[T]):
     :attr stats: counters of the buffer (:class:`bridges.Stats`).
     """
 
-    __slots__ = ("_h", "_phase", "_release", "_start", "_tick")
+    __slots__ = ("_h", "_phase", "_probe", "_release", "_start", "_tick")
 
     def __init__(
         self,
@@ -236,6 +237,7 @@ class BufferedIterator(BridgeIterator[T], Generic[T]):
         self._release: Callable[[], object] | None = None
         self._phase = _NEW
         self._tick = 0
+        self._probe = CancelProbe()
 
     @property
     def stats(self) -> Stats:
@@ -251,7 +253,7 @@ class BufferedIterator(BridgeIterator[T], Generic[T]):
                 self._release = start(self._h)
             except BaseException:
                 self._phase = _DONE
-                self._h.leave()
+                self._detach()
                 raise
 
     async def __aenter__(self) -> Self:
@@ -265,6 +267,10 @@ class BufferedIterator(BridgeIterator[T], Generic[T]):
                 raise StopAsyncIteration
             self._begin()
         h = self._h
+        if self._probe.cancelled():  # a cancel point per call (R19): nothing is taken
+            await checkpoint()
+            while self._probe.cancelled():
+                await checkpoint()
         if h._items:
             tick = self._tick + 1
             if tick >= CHECKPOINT_EVERY:
@@ -286,7 +292,7 @@ class BufferedIterator(BridgeIterator[T], Generic[T]):
                     h._after_pop()
                 return item
         try:
-            return await h.get()
+            return await h.get(self)
         except BaseException as exc:
             if h._ended and self._phase == _RUNNING:
                 self._phase = _DONE
@@ -316,9 +322,13 @@ class BufferedIterator(BridgeIterator[T], Generic[T]):
         started = self._phase == _RUNNING
         self._phase = _DONE
         self._start = None
-        self._h.leave()
+        self._detach()
         if started:
             self._run_release(None)
+
+    def _detach(self) -> None:
+        """This consumer end is done: the hand-off's consumer side leaves."""
+        self._h.leave()
 
     def __del__(self) -> None:
         if getattr(self, "_phase", _DONE) != _RUNNING:
@@ -333,7 +343,7 @@ class BufferedIterator(BridgeIterator[T], Generic[T]):
                 source=self,
             )
         finally:
-            self._h.leave()
+            self._detach()
             try:
                 self._run_release(None)
             except Exception as exc:  # nowhere to raise it from a finalizer

@@ -861,7 +861,10 @@ async def pump(
             )
             await _close_source(source.__aiter__(), closed)
             raise closed
-        await _pump_open_channel(source.__aiter__(), send)
+        try:
+            await _pump_open_channel(source.__aiter__(), send)
+        finally:
+            send.close()  # on every exit (a no-op after fail()): the sender is pump's now
     elif isinstance(send, ObjectSendStream) or _is_trio_send(send):
         if _is_trio_only(send, _is_trio_send):
             _require_trio("a trio send channel given to channels.pump()")

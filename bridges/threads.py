@@ -81,20 +81,20 @@ class _Prefetch(Handoff[T]):
             return
         super()._wake_getters()
 
-    async def get(self) -> T:
+    async def get(self, owner: object = None) -> T:
         if self._items or not self._cap or self._state != _OPEN:
-            return await super().get()
+            return await super().get(owner)
         if self._linger:
             self._lingering = True
             try:
                 with anyio.move_on_after(LINGER):
-                    item = await super().get()
+                    item = await super().get(owner)
                     self._linger = bool(self._items)
                     return item
             finally:
                 # after get() has withdrawn its waiter: from here on a row wakes us
                 self._lingering = False
-        item = await super().get()
+        item = await super().get(owner)
         # more than the one row that woke us: the source is fast, collect chunks
         self._linger = bool(self._items)
         return item

@@ -136,7 +136,10 @@ async def test_pause_resume_keeps_late_values_and_alternates() -> None:
     assert calls == ["pause", "resume", "pause"]
 
 
-async def test_pause_from_inside_resume_is_not_reentrant() -> None:
+async def test_pause_from_inside_resume_is_called_at_once() -> None:
+    # asyncio's transports call pause_writing() from inside resume_writing() when
+    # the protocol writes there: a source that floods inside resume() is paused
+    # as soon as it fills the buffer, not after resume() returns
     calls: list[str] = []
     h: Handoff[int] = Handoff(
         2, low_water=0, pause=lambda: calls.append("pause"), resume=lambda: resume()
@@ -154,7 +157,7 @@ async def test_pause_from_inside_resume_is_not_reentrant() -> None:
     assert calls == ["pause"]
     for _ in range(3):
         await h.get()
-    assert calls == ["pause", "resume", "resume-done", "pause"]
+    assert calls == ["pause", "resume", "pause", "resume-done"]
 
 
 # --------------------------------------------------------------------- threads
