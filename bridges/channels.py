@@ -558,8 +558,10 @@ class PumpedReceiver(ChannelReceiver[T], ObjectReceiveStream[T], _TrioReceiveCha
     * :meth:`clone` makes another receive end for fan-out: each value goes to
       one of them; the pump stops and the source is closed when the last
       open end closes (or when the ``async with`` ends).
-    * Closing an end (``close()``, ``aclose()``, ``async with``) makes it raise
-      ``ClosedResourceError``.
+    * Closing an end (``close()``, ``aclose()``, ``async with``), or the end of
+      the ``from_aiter`` block, makes ``receive()``, ``receive_nowait()`` and
+      ``async for`` on it raise ``ClosedResourceError``, also in a task that
+      was waiting on it (never a quiet end of the loop).
 
     Under trio the exceptions are trio's (and anyio's: see the module docs),
     elsewhere anyio's.
@@ -575,9 +577,23 @@ class PumpedReceiver(ChannelReceiver[T], ObjectReceiveStream[T], _TrioReceiveCha
         pump.open_ends += 1
 
     async def __anext__(self) -> T:
+        """The next value for ``async for``; the source's end ends the loop.
+
+        Cancellation while waiting takes no value.
+
+        :raises ClosedResourceError: this end was closed, or its ``from_aiter``
+            block has ended (also when that happens while the loop waits here)
+        :raises Exception: the source's own error, once, after the values before it
+        """
         if self._closed:
             raise _closed_error(self._closed_message())
-        return await super().__anext__()
+        try:
+            return await super().__anext__()
+        except StopAsyncIteration:
+            # woken by the close, not by the source's end: say so, as receive() does
+            if self._closed or self._h.consumer_gone:
+                raise _closed_error(self._closed_message()) from None
+            raise
 
     def _closed_message(self) -> str:
         if self._pump.shut:
