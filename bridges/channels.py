@@ -441,59 +441,101 @@ class _Pump(Generic[T]):
             self.handoff.leave()
 
     async def run(self, source: AsyncIterator[T], *, task_status: Any) -> None:
-        h = self.handoff
+        cancelled = anyio.get_cancelled_exc_class()
         with anyio.CancelScope() as scope:
             self.pump_scope = scope
             task_status.started()
-            try:
+            interrupted: BaseException | None = None
+            # The source is stepped and closed in this task, inside ``guard``, which is
+            # entered before its first step.  A source that keeps a task group or a
+            # cancel scope open across ``yield`` (trio's as_safe_channel case) nests it
+            # inside ``guard``: closing the source in any other scope (a new shielded
+            # one, say) would exit its scopes out of order and corrupt the task's
+            # cancel-scope stack.  Shielding ``guard`` itself lets a cleanup that
+            # awaits run to its end while the pump is cancelled (R11).
+            with anyio.CancelScope() as guard:
+                try:
+                    await self._pull(source)
+                except cancelled as exc:
+                    interrupted = exc
+                finally:
+                    guard.shield = True
+                    await self._close_source(source)
+                    guard.shield = False
+            if interrupted is not None:
+                if scope.cancel_called or _cancelled_now():
+                    raise interrupted  # ours (the block ended) or from outside
+                # A cancel scope of the source's own (its task group, after one of its
+                # tasks failed; a timeout it keeps across yield) cancelled the pump
+                # while the source waited at a yield.  That scope is closed now, so
+                # nothing would catch the cancellation: the stream ends in-band with
+                # the source's error instead.
+                self._source_cancelled_itself()
+
+    async def _pull(self, source: AsyncIterator[T]) -> None:
+        h = self.handoff
+        tick = CHECKPOINT_EVERY
+        anext = source.__anext__
+        while True:
+            if not h.has_room():
+                await h.wait_room()  # R10: pull only when the receiver can take it
                 tick = CHECKPOINT_EVERY
-                anext = source.__anext__
-                while True:
-                    if not h.has_room():
-                        await h.wait_room()  # R10: pull only when the receiver can take it
-                        tick = CHECKPOINT_EVERY
-                    if not h.open:
-                        return  # every receive end closed
-                    try:
-                        value = await anext()
-                    except StopAsyncIteration:
-                        h.close()
-                        return
-                    except Exception as exc:
-                        if _cancelled_now():
-                            # raised while being cancelled: that is the source's cleanup
-                            self.cleanup_error = exc
-                        else:
-                            h.fail(exc)  # in-band: the receiver raises it after the values
-                        return
-                    result = h.put_nowait(value)
-                    if result is FULL:  # rendezvous whose receiver gave up meanwhile
-                        result = await h.put(value)
-                        tick = CHECKPOINT_EVERY
-                    if result is GONE:
-                        return
-                    tick -= 1
-                    if not tick:
-                        # a source that never waits must still let other tasks run
-                        tick = CHECKPOINT_EVERY
-                        await checkpoint()
-            finally:
-                await self._close_source(source)
+            if not h.open:
+                return  # every receive end closed
+            try:
+                value = await anext()
+            except StopAsyncIteration:
+                h.close()
+                return
+            except Exception as exc:
+                if _cancelled_now():
+                    # raised while being cancelled: that is the source's cleanup
+                    self.cleanup_error = exc
+                else:
+                    h.fail(exc)  # in-band: the receiver raises it after the values
+                return
+            result = h.put_nowait(value)
+            if result is FULL:  # rendezvous whose receiver gave up meanwhile
+                result = await h.put(value)
+                tick = CHECKPOINT_EVERY
+            if result is GONE:
+                return
+            tick -= 1
+            if not tick:
+                # a source that never waits must still let other tasks run
+                tick = CHECKPOINT_EVERY
+                await checkpoint()
+
+    def _source_cancelled_itself(self) -> None:
+        error, self.cleanup_error = self.cleanup_error, None
+        if error is None:
+            error = RuntimeError(
+                "the source of from_aiter() was cancelled by a cancel scope of its own (a "
+                "timeout or task group it keeps open across yield) while it waited at a "
+                "yield, and was closed there: the stream was cut short"
+            )
+        self.handoff.fail(error)
 
     async def _close_source(self, source: AsyncIterator[T]) -> None:
         aclose = getattr(source, "aclose", None)
         if aclose is None:
             return
         try:
-            # shielded: the pump is usually being cancelled here (the block ended, a
-            # cancellation from outside), and a cleanup that awaits must still run (R11)
-            with anyio.CancelScope(shield=True):
-                await aclose()
-        except Exception as exc:
+            await aclose()
+        except BaseException as exc:
+            error: BaseException | None = exc
+            if isinstance(exc, _BaseExceptionGroup):
+                # a task group the source kept open across yield adds the GeneratorExit
+                # that aclose() threw in to its group: that one is no error
+                error = exc.split(GeneratorExit)[1]
+            if error is None:
+                return
+            if not isinstance(error, Exception):
+                raise
             if self.cleanup_error is None:
-                self.cleanup_error = exc
+                self.cleanup_error = error
             else:
-                log_cleanup_error(exc, "closing the source")
+                log_cleanup_error(error, "closing the source")
 
     async def watch(self, gone: AsyncWaiter, *, task_status: Any) -> None:
         """Cancel the pump as soon as every receive end closed (on any thread)."""
@@ -516,8 +558,10 @@ class PumpedReceiver(ChannelReceiver[T], ObjectReceiveStream[T], _TrioReceiveCha
     * :meth:`clone` makes another receive end for fan-out: each value goes to
       one of them; the pump stops and the source is closed when the last
       open end closes (or when the ``async with`` ends).
-    * Closing an end (``close()``, ``aclose()``, ``async with``) makes it raise
-      ``ClosedResourceError``.
+    * Closing an end (``close()``, ``aclose()``, ``async with``), or the end of
+      the ``from_aiter`` block, makes ``receive()``, ``receive_nowait()`` and
+      ``async for`` on it raise ``ClosedResourceError``, also in a task that
+      was waiting on it (never a quiet end of the loop).
 
     Under trio the exceptions are trio's (and anyio's: see the module docs),
     elsewhere anyio's.
@@ -533,9 +577,23 @@ class PumpedReceiver(ChannelReceiver[T], ObjectReceiveStream[T], _TrioReceiveCha
         pump.open_ends += 1
 
     async def __anext__(self) -> T:
+        """The next value for ``async for``; the source's end ends the loop.
+
+        Cancellation while waiting takes no value.
+
+        :raises ClosedResourceError: this end was closed, or its ``from_aiter``
+            block has ended (also when that happens while the loop waits here)
+        :raises Exception: the source's own error, once, after the values before it
+        """
         if self._closed:
             raise _closed_error(self._closed_message())
-        return await super().__anext__()
+        try:
+            return await super().__anext__()
+        except StopAsyncIteration:
+            # woken by the close, not by the source's end: say so, as receive() does
+            if self._closed or self._h.consumer_gone:
+                raise _closed_error(self._closed_message()) from None
+            raise
 
     def _closed_message(self) -> str:
         if self._pump.shut:
@@ -686,7 +744,8 @@ class _FromAiter(AbstractAsyncContextManager[PumpedReceiver[T]]):
                 # exc itself (a cancellation, say) plus the cancellations it caused in
                 # the tasks: exc alone, as itself
                 cancelled = anyio.get_cancelled_exc_class()
-                if any(e is not exc and not isinstance(e, cancelled) for e in _leaves(group)):
+                own = _own(exc)
+                if any(id(e) not in own and not isinstance(e, cancelled) for e in _leaves(group)):
                     raise
                 suppressed = False
             if not suppressed:
@@ -720,7 +779,8 @@ class _FromAiter(AbstractAsyncContextManager[PumpedReceiver[T]]):
             # one the block raises or will raise: not an error of its own (under trio
             # each cancelled task adds its Cancelled to the nursery's group)
             cancelled = anyio.get_cancelled_exc_class()
-            others = [e for e in leaves if e is not exc and not isinstance(e, cancelled)]
+            own = _own(exc)
+            others = [e for e in leaves if id(e) not in own and not isinstance(e, cancelled)]
             if not others:
                 if exc is not None:
                     return False  # the block's own exception (or cancellation), as itself
@@ -760,6 +820,20 @@ def _leaves(group: Any) -> list[BaseException]:
     return out
 
 
+def _own(exc: BaseException | None) -> set[int]:
+    """Ids of the exceptions the block raised: ``exc``, or its leaves when it is a group.
+
+    A task group puts the block's exception into its own group, and may rebuild
+    an ExceptionGroup the block raised (trio splits the cancellations out of
+    it): its leaves are still the block's own exception objects.
+    """
+    if exc is None:
+        return set()
+    if isinstance(exc, _BaseExceptionGroup):
+        return {id(e) for e in _leaves(exc)}
+    return {id(exc)}
+
+
 def from_aiter(
     source: AsyncIterable[T], *, buffer: int | None = 0
 ) -> AbstractAsyncContextManager[PumpedReceiver[T]]:
@@ -781,11 +855,22 @@ def from_aiter(
       cancelling it stops the pump and closes the source (``aclose()``, its
       ``finally``) before the block exits, shielded from the cancellation, so
       a cleanup that awaits runs to its end.  An exception from the block
-      comes out as itself, and so does a cancellation (never an ExceptionGroup
-      of the block's error and the cancelled tasks').  An error the source
+      comes out as itself (an ExceptionGroup the block raised too), and so
+      does a cancellation (never an ExceptionGroup of the block's error and
+      the cancelled tasks').  An error the source
       raises while being closed comes out of the ``async with`` when the block
       ended normally, and is logged (logger ``"bridges"``) when the block is
       already raising.
+    * Sources that keep a task group (or a cancel scope) open across
+      ``yield``, the case trio's ``as_safe_channel`` is for, are safe: the
+      pump task steps the source and closes it, inside one cancel scope that
+      the source's scopes nest in, so every way out of the block closes it
+      cleanly.  Should one of the source's own scopes cancel it while it waits
+      at a ``yield`` (a task of its task group failed), the source is closed
+      there and the stream fails with what closing it raised (its task
+      group's ExceptionGroup, less the ``GeneratorExit`` that closing threw
+      in), or with ``RuntimeError`` when that was nothing: the stream was cut
+      short.
     * Each ``async with`` runs the source afresh (a re-iterable starts a new
       iteration); a one-shot iterator cannot be run twice (``RuntimeError``).
 

@@ -485,6 +485,67 @@ async def test_from_aiter_receive_nowait(backend_name: str) -> None:
         receive.receive_nowait()
 
 
+def _closed_class(backend_name: str) -> type[Exception]:
+    """What a closed from_aiter end raises: trio's class under trio (also anyio's)."""
+    return trio.ClosedResourceError if backend_name == "trio" else anyio.ClosedResourceError
+
+
+async def test_from_aiter_closed_end_raises_closed_from_async_for_receive_and_nowait(
+    backend_name: str,
+) -> None:
+    closed_class = _closed_class(backend_name)
+    for how in ("close", "aclose", "async with"):
+        async with channels.from_aiter(Source(10), buffer=4) as receive:
+            assert await receive.receive() == 0
+            if how == "close":
+                receive.close()
+            elif how == "aclose":
+                await receive.aclose()
+            else:
+                async with receive:
+                    pass
+            with pytest.raises(closed_class, match="was closed"):
+                async for _ in receive:
+                    pytest.fail("a closed end gave a value")
+            with pytest.raises(closed_class, match="was closed"):
+                await receive.receive()
+            with pytest.raises(closed_class, match="was closed"):
+                receive.receive_nowait()
+            assert isinstance(receive, anyio.abc.ObjectReceiveStream)
+
+
+@pytest.mark.parametrize("how", ["close", "block ends"])
+async def test_from_aiter_async_for_waiting_on_an_end_that_is_closed_raises_closed(
+    backend_name: str, how: str
+) -> None:
+    # the end is closed (by another task, or by the block ending) while an async for
+    # waits on it: the loop raises ClosedResourceError, as receive() does, instead of
+    # ending as if the source had ended
+    got: list[int] = []
+    raised: list[BaseException] = []
+
+    async def consume(receive: channels.PumpedReceiver[int]) -> None:
+        try:
+            async for v in receive:
+                got.append(v)
+        except Exception as exc:
+            raised.append(exc)
+
+    async with (
+        anyio.create_task_group() as tg,
+        channels.from_aiter(Source(1, hang=True)) as receive,
+    ):
+        tg.start_soon(consume, receive)
+        await anyio.wait_all_tasks_blocked()
+        assert got == [0]
+        if how == "close":
+            receive.close()
+            await anyio.wait_all_tasks_blocked()
+            assert len(raised) == 1, raised
+    assert len(raised) == 1, raised
+    assert isinstance(raised[0], _closed_class(backend_name)), raised
+
+
 async def test_from_aiter_runs_a_reiterable_afresh_and_refuses_a_spent_iterator() -> None:
     class Numbers:
         def __aiter__(self) -> AsyncIterator[int]:
