@@ -44,7 +44,7 @@ _DROPPED_ALL = (
 )
 
 
-def _exit_error(exc: BaseException) -> BaseException:
+def exit_error(exc: BaseException) -> BaseException:
     """What a producer block left by ``exc`` fails the stream with (R16).
 
     An error is delivered as itself.  A cancellation, ``KeyboardInterrupt``
@@ -244,7 +244,7 @@ class ChannelSender(Generic[T]):
         if exc is None:
             self.close()
         elif not self._closed:
-            self.fail(_exit_error(exc))
+            self.fail(exit_error(exc))
 
     def __enter__(self) -> Self:
         return self

@@ -37,6 +37,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from ._backend import _in_trio_run
 from ._buffer import CLOSED, GONE, Handoff
+from ._channel import exit_error
 from ._iterator import BridgeIterator, log_cleanup_error
 
 if sys.version_info < (3, 11):  # pragma: no cover
@@ -906,6 +907,18 @@ class _PipeSendStream(anyio.abc.ByteSendStream):
         """End the stream: the receiver gets the bytes sent, then ``EndOfStream`` (idempotent)."""
         self._closed = True
         self._h.close()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        """Leaving ``async with`` normally ends the stream; by an exception, fails it (R16)."""
+        if exc_val is None:
+            await self.aclose()
+        elif not self._closed:
+            self._fail(exit_error(exc_val))
 
 
 class _PipeReceiveStream(anyio.abc.ByteReceiveStream):

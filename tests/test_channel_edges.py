@@ -8,6 +8,7 @@ asyncio, uvloop and trio (and from plain threads where the surface allows).
 from __future__ import annotations
 
 import gc
+import itertools
 import threading
 from typing import Any
 
@@ -16,6 +17,8 @@ import pytest
 from anyio.lowlevel import checkpoint
 
 import bridges
+import bridges.callbacks
+import bridges.streams
 
 pytestmark = pytest.mark.anyio
 
@@ -492,3 +495,61 @@ async def test_stats_count_open_ends_and_waiters() -> None:
     assert receive.stats.open_senders == 0
     await receive.aclose()
     assert receive.stats.open_receivers == 0
+
+
+async def test_a_byte_pipe_send_block_left_by_an_error_fails_the_stream() -> None:
+    # every producer-side context manager of the library, not only open_channel's
+    send_stream, receive_stream = bridges.streams.open_byte_stream_pipe()
+    boom = BoomError()
+    with pytest.raises(BoomError):
+        async with send_stream:
+            await send_stream.send(b"abc")
+            raise boom
+    assert await receive_stream.receive() == b"abc"
+    with pytest.raises(BoomError) as info:
+        await receive_stream.receive()
+    assert info.value is boom
+    await receive_stream.aclose()
+
+
+# ---------------------------------------------------------------- re-entrant hooks (R18)
+
+
+async def test_a_source_flooding_inside_resume_is_paused_from_inside_it() -> None:
+    # asyncio's transports call pause_writing() from inside resume_writing() when the
+    # protocol writes there: a source that produces inside resume() until paused
+    total = 5_000
+    calls: list[str] = []
+    state = {"paused": False, "next": 0}
+    emitters: list[bridges.callbacks.Emitter[int]] = []
+
+    def produce() -> None:
+        emit = emitters[0]
+        while not state["paused"] and state["next"] < total:
+            state["next"] += 1
+            emit.send(state["next"] - 1)
+        if state["next"] == total:
+            emit.close()
+
+    def subscribe(emit: bridges.callbacks.Emitter[int]) -> None:
+        emitters.append(emit)
+        produce()
+
+    def pause() -> None:
+        calls.append("pause")
+        state["paused"] = True
+
+    def resume() -> None:
+        calls.append("resume")
+        state["paused"] = False
+        produce()  # floods right here, inside resume()
+
+    it = bridges.callbacks.to_aiter(subscribe, buffer=32, pause=pause, resume=resume)
+    async with it:
+        got = [x async for x in it]
+        stats = it.stats
+    assert got == list(range(total))
+    assert stats.high_water <= 32  # this source honours pause at once: no overshoot
+    assert calls[0] == "pause"
+    assert all(a != b for a, b in itertools.pairwise(calls))  # pause and resume alternate
+    assert calls.count("pause") > 100
