@@ -16,6 +16,7 @@ value only after ``on_next`` has returned.
 from __future__ import annotations
 
 import inspect
+import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any, Generic, TypeVar
 
@@ -23,6 +24,7 @@ import anyio
 from anyio.lowlevel import checkpoint
 
 from ._buffer import TAKEN, Handoff, Overflow, validate_timeout
+from ._hooks import is_async_callable, refuse_awaitable, require_sync
 from ._iterator import CHECKPOINT_EVERY, BufferedIterator, log_cleanup_error
 
 T = TypeVar("T")
@@ -108,6 +110,24 @@ class Emitter(Generic[T]):
         return self._h.consumer_gone
 
 
+_SUBSCRIBE_WHY = (
+    "it is called synchronously, on the event-loop thread, and returns the unsubscribe "
+    "function; register the callbacks in a plain function (start any async setup "
+    "before the stream, or in a task), and return the unsubscribe, which may be async def"
+)
+_HOOK_WHY = (
+    "it is called synchronously, on the thread of the callback that filled the buffer "
+    "(pause) or of the consumer (resume), at the moment the buffer crosses its mark, "
+    "where nothing can await it, and values would pile up while a coroutine waited; "
+    "pass the source's own plain hooks (transport.pause_reading / transport.resume_reading), "
+    "or a plain function that flips the flag your producer checks"
+)
+_UNSUBSCRIBE_WHY = (
+    "declare the unsubscribe 'async def' (an async function, a partial of one, an object "
+    "with an async __call__), which the iterator awaits, or make it a plain function"
+)
+
+
 def _guard(
     hook: Callable[[], object], what: str, handoff: list[Handoff[Any]]
 ) -> Callable[[], None]:
@@ -115,7 +135,8 @@ def _guard(
 
     def call() -> None:
         try:
-            hook()
+            # a hook that returned a coroutine paused (or resumed) nothing: say so
+            refuse_awaitable(hook(), what, _HOOK_WHY)
         except Exception as exc:
             # Raised into the producer it would be lost in the legacy API's
             # callback; raised into the consumer it would lose the value just
@@ -124,6 +145,141 @@ def _guard(
                 log_cleanup_error(exc, f"calling the {what} hook of an ended stream")
 
     return call
+
+
+class _Unsubscriber(Generic[T]):
+    """Subscribes and unsubscribes for a :class:`_CallbackIterator` (no reference back to it).
+
+    The iterator holds this, not the other way round (a weak reference
+    only), so that an iterator dropped while running is collected, and its
+    source released, at once.
+    """
+
+    __slots__ = ("awaits", "collected", "iterator", "pending", "subscribe", "unsubscribe")
+
+    def __init__(self, subscribe: Callable[[Emitter[T]], Callable[[], object] | None]) -> None:
+        self.subscribe: Callable[[Emitter[T]], Callable[[], object] | None] | None = subscribe
+        self.unsubscribe: Callable[[], object] | None = None
+        self.iterator: weakref.ref[_CallbackIterator[T]] | None = None
+        #: an awaitable the unsubscribe returned, for the async caller on the stack
+        self.pending: Any = None
+        #: True while an async caller awaits ``pending`` right after the release
+        self.awaits = False
+        #: True once the iterator is being collected (nothing can await then)
+        self.collected = False
+
+    def start(self, h: Handoff[T]) -> Callable[[], object] | None:
+        subscribe, self.subscribe = self.subscribe, None
+        assert subscribe is not None
+        unsubscribe = subscribe(Emitter(h))
+        refuse_awaitable(unsubscribe, "subscribe", _SUBSCRIBE_WHY)
+        if unsubscribe is None:
+            return None
+        if not callable(unsubscribe):
+            raise TypeError(
+                "subscribe(emit) must return the unsubscribe function or None, not "
+                f"{type(unsubscribe).__name__} (return e.g. its .close or .cancel method)"
+            )
+        self.unsubscribe = unsubscribe
+        it = self.iterator() if self.iterator is not None else None
+        if it is not None and is_async_callable(unsubscribe):
+            # layout-compatible (no slots of its own): only the methods change
+            it.__class__ = _AsyncUnsubscribeIterator
+            self.awaits = True
+        return self.release
+
+    def release(self) -> None:
+        unsubscribe, self.unsubscribe = self.unsubscribe, None
+        if unsubscribe is None:
+            return
+        result = unsubscribe()
+        if not inspect.isawaitable(result):
+            return
+        if self.awaits and not self.collected:
+            self.pending = result
+            return
+        where = (
+            "the iterator was collected without aclose() or 'async with', and a "
+            "finalizer cannot await; leave its 'async with' block instead"
+            if self.collected
+            else "it was not declared async, so the end of the stream could not await it; "
+            + _UNSUBSCRIBE_WHY
+        )
+        refuse_awaitable(result, "the unsubscribe function subscribe(emit) returned", where)
+
+    async def await_pending(self, pending_exc: BaseException | None) -> None:
+        pending, self.pending = self.pending, None
+        if pending is None:
+            return
+        try:
+            # shielded: the consumer is often being cancelled here, and the
+            # release must still run to its end before the exit completes (R6)
+            with anyio.CancelScope(shield=True):
+                await pending
+        except BaseException as cleanup_exc:
+            if pending_exc is None:
+                raise
+            log_cleanup_error(cleanup_exc, "releasing the source")
+
+
+class _CallbackIterator(BufferedIterator[T]):
+    """What :func:`to_aiter` returns: a BufferedIterator whose unsubscribe may be async.
+
+    A plain unsubscribe is released by BufferedIterator itself.  An async one
+    is awaited where an async caller is on the stack: in :meth:`aclose`
+    (leaving ``async with``, cancellation) and, for one declared ``async``,
+    in ``__anext__`` at the end of the stream.  Only a stream whose
+    unsubscribe is declared async takes the slower ``__anext__`` of
+    :class:`_AsyncUnsubscribeIterator` (the class is switched when
+    ``subscribe`` has returned it), so the hot path of every other stream
+    stays BufferedIterator's own.
+    """
+
+    __slots__ = ("_unsubscriber",)
+
+    def __init__(
+        self, handoff: Handoff[T], subscribe: Callable[[Emitter[T]], Callable[[], object] | None]
+    ) -> None:
+        unsubscriber = _Unsubscriber(subscribe)
+        super().__init__(handoff, unsubscriber.start)
+        unsubscriber.iterator = weakref.ref(self)
+        self._unsubscriber = unsubscriber
+
+    async def aclose(self) -> None:
+        """Leave: drop what is buffered, release the producers and the source (idempotent).
+
+        An async unsubscribe is awaited, shielded from cancellation, before
+        this returns.  An error raised by the unsubscribe is raised here.
+        """
+        u = self._unsubscriber
+        awaits, u.awaits = u.awaits, True
+        try:
+            await super().aclose()
+        finally:
+            u.awaits = awaits
+        await u.await_pending(None)
+
+    def __del__(self) -> None:
+        u = getattr(self, "_unsubscriber", None)
+        if u is not None:
+            u.collected = True
+        super().__del__()
+
+
+class _AsyncUnsubscribeIterator(_CallbackIterator[T]):
+    """A :class:`_CallbackIterator` whose unsubscribe is declared async: awaited at the end too."""
+
+    __slots__ = ()
+
+    async def __anext__(self) -> T:
+        try:
+            return await super().__anext__()
+        except BaseException as exc:
+            # the stream ended (the release ran) or the consumer was cancelled (it did not)
+            await self._unsubscriber.await_pending(
+                None if isinstance(exc, StopAsyncIteration) else exc
+            )
+            raise
 
 
 def to_aiter(
@@ -164,17 +320,28 @@ def to_aiter(
     loop thread when the source lives on the consumer's loop, as a transport
     does).  A hook that raises fails the stream with its exception.
 
-    :param subscribe: ``subscribe(emit) -> unsubscribe | None``, a plain (not async) function
+    Sync or async: ``subscribe``, ``pause`` and ``resume`` are called
+    synchronously, so they must be plain functions; an ``async def`` (or a
+    ``functools.partial`` of one, or an object with an async ``__call__``)
+    is refused at once with ``TypeError``, and one that returns a coroutine
+    all the same fails the stream with ``TypeError`` (the coroutine is
+    closed, never run).  The unsubscribe may be plain or async: an async
+    one is awaited, shielded from cancellation, by ``aclose()`` / leaving
+    ``async with`` and by the ``__anext__`` that reaches the end, before
+    they return.  A collected iterator cannot await it (use ``async with``).
+
+    :param subscribe: ``subscribe(emit) -> unsubscribe | None``, a plain (not async)
+        function; the unsubscribe it returns is a plain or an async function
     :param buffer: values held at most (0: hand each value straight to a
         waiting consumer; None: unbounded)
     :param overflow: what a full buffer does: ``"block"``, ``"drop_oldest"``,
         ``"drop_newest"`` or ``"error"`` (see :class:`~bridges.Overflow`)
-    :param pause: the source's "stop calling me" hook (needs ``resume``,
-        ``overflow="block"`` and an int ``buffer``)
-    :param resume: the source's "go on" hook
+    :param pause: the source's "stop calling me" hook, a plain function (needs
+        ``resume``, ``overflow="block"`` and an int ``buffer``)
+    :param resume: the source's "go on" hook, a plain function
     :param low_water: resume once at most this many values are held (default: ``buffer // 2``)
     :return: an async iterator and async context manager with ``stats``
-    :raises TypeError: ``subscribe`` or a hook is not a plain callable
+    :raises TypeError: ``subscribe`` or a hook is not a plain callable (an async one included)
     :raises ValueError: a bad ``buffer``, ``overflow`` or ``low_water``, or hooks
         with a policy other than ``"block"``
     """
@@ -183,11 +350,10 @@ def to_aiter(
             f"subscribe must be a function subscribe(emit) -> unsubscribe, "
             f"not {type(subscribe).__name__}"
         )
-    if inspect.iscoroutinefunction(subscribe):
-        raise TypeError(
-            "subscribe must be a plain function, not an async one: it runs synchronously "
-            "on the event-loop thread and returns the unsubscribe function"
-        )
+    require_sync(subscribe, "subscribe", _SUBSCRIBE_WHY)
+    for name, hook in (("pause", pause), ("resume", resume)):
+        if hook is not None:
+            require_sync(hook, name, _HOOK_WHY)
     policy = Overflow.parse(overflow)
     if (pause is not None or resume is not None) and policy is not Overflow.BLOCK:
         raise ValueError(
@@ -200,18 +366,7 @@ def to_aiter(
         resume = _guard(resume, "resume", cell)
     handoff: Handoff[T] = Handoff(buffer, policy, pause=pause, resume=resume, low_water=low_water)
     cell.append(handoff)
-    emitter = Emitter(handoff)
-
-    def start(h: Handoff[T]) -> Callable[[], object] | None:
-        unsubscribe = subscribe(emitter)
-        if unsubscribe is not None and not callable(unsubscribe):
-            raise TypeError(
-                "subscribe(emit) must return the unsubscribe function or None, not "
-                f"{type(unsubscribe).__name__} (return e.g. its .close or .cancel method)"
-            )
-        return unsubscribe
-
-    return BufferedIterator(handoff, start)
+    return _CallbackIterator(handoff, subscribe)
 
 
 async def _call(fn: Callable[..., object], *args: Any) -> None:
@@ -272,9 +427,10 @@ async def from_aiter(
     (a checkpoint every few dozen values).
 
     :param source: the async iterable to drive
-    :param on_next: called with each value, in order
-    :param on_error: called with the source's exception (else it propagates)
-    :param on_completed: called once the source has ended normally
+    :param on_next: called with each value, in order (sync or async: awaited)
+    :param on_error: called with the source's exception (else it propagates);
+        sync or async
+    :param on_completed: called once the source has ended normally; sync or async
     :raises TypeError: ``source`` is not an async iterable or a callback is not callable
     """
     if not hasattr(type(source), "__aiter__"):

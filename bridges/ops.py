@@ -864,10 +864,24 @@ def _check_page(result: object) -> tuple[list[Any], Any]:
     return list(items), token
 
 
+class _ToAwait:
+    """An awaitable a sync-looking ``fetch_page`` returned in the worker, for the loop to await.
+
+    Wrapped, because trio refuses a worker function that returns a coroutine.
+    """
+
+    __slots__ = ("awaitable",)
+
+    def __init__(self, awaitable: Any) -> None:
+        self.awaitable = awaitable
+
+
 def _fetch_in_thread(fetch: Callable[[Any], Any], token: Any) -> Any:
     result = fetch(token)
     if inspect.isawaitable(result):
-        return result  # a sync function that returned a coroutine: awaited on the loop
+        # a plain function that returned a coroutine (a lambda around an async
+        # call): the loop awaits it
+        return _ToAwait(result)
     return _check_page(result)
 
 
@@ -882,8 +896,8 @@ async def _fetch_page(
         result = await anyio.to_thread.run_sync(
             _fetch_in_thread, fetch, token, abandon_on_cancel=True
         )
-        if inspect.isawaitable(result):
-            result = await result
+        if isinstance(result, _ToAwait):
+            result = await result.awaitable
     return _check_page(result)
 
 

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import inspect
 import itertools
 import math
 import sys
 import threading
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
@@ -48,6 +49,7 @@ from ._buffer import (
     Overflow,
     validate_buffer,
 )
+from ._hooks import refuse_awaitable, require_sync
 from ._iterator import CHECKPOINT_EVERY, BufferedIterator, log_cleanup_error, logger
 
 if sys.version_info < (3, 11):  # pragma: no cover
@@ -359,7 +361,7 @@ class _Pump(abc.DisposableBase, Generic[T]):
 
     def __init__(
         self,
-        open_: Callable[[], AsyncIterator[T]],
+        open_: Callable[[], Any],
         observer: abc.ObserverBase[T],
         task_group: Any,
         one_shot: AsyncIterator[T] | None,
@@ -441,6 +443,8 @@ class _Pump(abc.DisposableBase, Generic[T]):
                     return None
                 try:
                     it = self._open()
+                    if inspect.isawaitable(it):  # an async factory, awaited here (cancellable)
+                        it = await it
                 except Exception as exc:
                     self._notify(self._observer.on_error, exc)
                 else:
@@ -546,6 +550,19 @@ async def _aclose(it: object) -> None:
             await aclose()
 
 
+def _aiter_of(made: object) -> AsyncIterator[Any]:
+    if not hasattr(made, "__aiter__"):
+        raise TypeError(
+            "the factory given to rx.from_aiter() must return an async iterable, "
+            f"not {type(made).__name__}"
+        )
+    return made.__aiter__()  # type: ignore[no-any-return]
+
+
+async def _aiter_of_awaited(made: Awaitable[object]) -> AsyncIterator[Any]:
+    return _aiter_of(await made)
+
+
 class _FromAiter:
     """The subscribe function of the Observable that :func:`from_aiter` returns."""
 
@@ -559,7 +576,7 @@ class _FromAiter:
         self._lock = threading.Lock()
         self._used = False
 
-    def _opener(self) -> tuple[Callable[[], AsyncIterator[Any]], AsyncIterator[Any] | None]:
+    def _opener(self) -> tuple[Callable[[], Any], AsyncIterator[Any] | None]:
         source = self._source
         if self._kind == "one-shot":
             with self._lock:
@@ -575,14 +592,11 @@ class _FromAiter:
         if self._kind == "re-iterable":
             return (lambda: source.__aiter__()), None
 
-        def open_factory() -> AsyncIterator[Any]:
+        def open_factory() -> Any:
             made = source()
-            if not hasattr(made, "__aiter__"):
-                raise TypeError(
-                    "the factory given to rx.from_aiter() must return an async iterable, "
-                    f"not {type(made).__name__}"
-                )
-            return made.__aiter__()  # type: ignore[no-any-return]
+            if inspect.isawaitable(made):
+                return _aiter_of_awaited(made)  # an async factory: the pump awaits it
+            return _aiter_of(made)
 
         return open_factory, None
 
@@ -645,7 +659,9 @@ def from_aiter(
     another thread is safe: the pump starts on the loop ``from_aiter()`` was
     called in.  Values are delivered on that loop's thread.
 
-    :param source: an async iterable, or a function of no arguments returning one
+    :param source: an async iterable, or a function of no arguments returning one,
+        sync or async (an async factory is awaited in the pump, which a
+        dispose cancels like the iteration)
     :param task_group: the anyio task group (or trio nursery) to run each pump in
     :raises TypeError: ``source`` is neither an async iterable nor a callable,
         or ``task_group`` is not a task group
@@ -675,6 +691,13 @@ def from_aiter(
 
 
 # ---------------------------------------------------------------- trio scheduler
+
+
+_ACTION_WHY = (
+    "reactivex calls a scheduled action synchronously, on the trio thread, and takes the "
+    "disposable it returns, so nothing would await a coroutine; do the work in a plain "
+    "function, and start async work from it in a task (nursery.start_soon)"
+)
 
 
 class _Item:
@@ -745,6 +768,9 @@ class TrioScheduler(PeriodicScheduler):
     ) -> abc.DisposableBase:
         """Run ``action(scheduler, state)`` soon on the trio thread.
 
+        :param action: a plain function (reactivex calls it synchronously); an async
+            one is refused with ``TypeError``, and one returning a coroutine ends
+            the scheduler's block with ``TypeError``
         :returns: a disposable that cancels the action if it has not run yet
         """
         return self._add(None, action, state)
@@ -758,6 +784,9 @@ class TrioScheduler(PeriodicScheduler):
         """Run ``action(scheduler, state)`` on the trio thread after ``duetime``.
 
         :param duetime: seconds (a float) or a ``timedelta``; <= 0 runs it soon
+        :param action: a plain function (reactivex calls it synchronously); an async
+            one is refused with ``TypeError``, and one returning a coroutine ends
+            the scheduler's block with ``TypeError``
         :returns: a disposable that cancels the action if it has not run yet
         """
         seconds = self.to_seconds(duetime)
@@ -773,13 +802,30 @@ class TrioScheduler(PeriodicScheduler):
     ) -> abc.DisposableBase:
         """Run ``action(scheduler, state)`` on the trio thread at ``duetime`` (see ``now``).
 
+        :param action: a plain function (reactivex calls it synchronously); an async
+            one is refused with ``TypeError``, and one returning a coroutine ends
+            the scheduler's block with ``TypeError``
         :returns: a disposable that cancels the action if it has not run yet
         """
         return self.schedule_relative(self.to_datetime(duetime) - self.now, action, state)
 
+    def invoke_action(
+        self, action: abc.ScheduledAction[_TState], state: _TState | None = None
+    ) -> abc.DisposableBase:
+        """Run ``action(self, state)``; return the disposable it returned, or a no-op one.
+
+        :raises TypeError: the action returned an awaitable (nothing would await it)
+        """
+        ret = action(self, state)
+        if isinstance(ret, abc.DisposableBase):
+            return ret
+        refuse_awaitable(ret, "a scheduled action", _ACTION_WHY)
+        return Disposable()
+
     def _add(
         self, deadline: float | None, action: abc.ScheduledAction[Any], state: Any
     ) -> abc.DisposableBase:
+        require_sync(action, "a scheduled action", _ACTION_WHY)
         item = _Item(action, state)
         with self._lock:
             if self._closed:  # the block has ended: nothing runs any more

@@ -51,6 +51,7 @@ import anyio
 import anyio.lowlevel
 
 from ._buffer import BufferOverflowError
+from ._hooks import AsyncHookError, checked
 
 __all__ = [
     "BACKENDS",
@@ -186,11 +187,20 @@ class Probe:
         self.released_event.set()
 
 
+_PRODUCER_WHY = (
+    "the producer thread calls it synchronously, where nothing can await it; pass the "
+    "blocking form (ChannelSender.send_blocking, Emitter.send) or a plain function"
+)
+
+
 class ScriptedProducer:
     """Plays a :class:`Script` on a producer thread through send / close / fail callables.
 
     ``send(value)`` should block under ``block`` and return False (or raise)
-    once the stream is closed; the thread then stops.  :meth:`stop` asks the
+    once the stream is closed; the thread then stops.  ``send``, ``close``
+    and ``fail`` are plain functions (the thread calls them synchronously):
+    an async one is refused with ``TypeError`` (pass the blocking form, such
+    as ``ChannelSender.send_blocking``).  :meth:`stop` asks the
     thread to stop (it ends as soon as its current call returns).  The
     thread's name starts with ``bridges-test-producer``.
     """
@@ -205,9 +215,12 @@ class ScriptedProducer:
     ) -> None:
         self._script = script
         self._probe = probe
-        self._send = send
-        self._close = close
-        self._fail = fail
+        self._send = checked(send, "send", _PRODUCER_WHY)
+        self._close = checked(close, "close", _PRODUCER_WHY)
+        self._fail = checked(fail, "fail", _PRODUCER_WHY)
+        #: the refusal of a hook that returned an awaitable (the thread then
+        #: fails the stream with it, unless ``fail`` itself was the offender)
+        self.error: AsyncHookError | None = None
         self._stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, name="bridges-test-producer", daemon=True)
 
@@ -240,6 +253,13 @@ class ScriptedProducer:
                 self._stopped.wait()
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             return
+        except AsyncHookError as exc:
+            # a coroutine nothing awaits did nothing: fail the stream, never hang it
+            self.error = exc
+            try:
+                self._fail(exc)
+            except AsyncHookError:
+                pass  # fail is the offender: the check reads self.error
 
 
 class PushHarness(ABC):

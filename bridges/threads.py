@@ -32,6 +32,7 @@ from anyio.lowlevel import checkpoint
 
 from ._backend import async_waiter, in_event_loop_thread
 from ._buffer import _OPEN, TAKEN, Handoff, Overflow, Stats, validate_buffer
+from ._hooks import refuse_awaitable, require_sync
 from ._iterator import _DONE, _RUNNING, CHECKPOINT_EVERY, BufferedIterator, log_cleanup_error
 
 if TYPE_CHECKING:
@@ -154,6 +155,7 @@ class _Worker(Generic[T]):
                 self.in_call = True
                 if h._state == _OPEN:
                     owned = self.source()
+                    refuse_awaitable(owned, _FACTORY, _FACTORY_WHY)
                     it = _iter(owned, self.source)
             else:
                 self.in_call = True
@@ -275,6 +277,13 @@ class _Worker(Generic[T]):
             raise exc
 
 
+_FACTORY = "the factory given to threads.to_aiter()"
+_FACTORY_WHY = (
+    "it is called in the worker thread, where nothing can await it; for an async source "
+    "iterate it directly, or wrap it with bridges.iterate()"
+)
+
+
 def _iter(obj: object, factory: object) -> Iterator[Any]:
     try:
         return iter(obj)  # type: ignore[call-overload,no-any-return]
@@ -391,7 +400,7 @@ def to_aiter(
         in the worker thread: thread-bound resources, such as an sqlite3
         connection with its default ``check_same_thread=True``, are then
         made in the thread that uses them (and the object it returned is
-        closed at the end too)
+        closed at the end too); a plain function only, not ``async def``
     :param buffer: how many rows the worker pulls ahead at most (it waits for
         room *before* calling ``next()``; ``0``: it calls ``next()`` only when
         the consumer asks; ``None``: unbounded)
@@ -404,7 +413,9 @@ def to_aiter(
         ``finally`` runs in the worker thread, a cursor is closed); the same
         happens at the end of the stream, before the consumer sees the end
     :raises TypeError: ``iterable`` is neither iterable nor callable (or is
-        an async iterable); ``buffer`` / ``overflow`` of the wrong type
+        an async iterable, or an async function); ``buffer`` / ``overflow`` of
+        the wrong type.  A factory that returns a coroutine all the same (a
+        lambda around an async call) fails the stream with ``TypeError``
     :raises ValueError: a bad ``buffer`` / ``overflow``
 
     An exception raised by the source (or by the factory) is raised by the
@@ -419,6 +430,7 @@ def to_aiter(
     if hasattr(type(iterable), "__iter__"):
         factory = False
     elif callable(iterable):
+        require_sync(iterable, _FACTORY, _FACTORY_WHY)
         factory = True
     else:
         raise TypeError(

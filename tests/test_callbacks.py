@@ -1335,3 +1335,32 @@ async def test_from_aiter_validates() -> None:
         await callbacks.from_aiter(Source(1), 3)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="on_error must be callable"):
         await callbacks.from_aiter(Source(1), print, on_error=3)  # type: ignore[arg-type]
+
+
+async def test_an_async_unsubscribe_is_awaited_before_the_block_exits() -> None:
+    # regression: an async unsubscribe was called and its coroutine dropped, so
+    # the source's observer thread (a file watcher's) ran on after the block
+    stop = threading.Event()
+    watcher = threading.Thread(target=stop.wait, name="watcher")
+
+    async def unsubscribe() -> None:
+        stop.set()
+        await anyio.to_thread.run_sync(watcher.join)
+
+    def subscribe(emit: Emitter[int]) -> Callable[[], Any]:
+        watcher.start()
+        return unsubscribe
+
+    async with callbacks.to_aiter(subscribe):
+        assert watcher.is_alive()
+    assert not watcher.is_alive()
+
+
+async def test_an_async_pause_is_refused_instead_of_letting_values_pile_up() -> None:
+    # regression: an async pause() made a coroutine nobody awaited, and a
+    # loop-thread source went on: 992 values piled up in a buffer of 4
+    async def pause() -> None:
+        pass
+
+    with pytest.raises(TypeError, match="pause_reading"):
+        callbacks.to_aiter(lambda emit: None, buffer=4, pause=pause, resume=lambda: None)
