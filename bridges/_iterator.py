@@ -13,6 +13,7 @@ from anyio.lowlevel import checkpoint
 
 from ._backend import CancelProbe
 from ._buffer import Handoff, Stats
+from ._hooks import refuse_awaitable, require_sync
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -29,6 +30,11 @@ logger = logging.getLogger("bridges")
 #: scheduler (which is also where it notices cancellation): no scheduler
 #: round-trip per value, yet other tasks still run regularly.
 CHECKPOINT_EVERY = 64
+
+_START_WHY = (
+    "it is called synchronously when iteration begins and returns the release "
+    "function; start async work in it with a task group you own, or use callbacks.to_aiter"
+)
 
 _NEW = 0
 _RUNNING = 1
@@ -232,6 +238,8 @@ class BufferedIterator(BridgeIterator[T], Generic[T]):
         handoff: Handoff[T],
         start: Callable[[Handoff[T]], Callable[[], object] | None] | None = None,
     ) -> None:
+        if start is not None:
+            require_sync(start, "start", _START_WHY)
         self._h = handoff
         self._start = start
         self._release: Callable[[], object] | None = None
@@ -250,7 +258,9 @@ class BufferedIterator(BridgeIterator[T], Generic[T]):
         self._phase = _RUNNING
         if start is not None:
             try:
-                self._release = start(self._h)
+                release = start(self._h)
+                refuse_awaitable(release, "start", _START_WHY)
+                self._release = release
             except BaseException:
                 self._phase = _DONE
                 self._detach()

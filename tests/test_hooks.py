@@ -479,8 +479,6 @@ HOOKS: list[Hook] = [
         REFUSED,
         _buffered_start,
         "plain function",
-        xfail="BufferedIterator calls start() in bridges/_iterator.py, which this branch "
-        "may not change: an async start is neither refused nor awaited there yet",
     ),
     *(
         Hook("bridges.testing.ScriptedProducer.__init__", p, REFUSED, _producer(p), "blocking")
