@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 
 _get_ident = threading.get_ident
 _get_running_loop = asyncio._get_running_loop  # C-level, no exception when absent
+if sys.version_info >= (3, 12):
+    _task_of: Callable[[Any], Any] = asyncio.current_task  # C, given the loop
+else:  # the pure-Python current_task() looks the loop up again: go to its table
+    _task_of = asyncio.tasks._current_tasks.get  # type: ignore[attr-defined]
 
 
 class AsyncWaiter(Protocol):
@@ -186,12 +190,47 @@ class CancelProbe:
     _states: Any = None
 
     def __init__(self) -> None:
-        self._task: object = None
+        self._task: Any = None
         self._state: Any = None
 
     def cancelled(self) -> bool:
-        if _get_running_loop() is not None:
-            return self._asyncio_cancelled()
+        loop = _get_running_loop()
+        if loop is None:
+            return self._trio_cancelled()
+        task = _task_of(loop)
+        if task is not self._task or task is None:
+            return self._first_look(task)
+        if task._must_cancel:  # a Task.cancel() not delivered yet
+            return True
+        scope = self._state.cancel_scope
+        while scope is not None:
+            if scope._cancel_called:
+                return True
+            if scope._shield:
+                return False
+            scope = scope._parent_scope
+        return False
+
+    def _first_look(self, task: Any) -> bool:
+        """A task this probe has not seen yet: find its anyio record, and remember it."""
+        if task is None:
+            return False
+        if getattr(task, "_must_cancel", False):
+            return True
+        states = CancelProbe._states
+        if states is None:
+            states = CancelProbe._states = _anyio_task_states()
+            if states is None:
+                return False
+        if states.get(task) is None:
+            return False  # no anyio scope around this task (yet): not remembered
+        # a task keeps its record from its first scope to its end
+        self._task = task
+        self._state = states.get(task)
+        return self.cancelled()
+
+    @staticmethod
+    def _trio_cancelled() -> bool:
         trio = sys.modules.get("trio")
         if trio is None:
             return False
@@ -201,32 +240,3 @@ class CancelProbe:
             return False  # a plain thread: nothing to cancel
         status = getattr(task, "_cancel_status", None)
         return bool(status is not None and status.effectively_cancelled)
-
-    def _asyncio_cancelled(self) -> bool:
-        task = asyncio.current_task()
-        if task is None:
-            return False
-        if getattr(task, "_must_cancel", False):
-            return True
-        if task is self._task:
-            state = self._state
-        else:
-            states = CancelProbe._states
-            if states is None:
-                states = CancelProbe._states = _anyio_task_states()
-                if states is None:
-                    return False
-            state = states.get(task)
-            if state is None:
-                return False  # no anyio scope around this task (yet): not remembered
-            # a task keeps its record from its first scope to its end
-            self._task = task
-            self._state = state
-        scope = state.cancel_scope
-        while scope is not None:
-            if scope._cancel_called:
-                return True
-            if scope._shield:
-                return False
-            scope = scope._parent_scope
-        return False

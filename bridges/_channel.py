@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from threading import get_ident
 from types import TracebackType
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, NoReturn, TypeVar
 
 import anyio
 from anyio.lowlevel import checkpoint
@@ -23,7 +23,6 @@ from ._buffer import (
     Handoff,
     Overflow,
     Stats,
-    WithdrawnError,
     validate_timeout,
 )
 from ._iterator import CHECKPOINT_EVERY, BufferedIterator
@@ -313,13 +312,10 @@ class ChannelReceiver(BufferedIterator[T]):
             raise self._closed_error()
         return await super().__aenter__()
 
-    async def __anext__(self) -> T:
+    def _no_more(self) -> NoReturn:
         if self._closed:
             raise self._closed_error()
-        try:
-            return await super().__anext__()
-        except WithdrawnError:
-            raise self._closed_error() from None
+        raise StopAsyncIteration
 
     async def receive(self) -> T:
         """The next value, waiting in the caller's loop.

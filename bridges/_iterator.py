@@ -7,12 +7,12 @@ import sys
 import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar, overload
 
 from anyio.lowlevel import checkpoint
 
 from ._backend import CancelProbe
-from ._buffer import Handoff, Stats
+from ._buffer import Handoff, Stats, WithdrawnError
 from ._hooks import refuse_awaitable, require_sync
 
 if TYPE_CHECKING:
@@ -271,10 +271,14 @@ class BufferedIterator(BridgeIterator[T], Generic[T]):
             self._begin()
         return self
 
+    def _no_more(self) -> NoReturn:
+        """What ``__anext__`` raises once this end is done (a closed channel end says so)."""
+        raise StopAsyncIteration
+
     async def __anext__(self) -> T:
         if self._phase != _RUNNING:
             if self._phase == _DONE:
-                raise StopAsyncIteration
+                self._no_more()
             self._begin()
         h = self._h
         if self._probe.cancelled():  # a cancel point per call (R19): nothing is taken
@@ -303,6 +307,8 @@ class BufferedIterator(BridgeIterator[T], Generic[T]):
                 return item
         try:
             return await h.get(self)
+        except WithdrawnError:
+            self._no_more()  # this end was closed while it waited
         except BaseException as exc:
             if h._ended and self._phase == _RUNNING:
                 self._phase = _DONE
