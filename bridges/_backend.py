@@ -182,34 +182,48 @@ class CancelProbe:
     task's cancel status; on asyncio the task's pending ``cancel()`` and the
     anyio cancel scopes around it (anyio delivers a scope's cancellation only
     at the next wait, which a call that finds room never reaches).  One
-    probe belongs to one end; it remembers the last task it saw.
+    probe belongs to one end; it remembers the last task it saw and the
+    chain of its scopes up to the first shield, so a look is a few
+    attribute reads.
     """
 
-    __slots__ = ("_state", "_task")
+    __slots__ = ("_chain", "_state", "_task", "_top")
 
     _states: Any = None
 
     def __init__(self) -> None:
         self._task: Any = None
         self._state: Any = None
+        self._top: Any = None  # the task's innermost scope when the chain was taken
+        self._chain: tuple[Any, ...] = ()
 
     def cancelled(self) -> bool:
         loop = _get_running_loop()
         if loop is None:
-            return self._trio_cancelled()
+            return _trio_cancelled()
         task = _task_of(loop)
         if task is not self._task or task is None:
             return self._first_look(task)
         if task._must_cancel:  # a Task.cancel() not delivered yet
             return True
-        scope = self._state.cancel_scope
-        while scope is not None:
+        if self._state.cancel_scope is not self._top:
+            self._take_chain()
+        for scope in self._chain:  # noqa: SIM110 - a loop is cheaper than any() here
             if scope._cancel_called:
                 return True
-            if scope._shield:
-                return False
-            scope = scope._parent_scope
         return False
+
+    def _take_chain(self) -> None:
+        top = self._state.cancel_scope
+        chain = []
+        scope = top
+        while scope is not None:
+            chain.append(scope)
+            if scope._shield:
+                break
+            scope = scope._parent_scope
+        self._top = top
+        self._chain = tuple(chain)
 
     def _first_look(self, task: Any) -> bool:
         """A task this probe has not seen yet: find its anyio record, and remember it."""
@@ -222,21 +236,31 @@ class CancelProbe:
             states = CancelProbe._states = _anyio_task_states()
             if states is None:
                 return False
-        if states.get(task) is None:
+        state = states.get(task)
+        if state is None:
             return False  # no anyio scope around this task (yet): not remembered
         # a task keeps its record from its first scope to its end
         self._task = task
-        self._state = states.get(task)
+        self._state = state
+        self._top = None
         return self.cancelled()
 
-    @staticmethod
-    def _trio_cancelled() -> bool:
+
+_trio_current_task: Callable[[], Any] | None = None
+
+
+def _trio_cancelled() -> bool:
+    """The calling trio task's scope is cancelled (False on a plain thread)."""
+    global _trio_current_task
+    current = _trio_current_task
+    if current is None:
         trio = sys.modules.get("trio")
         if trio is None:
             return False
-        try:
-            task = trio.lowlevel.current_task()
-        except RuntimeError:
-            return False  # a plain thread: nothing to cancel
-        status = getattr(task, "_cancel_status", None)
-        return bool(status is not None and status.effectively_cancelled)
+        current = _trio_current_task = trio.lowlevel.current_task
+    try:
+        task = current()
+    except RuntimeError:
+        return False  # a plain thread: nothing to cancel
+    status = getattr(task, "_cancel_status", None)
+    return bool(status is not None and status.effectively_cancelled)
