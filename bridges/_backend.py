@@ -187,23 +187,29 @@ class CancelProbe:
     attribute reads.
     """
 
-    __slots__ = ("_chain", "_state", "_task", "_top")
+    __slots__ = ("_chain", "_ident", "_loop", "_state", "_task", "_top")
 
     _states: Any = None
 
     def __init__(self) -> None:
+        self._ident = -1  # the thread of the last look
+        self._loop: Any = None  # the asyncio loop it ran then (None: trio)
         self._task: Any = None
         self._state: Any = None
         self._top: Any = None  # the task's innermost scope when the chain was taken
         self._chain: tuple[Any, ...] = ()
 
     def cancelled(self) -> bool:
-        loop = _get_running_loop()
+        # Same thread as the last look: the loop it ran is running here now if it
+        # has a current task (asyncio.get_running_loop() asks the OS for the pid).
+        if _get_ident() != self._ident:
+            return self._look()
+        loop = self._loop
         if loop is None:
-            return _trio_cancelled()
+            return self._trio_cancelled()
         task = _task_of(loop)
         if task is not self._task or task is None:
-            return self._first_look(task)
+            return self._look()
         if task._must_cancel:  # a Task.cancel() not delivered yet
             return True
         if self._state.cancel_scope is not self._top:
@@ -213,20 +219,14 @@ class CancelProbe:
                 return True
         return False
 
-    def _take_chain(self) -> None:
-        top = self._state.cancel_scope
-        chain = []
-        scope = top
-        while scope is not None:
-            chain.append(scope)
-            if scope._shield:
-                break
-            scope = scope._parent_scope
-        self._top = top
-        self._chain = tuple(chain)
-
-    def _first_look(self, task: Any) -> bool:
-        """A task this probe has not seen yet: find its anyio record, and remember it."""
+    def _look(self) -> bool:
+        """The first look from this thread or task: find the loop, the task, its anyio record."""
+        self._ident = _get_ident()
+        loop = self._loop = _get_running_loop()
+        self._task = None
+        if loop is None:
+            return self._trio_cancelled()
+        task = _task_of(loop)
         if task is None:
             return False
         if getattr(task, "_must_cancel", False):
@@ -245,22 +245,35 @@ class CancelProbe:
         self._top = None
         return self.cancelled()
 
+    def _trio_cancelled(self) -> bool:
+        """The calling trio task's scope is cancelled (False outside a trio run)."""
+        global _trio_current_task
+        current = _trio_current_task
+        if current is None:
+            trio = sys.modules.get("trio")
+            if trio is None:
+                self._ident = -1
+                return False
+            current = _trio_current_task = trio.lowlevel.current_task
+        try:
+            task = current()
+        except RuntimeError:
+            self._ident = -1  # no trio run here (any more): look again next time
+            return False
+        status = getattr(task, "_cancel_status", None)
+        return bool(status is not None and status.effectively_cancelled)
+
+    def _take_chain(self) -> None:
+        top = self._state.cancel_scope
+        chain = []
+        scope = top
+        while scope is not None:
+            chain.append(scope)
+            if scope._shield:
+                break
+            scope = scope._parent_scope
+        self._top = top
+        self._chain = tuple(chain)
+
 
 _trio_current_task: Callable[[], Any] | None = None
-
-
-def _trio_cancelled() -> bool:
-    """The calling trio task's scope is cancelled (False on a plain thread)."""
-    global _trio_current_task
-    current = _trio_current_task
-    if current is None:
-        trio = sys.modules.get("trio")
-        if trio is None:
-            return False
-        current = _trio_current_task = trio.lowlevel.current_task
-    try:
-        task = current()
-    except RuntimeError:
-        return False  # a plain thread: nothing to cancel
-    status = getattr(task, "_cancel_status", None)
-    return bool(status is not None and status.effectively_cancelled)
