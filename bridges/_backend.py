@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any, Protocol
 
 import sniffio
@@ -187,7 +188,7 @@ class CancelProbe:
     attribute reads.
     """
 
-    __slots__ = ("_chain", "_ident", "_loop", "_state", "_task", "_top")
+    __slots__ = ("_chain", "_ident", "_loop", "_ref", "_state", "_task", "_top")
 
     _states: Any = None
 
@@ -195,6 +196,7 @@ class CancelProbe:
         self._ident = -1  # the thread of the last look
         self._loop: Any = None  # the asyncio loop it ran then (None: trio)
         self._task: Any = None
+        self._ref: Any = None
         self._state: Any = None
         self._top: Any = None  # the task's innermost scope when the chain was taken
         self._chain: tuple[Any, ...] = ()
@@ -212,7 +214,13 @@ class CancelProbe:
             return self._look()
         if task._must_cancel:  # a Task.cancel() not delivered yet
             return True
-        if self._state.cancel_scope is not self._top:
+        state = self._state
+        if state is None:  # no anyio scope around this task when last looked
+            state = CancelProbe._states.data.get(self._ref)
+            if state is None:
+                return False
+            self._state = state
+        if state.cancel_scope is not self._top:
             self._take_chain()
         for scope in self._chain:  # noqa: SIM110 - a loop is cheaper than any() here
             if scope._cancel_called:
@@ -236,12 +244,11 @@ class CancelProbe:
             states = CancelProbe._states = _anyio_task_states()
             if states is None:
                 return False
-        state = states.get(task)
-        if state is None:
-            return False  # no anyio scope around this task (yet): not remembered
-        # a task keeps its record from its first scope to its end
+        # a task keeps its record from its first scope to its end; one without a
+        # record yet is looked up by a kept reference (no new weakref per call)
         self._task = task
-        self._state = state
+        self._ref = weakref.ref(task)
+        self._state = states.get(task)
         self._top = None
         return self.cancelled()
 
