@@ -1,4 +1,4 @@
-"""The conformance kit: run the semantics contract (R1-R15) against any adapter.
+"""The conformance kit: run the semantics contract (R1-R17, R19, R20) against any adapter.
 
 Describe an adapter in a few lines with a *harness*, and the checks here
 exercise every rule it claims, on whatever backend runs them (asyncio,
@@ -27,7 +27,7 @@ backend, under anyio's pytest plugin (see ``docs/testing.md``).
 Two kinds of harness:
 
 * :class:`PushHarness` - something pushes values and the adapter returns an
-  async iterator (rules R1-R9, R14, R15).
+  async iterator (rules R1-R9, R14-R17, R19, R20).
 * :class:`PullHarness` - an async iterable drives something that is pushed
   to (rules R10-R15).
 
@@ -77,7 +77,23 @@ __all__ = [
 ]
 
 #: The rules a push -> pull adapter (something pushes, an async iterator pulls) can claim.
-PUSH_RULES: tuple[str, ...] = ("R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8", "R9", "R14", "R15")
+PUSH_RULES: tuple[str, ...] = (
+    "R1",
+    "R2",
+    "R3",
+    "R4",
+    "R5",
+    "R6",
+    "R7",
+    "R8",
+    "R9",
+    "R14",
+    "R15",
+    "R16",
+    "R17",
+    "R19",
+    "R20",
+)
 #: The rules a pull -> push adapter (an async iterable drives a receiver) can claim.
 PULL_RULES: tuple[str, ...] = ("R10", "R11", "R12", "R13", "R14", "R15")
 #: The backends a harness may run on (``PushHarness.backends`` names some of these).
@@ -313,6 +329,18 @@ class PushHarness(ABC):
         that closing releases a blocked producer thread).
         """
 
+    def open_producer(self, *, buffer: int) -> tuple[Any, AsyncIterator[int]] | None:
+        """For R16, R17 and R20: a fresh producer end and the adapter's iterator over it.
+
+        The producer end (``open_channel``'s :class:`~bridges.ChannelSender` is
+        one) has ``async send(value)``, ``send_nowait(value)`` (raising
+        ``anyio.WouldBlock`` when full) and ``close()``, and is a context
+        manager, sync (``with``), async (``async with``) or both.  Keep no
+        reference to it: R17 drops it.  Return None when the adapter has no
+        such end (then declare R16, R17 and R20 n/a).
+        """
+        return None
+
 
 class PullHarness(ABC):
     """Describes a pull -> push adapter to the checks.
@@ -492,6 +520,52 @@ async def _wait_released(probe: Probe, count: int = 1, timeout: float = 5.0) -> 
     with anyio.fail_after(timeout):
         while probe.released < count:
             await anyio.to_thread.run_sync(probe.released_event.wait, 0.05)
+
+
+async def _outcome(
+    it: AsyncIterator[int], rule: str, timeout: float = 5.0
+) -> tuple[list[int], BaseException | None]:
+    """Everything the consumer gets until the end: the values and the error (None: a clean end)."""
+    got: list[int] = []
+    try:
+        with anyio.fail_after(timeout):
+            async for v in it:
+                got.append(v)
+    except TimeoutError:
+        raise AssertionError(f"{rule}: the consumer hung after {got}") from None
+    except Exception as exc:
+        return got, exc
+    return got, None
+
+
+def _producer(h: PushHarness, rule: str, buffer: int) -> tuple[Any, AsyncIterator[int]]:
+    pair = h.open_producer(buffer=buffer)
+    if pair is None:
+        raise AssertionError(f"{rule} is claimed but open_producer() returned None")
+    return pair
+
+
+async def _settle(it: AsyncIterator[int]) -> None:
+    """After a failed check: let the producer finish (take what is left), then close."""
+    try:
+        with anyio.move_on_after(2):
+            async for _ in it:
+                pass
+    except Exception:
+        pass
+    await _aclose(it)
+
+
+async def _ready(it: Any, count: int, timeout: float = 5.0) -> None:
+    """Wait until ``count`` values are buffered (or a moment, for an iterator without stats)."""
+    if not hasattr(getattr(it, "stats", None), "buffered"):
+        await anyio.sleep(0.05)
+        return
+    with anyio.fail_after(timeout):
+        while True:
+            if it.stats.buffered >= count:
+                return
+            await anyio.sleep(0.001)
 
 
 # ----------------------------------------------------------------------- push rules
@@ -760,6 +834,185 @@ async def _push_r15(h: PushHarness) -> None:
             raise AssertionError(f"R15: {kwargs} did not raise {exc.__name__}")
 
 
+async def _push_r16(h: PushHarness) -> None:
+    kinds = 0
+    for kind in ("with", "async with"):
+        end, it = _producer(h, "R16", 8)
+        if not hasattr(end, "__enter__" if kind == "with" else "__aenter__"):
+            end.close()
+            await _aclose(it)
+            continue
+        kinds += 1
+        boom = SourceError(f"a '{kind}' block left by an error")
+        try:
+            if kind == "with":
+                with end:
+                    for v in range(3):
+                        await end.send(v)
+                    raise boom
+            else:
+                async with end:
+                    for v in range(3):
+                        await end.send(v)
+                    raise boom
+        except SourceError as exc:
+            assert exc is boom, f"R16: the '{kind}' block changed the producer's error"
+        else:
+            raise AssertionError(f"R16: the '{kind}' block swallowed the producer's error")
+        try:
+            got, err = await _outcome(it, "R16")
+            assert got == [0, 1, 2], f"R16: the values before the error, got {got}"
+            assert err is boom, (
+                f"R16: a '{kind}' block left by an error must fail the stream with that "
+                f"error itself; the consumer got {err!r}"
+            )
+            got, err = await _outcome(it, "R16")
+            assert got == [] and err is None, "R16: the error arrives once, then the end"
+        finally:
+            await _aclose(it)
+    assert kinds, "R16: the producer end is neither a context manager nor an async one"
+    # a clean exit still ends the stream cleanly
+    end, it = _producer(h, "R16", 8)
+    if hasattr(end, "__aenter__"):
+        async with end:
+            await end.send(1)
+    else:
+        with end:
+            await end.send(1)
+    try:
+        assert await _outcome(it, "R16") == ([1], None), "R16: a clean exit ends cleanly"
+    finally:
+        await _aclose(it)
+
+
+async def _push_r17(h: PushHarness) -> None:
+    end, it = _producer(h, "R17", 8)
+    try:
+        for v in range(3):
+            await end.send(v)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if hasattr(end, "clone"):  # one clone dropped: the others keep the stream open
+                clone = end.clone()
+                del clone
+                for _ in range(3):
+                    gc.collect()
+                assert any(issubclass(w.category, ResourceWarning) for w in caught), (
+                    "R17: a producer end collected while open must warn (ResourceWarning)"
+                )
+                await end.send(3)
+                caught.clear()
+            del end
+            for _ in range(3):
+                gc.collect()
+        assert any(issubclass(w.category, ResourceWarning) for w in caught), (
+            "R17: a producer end collected while open must warn (ResourceWarning)"
+        )
+        got, err = await _outcome(it, "R17")
+        assert got == list(range(len(got))) and len(got) >= 3, (
+            f"R17: the values sent come before the end, got {got}"
+        )
+        assert err is not None and str(err), (
+            f"R17: every producer end dropped: the consumer must end with an error naming "
+            f"the cause, got {err!r}"
+        )
+    finally:
+        await _aclose(it)
+
+
+async def _push_r19(h: PushHarness) -> None:
+    probe = Probe()
+    it = h.open(Script(range(6), End.COMPLETE, gate=3), probe, buffer=8, overflow="block")
+    try:
+        assert await it.__anext__() == 0
+        await _ready(it, 2)  # 1 and 2 are ready to take
+        for how in ("cancel()", "an expired deadline"):
+            taken: list[int] = []
+            with anyio.CancelScope() if how == "cancel()" else anyio.move_on_after(0) as scope:
+                if how == "cancel()":
+                    scope.cancel()
+                taken.append(await it.__anext__())
+            assert not taken, f"R19: __anext__ in a cancelled scope ({how}) took {taken}"
+            assert scope.cancelled_caught, (
+                f"R19: __anext__ in a cancelled scope ({how}) did not raise the cancellation"
+            )
+        nxt: list[int] = []
+        with anyio.move_on_after(1):  # 1 and 2 are ready: a wait means both were lost
+            nxt.append(await it.__anext__())
+        assert nxt == [1], f"R19: after the cancelled calls, the next __anext__ got {nxt}, not 1"
+        probe.open_gate.set()
+        assert await _drain(it) == [2, 3, 4, 5]
+    finally:
+        probe.open_gate.set()
+        await _settle(it)
+
+
+async def _push_r20(h: PushHarness) -> None:
+    # waiting consumers are served in the order they waited
+    end, it = _producer(h, "R20", 4)
+    try:
+        got: dict[int, int] = {}
+
+        async def take(k: int) -> None:
+            got[k] = await it.__anext__()
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                for k in range(4):
+                    tg.start_soon(take, k)
+                    await anyio.wait_all_tasks_blocked()
+                for v in range(4):
+                    end.send_nowait(v)
+        assert [got[k] for k in range(4)] == [0, 1, 2, 3], (
+            f"R20: waiting consumers were not served in the order they waited: {got}"
+        )
+
+        # a value sent while a consumer waits goes to it, not to a later receive
+        got.clear()
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(take, 0)
+                await anyio.wait_all_tasks_blocked()
+                end.send_nowait(10)
+                stolen: list[int] = []
+                nowait = getattr(it, "receive_nowait", None)
+                if nowait is not None:
+                    try:
+                        stolen.append(nowait())
+                    except anyio.WouldBlock:
+                        pass
+                else:
+                    with anyio.move_on_after(0.05):
+                        stolen.append(await it.__anext__())
+                assert not stolen, f"R20: a later receive took {stolen}, sent to a waiting one"
+        assert got == {0: 10}
+    finally:
+        end.close()
+        await _aclose(it)
+
+    # blocked producers' values go before later ones, in the order they blocked
+    end, it = _producer(h, "R20", 1)
+    try:
+        end.send_nowait(0)
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                for v in (1, 2, 3):
+                    tg.start_soon(end.send, v)
+                    await anyio.wait_all_tasks_blocked()
+                assert await it.__anext__() == 0
+                try:
+                    end.send_nowait(99)
+                except anyio.WouldBlock:
+                    pass
+                else:
+                    raise AssertionError("R20: a later value went before blocked producers'")
+                after = [await it.__anext__() for _ in range(3)]
+        assert after == [1, 2, 3], f"R20: blocked producers' values came as {after}"
+    finally:
+        end.close()
+        await _aclose(it)
+
+
 # ----------------------------------------------------------------------- pull rules
 
 
@@ -861,6 +1114,10 @@ _PUSH: dict[str, Callable[..., Awaitable[None]]] = {
     "R9": _push_r9,
     "R14": _push_r14,
     "R15": _push_r15,
+    "R16": _push_r16,
+    "R17": _push_r17,
+    "R19": _push_r19,
+    "R20": _push_r20,
 }
 _PULL: dict[str, Callable[..., Awaitable[None]]] = {
     "R10": _pull_r10,

@@ -47,6 +47,12 @@ _TO_AITER_NA = {
     "R9": "memory channels have no drop policies; to_aiter takes no overflow",
     "R15": "to_aiter takes no buffer or overflow; its TypeError for a non-channel is "
     "tested in tests/test_channels.py",
+    "R16": "the producer end is the caller's memory channel send side: trio's or anyio's "
+    "own close semantics, not the adapter's",
+    "R17": "the producer end is the caller's memory channel send side: trio's or anyio's "
+    "own, not the adapter's",
+    "R20": "to_aiter adds no waiting of its own: fairness is the memory channel's "
+    "(trio's or anyio's)",
 }
 
 
@@ -203,6 +209,11 @@ class PumpAcrossLoopsHarness(testing.PushHarness):
         na={
             "R1": "the channel is open from the start; the producer loop runs before iteration",
             "R8": "the producer awaits send() on its own loop; nothing can block the consumer's",
+            "R16": "the producer end is pump's own: it closes it, or fails it with the "
+            "source's error (channels.pump-open_channel checks R12)",
+            "R17": "pump holds its producer end until the source is done; it is never dropped",
+            "R20": "covered by open_channel (the same receiver); the producer here is "
+            "pump on another loop, not an end the check can send with",
         }
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 
@@ -12,12 +13,24 @@ from bridges._buffer import Handoff
 from bridges._iterator import BufferedIterator
 from bridges.testing import Probe, Script, ScriptedProducer
 
+# the hand-off has no producer end object: open_channel's sender is the one (checked there)
+_NO_END = {
+    "R16": "no producer block: the producer calls the hand-off's put/close/fail directly; "
+    "open_channel's sender, a block around them, is checked by the open_channel harness",
+    "R17": "no producer end to drop: the producer calls the hand-off directly; "
+    "open_channel's sender is checked by the open_channel harness",
+    "R20": "covered by open_channel: its receiver is this iterator over this hand-off, "
+    "and it has the producer end the check sends with",
+}
+
 
 class CoreThreadHarness(testing.PushHarness):
     """A foreign producer thread feeding the hand-off (what callback spokes wrap)."""
 
     name = "core-thread"
-    claims = testing.claim_push(na={"R8": "covered by core-loop: this producer is on a thread"})
+    claims = testing.claim_push(
+        na={"R8": "covered by core-loop: this producer is on a thread", **_NO_END}
+    )
 
     def open(
         self, script: Script, probe: Probe, *, buffer: int | None, overflow: str
@@ -57,6 +70,7 @@ class CoreLoopHarness(testing.PushHarness):
             "R6": "covered by core-thread (the same iterator)",
             "R7": "no foreign thread here",
             "R9": "covered by core-thread (the same policies)",
+            **_NO_END,
         }
     )
 
@@ -150,6 +164,10 @@ class ChannelHarness(testing.PushHarness):
         receive._release = release
         producer.start()
         return receive
+
+    def open_producer(self, *, buffer: int) -> tuple[Any, AsyncIterator[int]]:
+        send, receive = bridges.open_channel[int](buffer)
+        return send, receive
 
 
 HARNESSES: list[testing.PushHarness | testing.PullHarness] = [

@@ -356,6 +356,10 @@ class ChainPushHarness(CoreThreadHarness):
             "R9": "drop policies are the source's buffer's (checked by core-thread)",
             "R15": "the chain takes no buffer/overflow; its own arguments are checked in "
             "tests/test_ops.py",
+            "R16": "map/filter have no producer end; the source's is checked by open_channel",
+            "R17": "map/filter have no producer end; the source's is checked by open_channel",
+            "R20": "map/filter add no waiting of their own: fairness is the source's "
+            "(checked by open_channel)",
         }
     )
 

@@ -69,6 +69,16 @@ def scripted(
     return reactivex.create(subscribe)
 
 
+_OBSERVER_NA = {
+    "R16": "the producer is an Observable: it ends the stream with on_completed or "
+    "on_error (R4, R5); there is no producer block to leave",
+    "R17": "the adapter's observer is held by the subscription until it is disposed, "
+    "so no producer end is collected while the stream is open",
+    "R20": "covered by open_channel (the same iterator over the same hand-off); the "
+    "observer belongs to the Observable, so the check has no end of its own to send with",
+}
+
+
 class ToAiterHarness(testing.PushHarness):
     """A cold synchronous Observable subscribed on a thread pool (``subscribe_on``).
 
@@ -77,7 +87,7 @@ class ToAiterHarness(testing.PushHarness):
     """
 
     name = "rx.to_aiter"
-    claims = testing.claim_push()
+    claims = testing.claim_push(na=_OBSERVER_NA)
 
     def open(
         self, script: Script, probe: Probe, *, buffer: int | None, overflow: str
@@ -96,7 +106,7 @@ class ToAiterRxThreadHarness(ToAiterHarness):
 
     name = "rx.to_aiter[new-thread]"
     claims = testing.claim_push(
-        na={"R8": "covered by rx.to_aiter (the same observer on the loop thread)"}
+        na={"R8": "covered by rx.to_aiter (the same observer on the loop thread)", **_OBSERVER_NA}
     )
 
     def open(

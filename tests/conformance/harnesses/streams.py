@@ -151,6 +151,11 @@ _PUSH_NA = {
     "own flow control (pause_reading, a full queue)",
     "R9": "no overflow policies: a byte stream or a queue never drops",
     "R14": "starts no task and no thread (the producer here is the harness's own)",
+    "R16": "the producer end is the stream's own writer (or queue): its close semantics "
+    "are asyncio's, not the adapter's",
+    "R17": "the producer end is the stream's own writer (or queue), not the adapter's",
+    "R20": "the adapter adds no waiting of its own: concurrent reads are the stream's "
+    "(a StreamReader refuses them; an asyncio.Queue serves its getters in order)",
 }
 
 

@@ -43,6 +43,11 @@ class ToAiterFactoryHarness(testing.PushHarness):
     claims = testing.claim_push(
         na={
             "R8": "the source always runs in the worker thread, never on the event-loop thread",
+            "R16": "the producer is a blocking iterable run by the worker: it ends by "
+            "returning or raising (R4, R5); there is no producer block to leave",
+            "R17": "the worker holds the iterable until it is done; no producer end is dropped",
+            "R20": "covered by open_channel (the same iterator over the same hand-off); the "
+            "worker is the only producer, so the check has no end of its own to send with",
         }
     )
 

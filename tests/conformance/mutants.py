@@ -1,0 +1,178 @@
+"""Deliberately broken adapters: each breaks exactly one rule of open_channel's.
+
+``test_mutants.py`` runs every rule they claim through the kit and expects
+exactly the broken one to fail: proof that each check can fail.  They live
+outside ``harnesses/``, so the registry (and the rules table) never sees them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+
+from bridges import ChannelSender
+from bridges.testing import Probe, Script
+
+from .harnesses.core import ChannelHarness
+
+
+class _ClosingSender:
+    """A producer end whose block always closes, also when it is left by an error (R16)."""
+
+    def __init__(self, inner: ChannelSender[int]) -> None:
+        self._inner = inner
+
+    async def send(self, value: int) -> None:
+        await self._inner.send(value)
+
+    def send_nowait(self, value: int) -> None:
+        self._inner.send_nowait(value)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def clone(self) -> _ClosingSender:
+        return _ClosingSender(self._inner.clone())
+
+    def __enter__(self) -> _ClosingSender:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._inner.close()  # the bug: an error is not passed on
+
+    async def __aenter__(self) -> _ClosingSender:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._inner.close()
+
+
+class ExitClosesHarness(ChannelHarness):
+    """Breaks R16: a producer block left by an error ends the stream cleanly."""
+
+    name = "mutant:exit-closes"
+
+    def open_producer(self, *, buffer: int) -> tuple[Any, AsyncIterator[int]]:
+        send, receive = super().open_producer(buffer=buffer)
+        return _ClosingSender(send), receive
+
+
+class _SilentSender(ChannelSender[int]):
+    """A sender that does nothing when it is collected: no warning, the stream never ends."""
+
+    __slots__ = ()
+
+    def __del__(self) -> None:  # the bug: no handling of a dropped end
+        pass
+
+
+class NoDelHarness(ChannelHarness):
+    """Breaks R17: a dropped sender neither warns nor ends the stream (its consumer hangs)."""
+
+    name = "mutant:no-del"
+
+    def open_producer(self, *, buffer: int) -> tuple[Any, AsyncIterator[int]]:
+        send, receive = super().open_producer(buffer=buffer)
+        send.__class__ = _SilentSender
+        return send, receive
+
+
+class _Receiver:
+    """Wraps a ChannelReceiver; everything but ``__anext__`` goes to it."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __aiter__(self) -> _Receiver:
+        return self
+
+    async def __anext__(self) -> int:
+        return int(await self._inner.__anext__())
+
+    async def __aenter__(self) -> _Receiver:
+        await self._inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self._inner.__aexit__(*exc_info)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    def __getattr__(self, name: str) -> Any:  # stats, receive_nowait, ...
+        return getattr(self._inner, name)
+
+
+class _TakesFirst(_Receiver):
+    async def __anext__(self) -> int:
+        try:
+            value = self._inner.receive_nowait()
+        except (anyio.WouldBlock, anyio.EndOfStream):
+            return await super().__anext__()  # (at the end, the receiver's own end and release)
+        await anyio.lowlevel.checkpoint()  # the bug: the cancel point comes after the take
+        return int(value)
+
+
+class TakesFirstHarness(ChannelHarness):
+    """Breaks R19: ``__anext__`` takes a ready value before it checks for cancellation."""
+
+    name = "mutant:takes-first"
+
+    def open(
+        self, script: Script, probe: Probe, *, buffer: int | None, overflow: str
+    ) -> AsyncIterator[int]:
+        return _TakesFirst(super().open(script, probe, buffer=buffer, overflow=overflow))
+
+    def open_producer(self, *, buffer: int) -> tuple[Any, AsyncIterator[int]]:
+        send, receive = super().open_producer(buffer=buffer)
+        return send, _TakesFirst(receive)
+
+
+class _Lifo(_Receiver):
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self._waiting: list[object] = []
+
+    async def __anext__(self) -> int:
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        me = object()
+        self._waiting.append(me)
+        try:
+            while True:
+                if self._waiting[-1] is me:  # the bug: the newest waiter is served first
+                    try:
+                        return int(self._inner.receive_nowait())
+                    except anyio.WouldBlock:
+                        pass
+                    except anyio.EndOfStream:
+                        return await super().__anext__()  # the receiver's own end and release
+                await anyio.sleep(0.001)
+        finally:
+            self._waiting.remove(me)
+
+
+class LifoHarness(ChannelHarness):
+    """Breaks R20: waiting consumers are served last come, first served."""
+
+    name = "mutant:lifo"
+
+    def open(
+        self, script: Script, probe: Probe, *, buffer: int | None, overflow: str
+    ) -> AsyncIterator[int]:
+        return _Lifo(super().open(script, probe, buffer=buffer, overflow=overflow))
+
+    def open_producer(self, *, buffer: int) -> tuple[Any, AsyncIterator[int]]:
+        send, receive = super().open_producer(buffer=buffer)
+        return send, _Lifo(receive)
+
+
+#: each mutant and the one rule it breaks
+MUTANTS: list[tuple[ChannelHarness, str]] = [
+    (ExitClosesHarness(), "R16"),
+    (NoDelHarness(), "R17"),
+    (TakesFirstHarness(), "R19"),
+    (LifoHarness(), "R20"),
+]

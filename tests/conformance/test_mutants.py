@@ -1,0 +1,43 @@
+"""Each check can fail: a mutant that breaks one rule fails exactly that rule's check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bridges import testing
+
+from ..conftest import BACKENDS
+from .harnesses.core import ChannelHarness
+from .mutants import MUTANTS
+
+pytestmark = pytest.mark.anyio
+
+_IDS = [f"{h.name.removeprefix('mutant:')}-{rule}" for h, rule in MUTANTS]
+
+
+def _backend_name(backend: Any) -> str:
+    return "uvloop" if isinstance(backend, tuple) else str(backend)
+
+
+@pytest.mark.parametrize(("mutant", "broken"), MUTANTS, ids=_IDS)
+async def test_the_kit_reports_exactly_the_broken_rule(mutant: ChannelHarness, broken: str) -> None:
+    assert mutant.claims == ChannelHarness.claims  # it claims what open_channel claims
+    failed: dict[str, AssertionError] = {}
+    for rule in mutant.claims.applicable():
+        try:
+            await testing.check(mutant, rule, backend="asyncio")
+        except AssertionError as exc:
+            failed[rule] = exc
+    assert list(failed) == [broken], {rule: str(exc) for rule, exc in failed.items()}
+    assert broken in str(failed[broken]), "the message names the rule"
+
+
+@pytest.mark.parametrize("anyio_backend", BACKENDS)
+@pytest.mark.parametrize(("mutant", "broken"), MUTANTS, ids=_IDS)
+async def test_the_broken_rule_fails_on_every_backend(
+    mutant: ChannelHarness, broken: str, anyio_backend: Any
+) -> None:
+    with pytest.raises(AssertionError, match=broken):
+        await testing.check(mutant, broken, backend=_backend_name(anyio_backend))
