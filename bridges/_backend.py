@@ -38,7 +38,7 @@ class AsyncWaiter(Protocol):
 _trio_in_run: Callable[[], bool] | None = None
 
 
-def _in_trio_run() -> bool:
+def in_trio_run() -> bool:
     global _trio_in_run
     check = _trio_in_run
     if check is None:
@@ -67,7 +67,7 @@ def in_event_loop_thread() -> bool:
     Code on such a thread must never block: a blocked loop cannot run the
     consumer that would make room.  Cheap: it sits on producers' hot paths.
     """
-    return _get_running_loop() is not None or _in_trio_run()
+    return _get_running_loop() is not None or in_trio_run()
 
 
 def current_library() -> str:

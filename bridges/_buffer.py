@@ -155,7 +155,7 @@ def validate_timeout(timeout: object) -> float | None:
     return float(timeout)
 
 
-class _Result(enum.IntEnum):
+class Result(enum.IntEnum):
     TAKEN = 0
     DROPPED = 1
     FULL = 2
@@ -165,13 +165,13 @@ class _Result(enum.IntEnum):
     WITHDRAWN = 6  # the producer's own end was closed while it waited: not sent
 
 
-TAKEN: Final = _Result.TAKEN
-DROPPED: Final = _Result.DROPPED
-FULL: Final = _Result.FULL
-CLOSED: Final = _Result.CLOSED
-GONE: Final = _Result.GONE
-OVERFLOWED: Final = _Result.OVERFLOWED
-WITHDRAWN: Final = _Result.WITHDRAWN
+TAKEN: Final = Result.TAKEN
+DROPPED: Final = Result.DROPPED
+FULL: Final = Result.FULL
+CLOSED: Final = Result.CLOSED
+GONE: Final = Result.GONE
+OVERFLOWED: Final = Result.OVERFLOWED
+WITHDRAWN: Final = Result.WITHDRAWN
 
 _OPEN: Final = 0
 _CLOSED: Final = 1  # completed or failed by the producer side; values may remain
@@ -356,6 +356,10 @@ class Handoff(Generic[T]):
         """True until the producer side closes or fails it, or the consumer leaves."""
         return self._state == _OPEN
 
+    def is_open(self) -> bool:
+        """:attr:`open`, as a call: for loops whose own calls may end the stream meanwhile."""
+        return self._state == _OPEN
+
     @property
     def consumer_gone(self) -> bool:
         return self._state == _GONE
@@ -415,7 +419,7 @@ class Handoff(Generic[T]):
 
     # ------------------------------------------------------------- producers
 
-    def _offer(self, item: T, parked: _Parked | None) -> _Result:
+    def _offer(self, item: T, parked: _Parked | None) -> Result:
         """Try to take ``item``; on FULL park ``parked`` (if given) atomically."""
         # Fast path, no lock: take a slot token (an atomic deque.pop), then append.
         # Producers parked before this one go first: then the locked path.
@@ -453,7 +457,7 @@ class Handoff(Generic[T]):
             # another thread and is between two steps.  Let it finish.
             time.sleep(0)
 
-    def _offer_locked(self, item: T, parked: _Parked | None) -> _Result | None:
+    def _offer_locked(self, item: T, parked: _Parked | None) -> Result | None:
         woken: list[AsyncWaiter | ThreadWaiter] = []
         with self._lock:
             state = self._state
@@ -540,11 +544,11 @@ class Handoff(Generic[T]):
             woken = self._serve_locked()
         _wake(woken)
 
-    def put_nowait(self, item: T) -> _Result:
+    def put_nowait(self, item: T) -> Result:
         """Offer ``item`` without waiting: TAKEN, DROPPED, FULL, CLOSED, GONE or OVERFLOWED."""
         return self._offer(item, None)
 
-    def put_sync(self, item: T, timeout: float | None = None, owner: object = None) -> _Result:
+    def put_sync(self, item: T, timeout: float | None = None, owner: object = None) -> Result:
         """Offer ``item`` from sync code on any thread.
 
         On an event-loop thread this never blocks: with pause/resume hooks
@@ -619,7 +623,7 @@ class Handoff(Generic[T]):
             self._pauses += 1
         self._call_hook(self._pause)
 
-    def _full_on_loop(self, item: T) -> _Result:
+    def _full_on_loop(self, item: T) -> Result:
         """R8: a full buffer, ``block``, and a producer that must not block."""
         if self._pause is not None:
             with self._lock:
@@ -647,7 +651,7 @@ class Handoff(Generic[T]):
         if hook is not None:
             hook()
 
-    async def put(self, item: T, owner: object = None) -> _Result:
+    async def put(self, item: T, owner: object = None) -> Result:
         """Offer ``item`` from an async task on any loop, waiting for room under ``block``.
 
         The task parks behind the producers parked before it; its value

@@ -30,7 +30,7 @@ from ._iterator import CHECKPOINT_EVERY, BufferedIterator
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-    from ._buffer import _Result
+    from ._buffer import Result
 
 T = TypeVar("T")
 
@@ -87,7 +87,7 @@ class ChannelSender(Generic[T]):
         """A snapshot of the channel's counters (:class:`Stats`)."""
         return self._h.stats
 
-    def _check(self, result: _Result) -> None:
+    def _check(self, result: Result) -> None:
         if result is GONE:
             raise anyio.BrokenResourceError(
                 "the receiving end of this channel was closed; nobody will take the value"

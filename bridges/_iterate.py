@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from anyio.abc import ByteReceiveStream
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from ._iterator import BridgeIterator, _WrappedIterator
+from ._iterator import BridgeIterator, WrappedIterator
 
 if TYPE_CHECKING:
     import reactivex
@@ -96,7 +96,7 @@ def iterate(source: object) -> BridgeIterator[Any]:
 
         return rx.to_aiter(source)  # type: ignore[arg-type]
     if isinstance(source, AsyncIterable) or hasattr(source, "__aiter__"):
-        return _WrappedIterator(source)
+        return WrappedIterator(source)
     if isinstance(source, (str, bytes, bytearray, memoryview)):
         raise TypeError(
             f"bridges.iterate() does not iterate a {type(source).__name__} character by "

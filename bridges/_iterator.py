@@ -36,9 +36,10 @@ _START_WHY = (
     "function; start async work in it with a task group you own, or use callbacks.to_aiter"
 )
 
-_NEW = 0
-_RUNNING = 1
-_DONE = 2
+#: a BufferedIterator's phase: not started, iterating, released (for subclasses)
+NEW = 0
+RUNNING = 1
+DONE = 2
 
 
 def log_cleanup_error(exc: BaseException, what: str) -> None:
@@ -243,7 +244,7 @@ class BufferedIterator(BridgeIterator[T], Generic[T]):
         self._h = handoff
         self._start = start
         self._release: Callable[[], object] | None = None
-        self._phase = _NEW
+        self._phase = NEW
         self._tick = 0
         self._probe = CancelProbe()
 
@@ -255,19 +256,19 @@ class BufferedIterator(BridgeIterator[T], Generic[T]):
     def _begin(self) -> None:
         start = self._start
         self._start = None
-        self._phase = _RUNNING
+        self._phase = RUNNING
         if start is not None:
             try:
                 release = start(self._h)
                 refuse_awaitable(release, "start", _START_WHY)
                 self._release = release
             except BaseException:
-                self._phase = _DONE
+                self._phase = DONE
                 self._detach()
                 raise
 
     async def __aenter__(self) -> Self:
-        if self._phase == _NEW:
+        if self._phase == NEW:
             self._begin()
         return self
 
@@ -276,8 +277,8 @@ class BufferedIterator(BridgeIterator[T], Generic[T]):
         raise StopAsyncIteration
 
     async def __anext__(self) -> T:
-        if self._phase != _RUNNING:
-            if self._phase == _DONE:
+        if self._phase != RUNNING:
+            if self._phase == DONE:
                 self._no_more()
             self._begin()
         h = self._h
@@ -310,8 +311,8 @@ class BufferedIterator(BridgeIterator[T], Generic[T]):
         except WithdrawnError:
             self._no_more()  # this end was closed while it waited
         except BaseException as exc:
-            if h._ended and self._phase == _RUNNING:
-                self._phase = _DONE
+            if h._ended and self._phase == RUNNING:
+                self._phase = DONE
                 self._run_release(None if isinstance(exc, StopAsyncIteration) else exc)
             raise
 
@@ -333,10 +334,10 @@ class BufferedIterator(BridgeIterator[T], Generic[T]):
         Producers blocked for room are woken and told the consumer is gone.
         An error raised by the source's release is raised here.
         """
-        if self._phase == _DONE:
+        if self._phase == DONE:
             return
-        started = self._phase == _RUNNING
-        self._phase = _DONE
+        started = self._phase == RUNNING
+        self._phase = DONE
         self._start = None
         self._detach()
         if started:
@@ -347,9 +348,9 @@ class BufferedIterator(BridgeIterator[T], Generic[T]):
         self._h.leave()
 
     def __del__(self) -> None:
-        if getattr(self, "_phase", _DONE) != _RUNNING:
+        if getattr(self, "_phase", DONE) != RUNNING:
             return
-        self._phase = _DONE
+        self._phase = DONE
         try:
             warnings.warn(
                 f"{type(self).__name__} was dropped while running; use 'async with' or "
@@ -366,7 +367,7 @@ class BufferedIterator(BridgeIterator[T], Generic[T]):
                 log_cleanup_error(exc, "releasing a collected iterator's source")
 
 
-class _WrappedIterator(BridgeIterator[T]):
+class WrappedIterator(BridgeIterator[T]):
     """A plain async iterable behind the common interface (lazy, closable)."""
 
     __slots__ = ("_done", "_it", "_source")

@@ -35,7 +35,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from ._backend import async_waiter
 from ._buffer import FULL, GONE, Handoff, Stats, validate_buffer
 from ._channel import ChannelReceiver, ChannelSender
-from ._iterator import CHECKPOINT_EVERY, BridgeIterator, log_cleanup_error
+from ._iterator import CHECKPOINT_EVERY, DONE, BridgeIterator, log_cleanup_error
 
 if TYPE_CHECKING:
     import trio
@@ -64,8 +64,6 @@ else:  # pragma: no cover - anyio brings the backport
 T = TypeVar("T")
 
 __all__ = ["ChannelIterator", "PumpedReceiver", "from_aiter", "pump", "to_aiter"]
-
-_DONE = 2  # BufferedIterator's phase once released
 
 
 # ----------------------------------------------------------------- exception classes
@@ -668,7 +666,7 @@ class PumpedReceiver(ChannelReceiver[T], ObjectReceiveStream[T], _TrioReceiveCha
         if self._closed:
             return
         self._closed = True
-        self._phase = _DONE
+        self._phase = DONE
         self._pump.end_closed()
 
     async def aclose(self) -> None:
@@ -691,7 +689,7 @@ class PumpedReceiver(ChannelReceiver[T], ObjectReceiveStream[T], _TrioReceiveCha
         if getattr(self, "_closed", True):
             return
         self._closed = True
-        self._phase = _DONE
+        self._phase = DONE
         if not self._pump.shut:
             self._pump.end_closed()
 

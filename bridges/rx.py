@@ -39,7 +39,7 @@ from reactivex.disposable import CompositeDisposable, Disposable, SingleAssignme
 from reactivex.scheduler import CurrentThreadScheduler
 from reactivex.scheduler.periodicscheduler import PeriodicScheduler
 
-from ._backend import _in_trio_run, in_event_loop_thread
+from ._backend import in_event_loop_thread, in_trio_run
 from ._buffer import (
     DROPPED,
     FULL,
@@ -58,7 +58,7 @@ if sys.version_info < (3, 11):  # pragma: no cover
 if TYPE_CHECKING:
     import trio
 
-    from ._buffer import _Result
+    from ._buffer import Result
 
 T = TypeVar("T")
 _TState = TypeVar("_TState")
@@ -75,7 +75,7 @@ def _loop_kind() -> str | None:
     """
     if asyncio._get_running_loop() is not None:
         return "asyncio"
-    if _in_trio_run():
+    if in_trio_run():
         return "trio"
     return None
 
@@ -209,7 +209,7 @@ class _HandoffObserver(abc.ObserverBase[T]):
             if result > DROPPED:
                 self._refused()
 
-    def _wait(self, value: T) -> _Result:
+    def _wait(self, value: T) -> Result:
         if in_event_loop_thread():
             # R8: a loop thread must not block, and an Observable has no pause hook
             self._h.fail(BufferOverflowError(_r8_message(self._h.capacity)))

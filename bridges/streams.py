@@ -35,7 +35,7 @@ import anyio.abc
 from anyio.lowlevel import checkpoint
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from ._backend import _in_trio_run
+from ._backend import in_trio_run
 from ._buffer import CLOSED, GONE, Handoff
 from ._channel import exit_error
 from ._iterator import BridgeIterator, log_cleanup_error
@@ -101,7 +101,7 @@ _ANYIO_FORMS = {
 
 def _require_asyncio(fn: str) -> None:
     """R15: the asyncio forms refuse trio with a message naming the form to use."""
-    if _in_trio_run():
+    if in_trio_run():
         raise RuntimeError(
             f"streams.{fn}() works with asyncio objects and needs asyncio (or uvloop), but "
             f"trio is running here; on trio use {_ANYIO_FORMS[fn]}"

@@ -31,9 +31,9 @@ from anyio.from_thread import BlockingPortal
 from anyio.lowlevel import checkpoint
 
 from ._backend import async_waiter, in_event_loop_thread
-from ._buffer import _OPEN, TAKEN, Handoff, Overflow, Stats, validate_buffer
+from ._buffer import TAKEN, Handoff, Overflow, Stats, validate_buffer
 from ._hooks import refuse_awaitable, require_sync
-from ._iterator import _DONE, _RUNNING, CHECKPOINT_EVERY, BufferedIterator, log_cleanup_error
+from ._iterator import CHECKPOINT_EVERY, DONE, NEW, RUNNING, BufferedIterator, log_cleanup_error
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -83,7 +83,7 @@ class _Prefetch(Handoff[T]):
         super()._wake_getters()
 
     async def get(self, owner: object = None) -> T:
-        if self._items or not self._cap or self._state != _OPEN:
+        if self._items or not self._cap or not self.is_open():
             return await super().get(owner)
         if self._linger:
             self._lingering = True
@@ -153,13 +153,13 @@ class _Worker(Generic[T]):
         try:
             if self.factory:
                 self.in_call = True
-                if h._state == _OPEN:
+                if h.is_open():
                     owned = self.source()
                     refuse_awaitable(owned, _FACTORY, _FACTORY_WHY)
                     it = _iter(owned, self.source)
             else:
                 self.in_call = True
-                if h._state == _OPEN:
+                if h.is_open():
                     it = iter(self.source)
             self.in_call = False
             if it is not None:
@@ -207,12 +207,12 @@ class _Worker(Generic[T]):
         wait_room = h.wait_room_sync
         if wait and not slots:
             wait_room()
-            if h._state != _OPEN:
+            if not h.is_open():
                 return False
         # Announce the call, then look at the state: aclose() leaves, then
         # looks at in_call, so one of the two always sees the other.
         self.in_call = True
-        if h._state != _OPEN:
+        if not h.is_open():
             return False
         items = h._items
         for row in it:
@@ -223,7 +223,7 @@ class _Worker(Generic[T]):
                 try:
                     slots.pop()  # type: ignore[union-attr]
                 except IndexError:  # rendezvous, or a place still on its way back
-                    if put(row) is not TAKEN and h._state != _OPEN:
+                    if put(row) is not TAKEN and not h.is_open():
                         return False
                 else:
                     items.append(row)
@@ -232,14 +232,14 @@ class _Worker(Generic[T]):
                         h._high_water = n
                     if h._getters:
                         h._wake_getters()
-            elif put(row) is not TAKEN and h._state != _OPEN:
+            elif put(row) is not TAKEN and not h.is_open():
                 return False
             if wait and not slots:
                 wait_room()
-                if h._state != _OPEN:
+                if not h.is_open():
                     return False
             self.in_call = True
-            if h._state != _OPEN:
+            if not h.is_open():
                 return False
         return True
 
@@ -349,13 +349,13 @@ class PrefetchIterator(BufferedIterator[T]):
         closes the source as soon as the call returns (logging a ``close()``
         error to the ``"bridges"`` logger).
         """
-        started = self._phase == _RUNNING
+        started = self._phase == RUNNING
         await super().aclose()
         if started:
             await self._worker.wait_closed()
 
     def __del__(self) -> None:
-        running = getattr(self, "_phase", _DONE) == _RUNNING
+        running = getattr(self, "_phase", DONE) == RUNNING
         try:
             super().__del__()  # warns, and leaves: the worker stops
         finally:
@@ -493,7 +493,7 @@ class _Pump(Generic[T]):
             while True:
                 if not h.has_room():
                     await h.wait_room()  # R10: pull only when the consumer can take it
-                if h._state != _OPEN:
+                if not h.is_open():
                     break
                 try:
                     value = await it.__anext__()
@@ -549,9 +549,6 @@ class _Pump(Generic[T]):
             raise error
 
 
-_NEW = 0
-
-
 class BlockingIterator(Iterator[T]):
     """The iterator :func:`from_aiter` returns: sync code iterates an async source.
 
@@ -589,7 +586,7 @@ class BlockingIterator(Iterator[T]):
         self._portal = portal
         self._thread: threading.Thread | None = None
         self._future: Future[None] | None = None
-        self._phase = _NEW
+        self._phase = NEW
         self._lifecycle = threading.Lock()
 
     @property
@@ -607,9 +604,9 @@ class BlockingIterator(Iterator[T]):
         # close() may come from another thread at any time: starting and
         # closing exclude each other, so that close() joins what was started
         with self._lifecycle:
-            if self._phase != _NEW:
+            if self._phase != NEW:
                 return
-            self._phase = _RUNNING
+            self._phase = RUNNING
             try:
                 if self._portal is not None:
                     try:
@@ -630,12 +627,12 @@ class BlockingIterator(Iterator[T]):
                     thread.start()
                     self._thread = thread
             except BaseException:
-                self._phase = _DONE
+                self._phase = DONE
                 self._h.leave()
                 raise
 
     def __enter__(self) -> Self:
-        if self._phase == _NEW:
+        if self._phase == NEW:
             self._begin()
         return self
 
@@ -658,16 +655,16 @@ class BlockingIterator(Iterator[T]):
         return self
 
     def __next__(self) -> T:
-        if self._phase != _RUNNING:
-            if self._phase == _DONE:
+        if self._phase != RUNNING:
+            if self._phase == DONE:
                 raise StopIteration
             self._begin()
         try:
             return self._h.get_sync()
         except BaseException:
-            if self._h._ended and self._phase == _RUNNING:
+            if self._h._ended and self._phase == RUNNING:
                 # the end or the source's error: the loop has finished, join it
-                self._phase = _DONE
+                self._phase = DONE
                 self._join()
             raise
 
@@ -691,8 +688,8 @@ class BlockingIterator(Iterator[T]):
         loop, which must not block, it cancels the source without waiting.
         """
         with self._lifecycle:
-            started = self._phase != _NEW
-            self._phase = _DONE
+            started = self._phase != NEW
+            self._phase = DONE
         self._h.leave()
         if started and not in_event_loop_thread():
             self._join()  # idempotent: a thread joined, a future done, returns at once
@@ -701,9 +698,9 @@ class BlockingIterator(Iterator[T]):
             raise exc
 
     def __del__(self) -> None:
-        if getattr(self, "_phase", _DONE) != _RUNNING:
+        if getattr(self, "_phase", DONE) != RUNNING:
             return
-        self._phase = _DONE
+        self._phase = DONE
         self._pump.orphaned = True
         try:
             warnings.warn(
