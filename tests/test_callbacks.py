@@ -752,25 +752,37 @@ class Ticker:
 
 async def test_threading_timer_ticks_until_unsubscribed() -> None:
     tickers: list[Ticker] = []
+    fired_at_unsubscribe: list[int] = []
 
     def subscribe(emit: Emitter[int]) -> Callable[[], None]:
         ticker = Ticker(0.001, emit.send)
         tickers.append(ticker)
         ticker.start()
-        return ticker.cancel
+
+        def unsubscribe() -> None:
+            fired_at_unsubscribe.append(ticker.n)
+            ticker.cancel()
+
+        return unsubscribe
 
     got = []
     async with callbacks.to_aiter(subscribe, buffer=1) as it:
         async for n in it:
             got.append(n)
             if n == 4:
+                # buffer 1: past the 5th tick, at most one is held and one blocked in send
+                assert tickers[0].n <= 7
                 break
     assert got == [0, 1, 2, 3, 4]
+    assert len(fired_at_unsubscribe) == 1
     ticker = tickers[0]
     for t in list(ticker.timers):
         await anyio.to_thread.run_sync(t.join, 5)
+    # The exit wakes the blocked send first (it returns False), so the ticker may start
+    # more timers before the unsubscribe; after it, only a tick already past its
+    # timer's wait can still run.
     fired = ticker.n
-    assert fired <= 7  # buffer 1: at most one held and one blocked in send past the 5th
+    assert fired <= fired_at_unsubscribe[0] + 1
     ticker.start()  # cancelled: starts nothing
     assert all(not t.is_alive() for t in ticker.timers)
     assert ticker.n == fired
