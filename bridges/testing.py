@@ -267,8 +267,8 @@ class ScriptedProducer:
                 self._fail(script.error)
             else:
                 self._stopped.wait()
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            return
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, BufferOverflowError):
+            return  # told the stream is over for it (overflow="error": the receiver is told too)
         except AsyncHookError as exc:
             # a coroutine nothing awaits did nothing: fail the stream, never hang it
             self.error = exc
@@ -496,8 +496,10 @@ async def _wait_threads_gone(before: set[threading.Thread], timeout: float = 5.0
 
 
 def _join_all(threads: set[threading.Thread]) -> None:
+    me = threading.current_thread()  # a thread cache may hand this job the thread it waits for
     for t in threads:
-        t.join(0.05)
+        if t is not me:
+            t.join(0.05)
 
 
 def _tasks() -> int:

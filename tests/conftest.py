@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import gc
+import os
+import random
 import sys
 import threading
 import time
@@ -77,10 +79,25 @@ def _is_cache_worker(thread: threading.Thread) -> bool:
     )
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """One random hypothesis seed per run, shared by the xdist workers and printed.
+
+    ``BRIDGES_SEED=N`` (or ``--hypothesis-seed=N``) replays a run.
+    """
+    seed = config.getoption("hypothesis_seed", None)
+    if seed is None:
+        seed = os.environ.get("BRIDGES_SEED") or str(random.SystemRandom().randrange(2**32))
+        config.option.hypothesis_seed = seed
+    os.environ["BRIDGES_SEED"] = str(seed)  # inherited by the workers xdist starts
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     return [
         f"bridges backends: asyncio, uvloop ({'yes' if HAVE_UVLOOP else 'no'}), trio; "
-        f"python {sys.version.split()[0]}"
+        f"python {sys.version.split()[0]}",
+        f"hypothesis seed {config.option.hypothesis_seed}: replay with "
+        f"BRIDGES_SEED={config.option.hypothesis_seed}",
     ]
 
 

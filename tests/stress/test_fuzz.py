@@ -18,10 +18,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridges import testing
+from bridges import BufferOverflowError, testing
 from bridges.testing import ConsumerError, End, Plan, Probe, Script, SourceError, TestSource
 
-from ..conformance.registry import HARNESSES
+from ..conformance.registry import HARNESSES, KNOWN_FAILURES
 from ..conftest import BACKENDS
 
 pytestmark = pytest.mark.anyio
@@ -52,66 +52,130 @@ def anyio_backend(request: pytest.FixtureRequest) -> Any:
 consumer_actions = st.sampled_from(["drain", "break", "raise", "cancel_outside"])
 
 
-@pytest.mark.parametrize(("harness", "backend"), _cases(testing.PushHarness, "R6"))
+def _policies(kind: type, rule: str) -> list[Any]:
+    """(harness, backend, overflow): every policy each harness takes."""
+    out = []
+    for case in _cases(kind, rule):
+        harness, backend = case.values
+        for overflow in harness.overflows:
+            out.append(
+                pytest.param(
+                    harness, backend, overflow, id=f"{case.id}-{overflow}", marks=case.marks
+                )
+            )
+    return out
+
+
+def _survives_timeouts(harness: testing.PushHarness) -> bool:
+    """A timeout around ``__anext__`` must take nothing (R19) where the harness claims it."""
+    return "R19" in harness.claims.applicable() and (harness.name, "R19") not in KNOWN_FAILURES
+
+
+@pytest.mark.parametrize(("harness", "backend", "overflow"), _policies(testing.PushHarness, "R6"))
 @given(
-    n=st.integers(0, 40),
+    n=st.integers(0, 150),
     end=st.sampled_from(list(End)),
     buffer=st.sampled_from([1, 2, 8]),
     action=consumer_actions,
     k=st.integers(0, 45),
     cancel_after=st.integers(0, 30),
+    timeouts=st.lists(st.one_of(st.none(), st.integers(-1, 2)), max_size=8),
 )
 async def test_push_fuzz(
     harness: testing.PushHarness,
     backend: Any,
+    overflow: str,
     n: int,
     end: End,
     buffer: int,
     action: str,
     k: int,
     cancel_after: int,
+    timeouts: list[int | None],
 ) -> None:
     threads_before = _threads_now()
     k = min(k, n)
-    if end is End.HANG and action == "drain":
+    if end is End.HANG and overflow in {"drop_oldest", "drop_newest"}:
+        # values may be dropped: a count the consumer waits for may never come
+        action = "cancel_outside"
+    elif end is End.HANG and action == "drain":
         action, k = "break", n  # a hanging source never ends: the consumer must leave
+    if not _survives_timeouts(harness):
+        timeouts = []
     boom = SourceError("boom")
     probe = Probe()
-    it: Any = harness.open(Script(range(n), end, boom), probe, buffer=buffer, overflow="block")
+    it: Any = harness.open(Script(range(n), end, boom), probe, buffer=buffer, overflow=overflow)
     got: list[int] = []
     error: BaseException | None = None
+    calls = 0
 
-    async def consume() -> None:
+    async def next_value(tg: Any) -> None:
+        # Some calls run in a scope that is cancelled, while values may be ready:
+        # before the call (an expired timeout), or by another task after it has
+        # let a few checkpoints pass (a timeout firing while the call is
+        # suspended, e.g. at its periodic checkpoint).  A cancelled call takes
+        # nothing; the next one (never cancelled) gets the value.
+        nonlocal calls
+        calls += 1
+        when = timeouts[calls % len(timeouts)] if timeouts else None
+        if when is None:
+            got.append(await it.__anext__())
+            return
+        with anyio.CancelScope() as scope:
+            if when < 0:
+                scope.cancel()
+            else:
+                tg.start_soon(_cancel_after, scope, when)
+            got.append(await it.__anext__())
+        if scope.cancelled_caught:
+            got.append(await it.__anext__())  # progress: the next call is not cancelled
+
+    async def consume(tg: Any) -> None:
         async with it:
             if k == 0 and action in {"break", "raise"}:
                 if action == "raise":
                     raise ConsumerError
                 return
-            async for v in it:
-                got.append(v)
+            while True:
+                try:
+                    await next_value(tg)
+                except StopAsyncIteration:
+                    return
                 if len(got) >= k and action in {"break", "raise"}:
                     if action == "raise":
                         raise ConsumerError
-                    break
+                    return
 
     with anyio.fail_after(5):
-        if action == "cancel_outside":
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_swallow, consume)
+        async with anyio.create_task_group() as tg:  # also runs the timeouts' cancellers
+            if action == "cancel_outside":
+                tg.start_soon(_swallow, consume, tg)
                 for _ in range(cancel_after):
                     await anyio.lowlevel.checkpoint()
                 tg.cancel_scope.cancel()
-        else:
-            try:
-                await consume()
-            except (ConsumerError, SourceError) as exc:
-                error = exc
+            else:
+                try:
+                    await consume(tg)
+                except (ConsumerError, SourceError, BufferOverflowError) as exc:
+                    error = exc
 
-    assert got == list(range(len(got))), "received values are not a prefix of those sent"
-    if action == "drain":
-        assert got == list(range(n))
-        if end is End.FAIL and "R5" in harness.claims.applicable():
-            assert error is boom
+    if overflow in {"block", "error"}:
+        assert got == list(range(len(got))), "received values are not a prefix of those sent"
+    else:  # a drop policy loses values, never reorders or repeats them
+        assert got == sorted(set(got)), f"received out of order or twice: {got}"
+        assert set(got) <= set(range(n))
+    if action == "drain" and error is None:
+        if overflow == "block":
+            assert got == list(range(n)), "a value was lost"
+        elif overflow == "drop_oldest" and n:
+            assert got[-1] == n - 1, "drop_oldest lost the newest value"
+        elif overflow == "drop_newest" and n:
+            assert got[0] == 0, "drop_newest lost the first value (the buffer was empty)"
+    if action == "drain" and end is End.FAIL and "R5" in harness.claims.applicable():
+        if overflow == "error" and isinstance(error, BufferOverflowError):
+            pass  # the buffer overflowed before the source failed
+        else:
+            assert error is boom, f"the source's error did not arrive as itself: {error!r}"
     if action == "raise" and len(got) >= k:
         assert isinstance(error, ConsumerError), error
     assert probe.started <= 1
@@ -121,10 +185,16 @@ async def test_push_fuzz(
     await testing._wait_threads_gone(threads_before)
 
 
-async def _swallow(fn: Any) -> None:
+async def _cancel_after(scope: anyio.CancelScope, checkpoints: int) -> None:
+    for _ in range(checkpoints):
+        await anyio.lowlevel.checkpoint()
+    scope.cancel()
+
+
+async def _swallow(fn: Any, *args: Any) -> None:
     try:
-        await fn()
-    except (SourceError, ConsumerError):
+        await fn(*args)
+    except (SourceError, ConsumerError, BufferOverflowError):
         pass
 
 
@@ -177,6 +247,10 @@ async def test_pull_fuzz(
         assert outcome.values == list(range(len(outcome.values)))
         if outcome.error is not None:
             assert outcome.error is boom or isinstance(outcome.error, ConsumerError), outcome.error
+        if cancel_after is None and take is None and fail_after is None:
+            # nothing stopped it early: everything arrived, then the source's own end
+            assert outcome.values == list(range(n)), "a value was lost"
+            assert outcome.error is (boom if end is End.FAIL else None), outcome.error
     if source.pulled:
         assert source.closed == 1, f"source closed {source.closed} times"
     await testing._wait_threads_gone(threads_before)

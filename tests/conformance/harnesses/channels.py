@@ -250,7 +250,10 @@ class PumpAcrossLoopsHarness(testing.PushHarness):
                 await anyio.sleep_forever()
 
         async def main() -> None:
-            await channels.pump(source(), send)
+            try:
+                await channels.pump(source(), send)
+            except bridges.BufferOverflowError:
+                pass  # overflow="error": pump is told; the receiver gets the values, then it
 
         probe.start()
         self._run_in_thread(main)
