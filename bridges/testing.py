@@ -330,14 +330,15 @@ class PushHarness(ABC):
         """
 
     def open_producer(self, *, buffer: int) -> tuple[Any, AsyncIterator[int]] | None:
-        """For R16, R17 and R20: a fresh producer end and the adapter's iterator over it.
+        """For R16, R17, R20 and R19's producer side: a fresh producer end and its iterator.
 
         The producer end (``open_channel``'s :class:`~bridges.ChannelSender` is
         one) has ``async send(value)``, ``send_nowait(value)`` (raising
         ``anyio.WouldBlock`` when full) and ``close()``, and is a context
         manager, sync (``with``), async (``async with``) or both.  Keep no
         reference to it: R17 drops it.  Return None when the adapter has no
-        such end (then declare R16, R17 and R20 n/a).
+        such end (then declare R16, R17 and R20 n/a; R19 then checks the
+        consumer's side only).
         """
         return None
 
@@ -920,20 +921,40 @@ async def _push_r17(h: PushHarness) -> None:
         await _aclose(it)
 
 
+_CANCELLED_HOW = ("cancel()", "an expired deadline")
+
+
+async def _in_cancelled_scope(how: str, call: Callable[[], Awaitable[object]]) -> tuple[bool, bool]:
+    """Await ``call()`` in a scope cancelled by ``how``: (it returned, the scope caught it)."""
+    returned = False
+    with anyio.CancelScope() if how == "cancel()" else anyio.move_on_after(0) as scope:
+        if how == "cancel()":
+            scope.cancel()
+        await call()
+        returned = True
+    return returned, scope.cancelled_caught
+
+
 async def _push_r19(h: PushHarness) -> None:
+    await _push_r19_consumer(h)
+    await _push_r19_producer(h)
+
+
+async def _push_r19_consumer(h: PushHarness) -> None:
     probe = Probe()
     it = h.open(Script(range(6), End.COMPLETE, gate=3), probe, buffer=8, overflow="block")
     try:
         assert await it.__anext__() == 0
         await _ready(it, 2)  # 1 and 2 are ready to take
-        for how in ("cancel()", "an expired deadline"):
-            taken: list[int] = []
-            with anyio.CancelScope() if how == "cancel()" else anyio.move_on_after(0) as scope:
-                if how == "cancel()":
-                    scope.cancel()
-                taken.append(await it.__anext__())
+        taken: list[int] = []
+
+        async def take() -> None:
+            taken.append(await it.__anext__())
+
+        for how in _CANCELLED_HOW:
+            _, caught = await _in_cancelled_scope(how, take)
             assert not taken, f"R19: __anext__ in a cancelled scope ({how}) took {taken}"
-            assert scope.cancelled_caught, (
+            assert caught, (
                 f"R19: __anext__ in a cancelled scope ({how}) did not raise the cancellation"
             )
         nxt: list[int] = []
@@ -945,6 +966,57 @@ async def _push_r19(h: PushHarness) -> None:
     finally:
         probe.open_gate.set()
         await _settle(it)
+
+
+async def _push_r19_producer(h: PushHarness) -> None:
+    """R19 on the producer side, for a harness with an async producer end (``open_producer``).
+
+    ``send`` in a cancelled scope must raise the cancellation and deliver
+    nothing: neither into a buffer with room nor to a consumer waiting for it.
+    """
+    pair = h.open_producer(buffer=4)
+    if pair is None:
+        return  # no async producer end: the consumer's side is the whole rule
+    end, it = pair
+    try:
+        for how in _CANCELLED_HOW:  # room in the buffer: send would not wait
+            returned, caught = await _in_cancelled_scope(how, lambda: end.send(90))
+            assert caught and not returned, (
+                f"R19: send in a cancelled scope ({how}) did not raise the cancellation"
+            )
+        await end.send(0)
+        with anyio.fail_after(5):
+            first = await it.__anext__()
+        assert first == 0, (
+            f"R19: a send in a cancelled scope delivered its value: the consumer got {first} "
+            "before the 0 sent after it"
+        )
+        got: list[int] = []
+
+        async def take() -> None:
+            got.append(await it.__anext__())
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(take)
+                await anyio.wait_all_tasks_blocked()  # a consumer waits for the next value
+                for how in _CANCELLED_HOW:
+                    returned, caught = await _in_cancelled_scope(how, lambda: end.send(91))
+                    assert caught and not returned, (
+                        f"R19: send in a cancelled scope ({how}), with a consumer waiting, "
+                        "did not raise the cancellation"
+                    )
+                await end.send(1)
+        assert got == [1], (
+            f"R19: a send in a cancelled scope handed its value to the waiting consumer: it got "
+            f"{got}, not the 1 sent after it"
+        )
+        end.close()
+        rest = await _outcome(it, "R19")
+        assert rest == ([], None), f"R19: after the cancelled sends, the consumer got {rest}"
+    finally:
+        end.close()
+        await _aclose(it)
 
 
 async def _push_r20(h: PushHarness) -> None:

@@ -8,7 +8,7 @@ outside ``harnesses/``, so the registry (and the rules table) never sees them.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
@@ -18,9 +18,12 @@ from bridges.testing import Probe, Script
 
 from .harnesses.core import ChannelHarness
 
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
-class _ClosingSender:
-    """A producer end whose block always closes, also when it is left by an error (R16)."""
+
+class _Sender:
+    """Wraps a ChannelSender: every call goes to it (the mutants below override one)."""
 
     def __init__(self, inner: ChannelSender[int]) -> None:
         self._inner = inner
@@ -34,19 +37,29 @@ class _ClosingSender:
     def close(self) -> None:
         self._inner.close()
 
-    def clone(self) -> _ClosingSender:
-        return _ClosingSender(self._inner.clone())
+    def clone(self) -> Self:
+        return type(self)(self._inner.clone())
 
-    def __enter__(self) -> _ClosingSender:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, *exc_info: Any) -> None:
+        self._inner.__exit__(*exc_info)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self._inner.__aexit__(*exc_info)
+
+
+class _ClosingSender(_Sender):
+    """A producer end whose block always closes, also when it is left by an error (R16)."""
+
+    def __exit__(self, *exc_info: Any) -> None:
         self._inner.close()  # the bug: an error is not passed on
 
-    async def __aenter__(self) -> _ClosingSender:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(self, *exc_info: Any) -> None:
         self._inner.close()
 
 
@@ -169,10 +182,31 @@ class LifoHarness(ChannelHarness):
         return send, _Lifo(receive)
 
 
+class _SendsFirst(_Sender):
+    async def send(self, value: int) -> None:
+        try:
+            self._inner.send_nowait(value)
+        except anyio.WouldBlock:
+            await self._inner.send(value)
+        else:
+            await anyio.lowlevel.checkpoint()  # the bug: the cancel point comes after the send
+
+
+class SendsFirstHarness(ChannelHarness):
+    """Breaks R19 on the producer side: ``send`` delivers before it checks for cancellation."""
+
+    name = "mutant:sends-first"
+
+    def open_producer(self, *, buffer: int) -> tuple[Any, AsyncIterator[int]]:
+        send, receive = super().open_producer(buffer=buffer)
+        return _SendsFirst(send), receive
+
+
 #: each mutant and the one rule it breaks
 MUTANTS: list[tuple[ChannelHarness, str]] = [
     (ExitClosesHarness(), "R16"),
     (NoDelHarness(), "R17"),
     (TakesFirstHarness(), "R19"),
+    (SendsFirstHarness(), "R19"),
     (LifoHarness(), "R20"),
 ]
