@@ -1,4 +1,4 @@
-"""Deliberately broken adapters: each breaks exactly one rule of open_channel's.
+"""Deliberately broken adapters: each breaks exactly one rule of the adapter it derives from.
 
 ``test_mutants.py`` runs every rule they claim through the kit and expects
 exactly the broken one to fail: proof that each check can fail.  They live
@@ -7,15 +7,16 @@ outside ``harnesses/``, so the registry (and the rules table) never sees them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
 
 from bridges import ChannelSender
-from bridges.testing import Probe, Script
+from bridges.testing import HookedSource, Probe, PushHarness, Script
 
+from .harnesses.callbacks import ToAiterPausedHarness
 from .harnesses.core import ChannelHarness
 
 if TYPE_CHECKING:
@@ -202,11 +203,68 @@ class SendsFirstHarness(ChannelHarness):
         return _SendsFirst(send), receive
 
 
-#: each mutant and the one rule it breaks
-MUTANTS: list[tuple[ChannelHarness, str]] = [
+def _dropping(hook: Callable[[], object]) -> Callable[[], None]:
+    def call() -> None:
+        hook()  # the bug: what the hook returns is dropped (an awaitable is never awaited)
+
+    return call
+
+
+class DropsAsyncHookHarness(ToAiterPausedHarness):
+    """Breaks R18: the adapter calls its hooks and drops what they return.
+
+    An async hook then makes a coroutine that nobody awaits: the source is
+    never paused (or released), and nothing says so.
+    """
+
+    name = "mutant:drops-async-hook"
+
+    def open_hooked(self, source: HookedSource, *, buffer: int) -> AsyncIterator[int]:
+        for hook, fn in list(source.hooks.items()):
+            source.hooks[hook] = _dropping(fn)
+        return super().open_hooked(source, buffer=buffer)
+
+
+class DefersPauseHarness(ToAiterPausedHarness):
+    """Breaks R18: a pause asked for from inside ``resume()`` waits until ``resume()`` returns.
+
+    A source that produces inside its resume hook then produces everything
+    it has before it is paused: the buffer no longer bounds it.
+    """
+
+    name = "mutant:defers-pause"
+
+    def open_hooked(self, source: HookedSource, *, buffer: int) -> AsyncIterator[int]:
+        pause, resume = source.hooks["pause"], source.hooks["resume"]
+        state = {"resuming": False, "asked": False}
+
+        def deferred_pause() -> object:
+            if state["resuming"]:
+                state["asked"] = True  # the bug: re-entered, the pause waits
+                return None
+            return pause()
+
+        def resume_then_pause() -> object:
+            state["resuming"] = True
+            try:
+                return resume()
+            finally:
+                state["resuming"] = False
+                if state["asked"]:
+                    state["asked"] = False
+                    pause()
+
+        source.hooks["pause"], source.hooks["resume"] = deferred_pause, resume_then_pause
+        return super().open_hooked(source, buffer=buffer)
+
+
+#: each mutant and the one rule it breaks; a mutant claims what the harness it derives from does
+MUTANTS: list[tuple[PushHarness, str]] = [
     (ExitClosesHarness(), "R16"),
     (NoDelHarness(), "R17"),
     (TakesFirstHarness(), "R19"),
     (SendsFirstHarness(), "R19"),
     (LifoHarness(), "R20"),
+    (DropsAsyncHookHarness(), "R18"),
+    (DefersPauseHarness(), "R18"),
 ]
