@@ -314,8 +314,10 @@ def to_aiter(
       to ``low_water``; without hooks a full buffer fails the stream with
       :class:`~bridges.BufferOverflowError`, whose message names the fixes.
 
-    ``pause`` and ``resume`` alternate, starting with ``pause``, and are
-    never called re-entrantly.  ``pause`` runs on the thread of the callback
+    ``pause`` and ``resume`` alternate, starting with ``pause``.  A source
+    that produces inside its ``resume()`` (as asyncio transports do) is
+    paused again from inside that call as soon as the buffer fills, so the
+    buffer still bounds it (R18).  ``pause`` runs on the thread of the callback
     that filled the buffer, ``resume`` on the consumer's thread (both the
     loop thread when the source lives on the consumer's loop, as a transport
     does).  A hook that raises fails the stream with its exception.

@@ -34,6 +34,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ._backend import async_waiter
 from ._buffer import FULL, GONE, Handoff, Stats, validate_buffer
+from ._cancel import CancelProbe, cancel_point
 from ._channel import ChannelReceiver, ChannelSender
 from ._iterator import CHECKPOINT_EVERY, DONE, BridgeIterator, log_cleanup_error
 
@@ -226,6 +227,7 @@ class ChannelIterator(BridgeIterator[T]):
         "_delivered",
         "_end",
         "_nowait",
+        "_probe",
         "_receive",
         "_state",
         "_tick",
@@ -242,7 +244,9 @@ class ChannelIterator(BridgeIterator[T]):
         self._end = _end_classes()
         self._wouldblock = _would_block_classes()
         # memory channels can hand over buffered values with no scheduler
-        # round-trip; checkpoints are then taken every CHECKPOINT_EVERY values
+        # round-trip; checkpoints are then taken every CHECKPOINT_EVERY values,
+        # and the probe makes every call a cancel point all the same (R19)
+        self._probe = CancelProbe()
         self._nowait = (
             receive.receive_nowait
             if isinstance(receive, MemoryObjectReceiveStream) or _is_trio_memory_receive(receive)
@@ -286,6 +290,8 @@ class ChannelIterator(BridgeIterator[T]):
             self._state = 1
         nowait = self._nowait
         if nowait is not None:
+            if self._probe.cancelled():  # a cancelled scope takes nothing (R19)
+                await cancel_point(self._probe)
             tick = self._tick + 1
             if tick >= CHECKPOINT_EVERY:
                 self._tick = 0
@@ -391,7 +397,10 @@ def to_aiter(receive: Any) -> BridgeIterator[Any]:
     of the channel ends iteration.  Early exit (leaving ``async with``,
     ``aclose()``, an exception or a cancellation in the loop) closes the
     receive side before it completes, so senders see ``BrokenResourceError``
-    (R6).  A cancellation caught around one ``__anext__`` takes no value.
+    (R6).  A cancellation caught around one ``__anext__`` takes no value, and
+    every ``__anext__`` is a cancel point: in a scope that is already
+    cancelled it raises the cancellation and takes nothing, even when the
+    channel holds a value (R19).
 
     A trio channel works only in a trio run: under another backend
     ``to_aiter()`` raises ``RuntimeError`` at once when called in a running

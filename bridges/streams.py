@@ -37,6 +37,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from ._backend import in_trio_run
 from ._buffer import CLOSED, GONE, Handoff
+from ._cancel import CancelProbe, cancel_point
 from ._channel import exit_error
 from ._iterator import BridgeIterator, log_cleanup_error
 
@@ -212,17 +213,21 @@ def _unwrap(exc: BaseException) -> BaseException:
 class _ReaderIterator(BridgeIterator[bytes]):
     """Chunks or records read from a ``StreamReader``; owns nothing, so closes nothing."""
 
-    __slots__ = ("_done", "_reader", "_separator", "_size")
+    __slots__ = ("_done", "_probe", "_reader", "_separator", "_size")
 
     def __init__(self, reader: asyncio.StreamReader, size: int, separator: bytes | None) -> None:
         self._reader = reader
         self._size = size
         self._separator = separator
         self._done = False
+        self._probe = CancelProbe()
 
     async def __anext__(self) -> bytes:
         if self._done:
             raise StopAsyncIteration
+        # the reader returns bytes it holds without a cancel point: take one first (R19)
+        if self._probe.cancelled():
+            await cancel_point(self._probe)
         reader = self._reader
         sep = self._separator
         try:
@@ -277,7 +282,9 @@ def to_aiter(
     reader: leaving it early (``break``, ``aclose()``, leaving ``async with``,
     cancellation) reads no further and leaves the reader consistent, with the
     next record still in it; the connection is closed by whoever owns its
-    writer.  A cancelled ``__anext__`` (a timeout) consumes nothing.
+    writer.  A cancelled ``__anext__`` (a timeout) consumes nothing, and in a
+    scope that is already cancelled ``__anext__`` raises the cancellation
+    without reading, even when the reader holds a whole record (R19).
 
     :param reader: the reader (from ``asyncio.open_connection``, a server
         callback, :func:`open_pipe`, :func:`from_aiter` ...)
@@ -1109,16 +1116,20 @@ def byte_stream_from_aiter(
 class _QueueIterator(BridgeIterator[T], Generic[T]):
     """Values taken from an ``asyncio.Queue`` until its end; owns nothing."""
 
-    __slots__ = ("_done", "_queue", "_sentinel")
+    __slots__ = ("_done", "_probe", "_queue", "_sentinel")
 
     def __init__(self, queue: asyncio.Queue[T], sentinel: object) -> None:
         self._queue = queue
         self._sentinel = sentinel
         self._done = False
+        self._probe = CancelProbe()
 
     async def __anext__(self) -> T:
         if self._done:
             raise StopAsyncIteration
+        # get() returns a ready item without a cancel point: take one first (R19)
+        if self._probe.cancelled():
+            await cancel_point(self._probe)
         try:
             item = await self._queue.get()
         except Exception as exc:
@@ -1158,7 +1169,9 @@ def queue_to_aiter(queue: asyncio.Queue[T], *, sentinel: object = END) -> Bridge
     ``put()``.  The iterator does not own the queue: leaving early leaves the
     queue and its values as they are, and ``task_done()`` is not called (call
     it in the loop body if you ``join()`` the queue).  A cancelled
-    ``__anext__`` (a timeout) takes nothing.
+    ``__anext__`` (a timeout) takes nothing, and in a scope that is already
+    cancelled ``__anext__`` raises the cancellation without taking, even
+    when the queue holds an item (R19).
 
     :raises TypeError: ``queue`` is not an ``asyncio.Queue``
     :raises RuntimeError: called under trio (use a trio memory channel or

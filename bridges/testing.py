@@ -1,4 +1,4 @@
-"""The conformance kit: run the semantics contract (R1-R17, R19, R20) against any adapter.
+"""The conformance kit: run the semantics contract (R1-R20) against any adapter.
 
 Describe an adapter in a few lines with a *harness*, and the checks here
 exercise every rule it claims, on whatever backend runs them (asyncio,
@@ -27,7 +27,7 @@ backend, under anyio's pytest plugin (see ``docs/testing.md``).
 Two kinds of harness:
 
 * :class:`PushHarness` - something pushes values and the adapter returns an
-  async iterator (rules R1-R9, R14-R17, R19, R20).
+  async iterator (rules R1-R9, R14-R20).
 * :class:`PullHarness` - an async iterable drives something that is pushed
   to (rules R10-R15).
 
@@ -40,11 +40,13 @@ from __future__ import annotations
 
 import enum
 import gc
+import inspect
 import threading
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import anyio
@@ -61,6 +63,8 @@ __all__ = [
     "Claims",
     "ConsumerError",
     "End",
+    "HOOKS",
+    "HookedSource",
     "Outcome",
     "Plan",
     "Probe",
@@ -91,6 +95,7 @@ PUSH_RULES: tuple[str, ...] = (
     "R15",
     "R16",
     "R17",
+    "R18",
     "R19",
     "R20",
 )
@@ -278,6 +283,129 @@ class ScriptedProducer:
                 pass  # fail is the offender: the check reads self.error
 
 
+#: The hooks R18 knows: a loop-thread source's "stop calling me" (``pause``), "go on"
+#: (``resume``), and "I am done with you" (``release``: unsubscribe, dispose, close).
+HOOKS: tuple[str, ...] = ("pause", "resume", "release")
+
+
+_HOOKED_WHY = (
+    "the source calls it synchronously on the event-loop thread, where nothing can await "
+    "it; pass the adapter's plain loop-thread calls (such as emit.send and emit.close)"
+)
+
+
+class HookedSource:
+    """A source on the event-loop thread with pause / resume / release hooks (R18).
+
+    Like an asyncio transport: while it is not paused it produces
+    synchronously, in :meth:`start` and inside :meth:`resume` too, so it
+    re-enters the adapter from inside the adapter's own call of ``resume()``
+    (the adapter must pause it again, from inside that call, as soon as its
+    buffer fills).  It produces ``values`` values (0, 1, ...), then closes.
+
+    A harness's :meth:`PushHarness.open_hooked` wires it: it calls
+    ``start(send, close)`` when the adapter starts its source, and hands the
+    adapter the callables in :attr:`hooks` where the adapter takes hooks.
+    The check may have swapped some of them for async callables, to see what
+    the adapter does with those.
+    """
+
+    __test__ = False
+
+    def __init__(self, values: int) -> None:
+        """:param values: how many values to produce (0, 1, ...) before closing
+
+        :raises TypeError: ``values`` is not an int
+        :raises ValueError: ``values`` is negative
+        """
+        if not isinstance(values, int) or isinstance(values, bool):
+            raise TypeError(f"values must be an int (how many to produce), not {values!r}")
+        if values < 0:
+            raise ValueError(f"values must be >= 0, not {values}")
+        #: hook name (one of :data:`HOOKS`) -> what to give the adapter for it
+        self.hooks: dict[str, Callable[[], object]] = {
+            "pause": self.pause,
+            "resume": self.resume,
+            "release": self.release,
+        }
+        #: the hooks called, in order
+        self.calls: list[str] = []
+        #: hook calls out of turn (``pause`` while paused, ``resume`` while running)
+        self.errors: list[str] = []
+        #: values produced so far
+        self.emitted = 0
+        #: values the check's consumer has received (the check counts them)
+        self.taken = 0
+        #: the most values produced and not yet received, at any moment
+        self.max_held = 0
+        #: times ``pause`` came from inside ``resume`` (the source re-entered the adapter)
+        self.paused_in_resume = 0
+        #: times ``release`` was called
+        self.released = 0
+        self._values = values
+        self._paused = False
+        self._stopped = False
+        self._closed = False
+        self._in_resume = False
+        self._send: Callable[[int], object] | None = None
+        self._close: Callable[[], object] | None = None
+
+    def start(self, send: Callable[[int], object], close: Callable[[], object]) -> None:
+        """Begin: produce through ``send(value)`` (synchronously) until paused, then ``close()``.
+
+        ``send`` and ``close`` are the adapter's loop-thread calls, plain
+        functions (``emit.send``, ``emit.close``).
+
+        :raises TypeError: ``send`` or ``close`` is an async callable, or
+            returned an awaitable (nothing here could await it)
+        """
+        self._send = checked(send, "send", _HOOKED_WHY)
+        self._close = checked(close, "close", _HOOKED_WHY)
+        self._produce()
+
+    def _produce(self) -> None:
+        send = self._send
+        assert send is not None, "start() the source first"
+        while not (self._paused or self._stopped) and self.emitted < self._values:
+            value = self.emitted
+            self.emitted += 1
+            self.max_held = max(self.max_held, self.emitted - self.taken)
+            send(value)  # may re-enter: the adapter pauses the source from inside
+        if self.emitted == self._values and not (self._stopped or self._closed):
+            self._closed = True
+            assert self._close is not None
+            self._close()
+
+    def pause(self) -> None:
+        """The pause hook: stop producing (takes effect before the next value)."""
+        self.calls.append("pause")
+        if self._paused:
+            self.errors.append("pause() while paused")
+        if self._in_resume:
+            self.paused_in_resume += 1
+        self._paused = True
+
+    def resume(self) -> None:
+        """The resume hook: go on, producing synchronously inside this call until paused."""
+        self.calls.append("resume")
+        if not self._paused:
+            self.errors.append("resume() while not paused")
+        self._paused = False
+        if self._send is None or self._stopped:
+            return
+        self._in_resume = True
+        try:
+            self._produce()
+        finally:
+            self._in_resume = False
+
+    def release(self) -> None:
+        """The release hook (unsubscribe): produce nothing more."""
+        self.calls.append("release")
+        self.released += 1
+        self._stopped = True
+
+
 class PushHarness(ABC):
     """Describes a push -> pull adapter to the checks.
 
@@ -301,6 +429,11 @@ class PushHarness(ABC):
     #: waits for the release (still exactly once) instead of expecting it
     #: before the exit completes.
     blocking_calls: bool = False
+    #: For R18: the hooks the adapter takes, each of :data:`HOOKS` it has -> the
+    #: adapter's own name for it (its TypeError for an async one must name
+    #: it), e.g. ``{"pause": "pause", "resume": "resume", "release": "unsubscribe"}``.
+    #: Empty when the adapter takes no hooks (then declare R18 n/a).
+    hooks: Mapping[str, str] = MappingProxyType({})
 
     @abstractmethod
     def open(
@@ -330,14 +463,26 @@ class PushHarness(ABC):
         """
 
     def open_producer(self, *, buffer: int) -> tuple[Any, AsyncIterator[int]] | None:
-        """For R16, R17 and R20: a fresh producer end and the adapter's iterator over it.
+        """For R16, R17, R20 and R19's producer side: a fresh producer end and its iterator.
 
         The producer end (``open_channel``'s :class:`~bridges.ChannelSender` is
         one) has ``async send(value)``, ``send_nowait(value)`` (raising
         ``anyio.WouldBlock`` when full) and ``close()``, and is a context
         manager, sync (``with``), async (``async with``) or both.  Keep no
         reference to it: R17 drops it.  Return None when the adapter has no
-        such end (then declare R16, R17 and R20 n/a).
+        such end (then declare R16, R17 and R20 n/a; R19 then checks the
+        consumer's side only).
+        """
+        return None
+
+    def open_hooked(self, source: HookedSource, *, buffer: int) -> AsyncIterator[int] | None:
+        """For R18: the adapter's iterator, with ``overflow="block"``, over a source with hooks.
+
+        When the adapter starts its source, call ``source.start(send, close)``
+        with the adapter's loop-thread ``send(value)`` and ``close()``; give the
+        adapter ``source.hooks[name]`` for each hook of :attr:`hooks`, as it
+        is (some may be async callables: the check watches what the adapter
+        does with them).  Return None when the adapter takes no hooks.
         """
         return None
 
@@ -925,20 +1070,183 @@ async def _push_r17(h: PushHarness) -> None:
         await _aclose(it)
 
 
+async def _push_r18(h: PushHarness) -> None:
+    if not h.hooks:
+        raise AssertionError("R18 is claimed but the harness names no hooks (PushHarness.hooks)")
+    unknown = set(h.hooks) - set(HOOKS)
+    assert not unknown, f"R18: unknown hooks {sorted(unknown)}; the kit knows {list(HOOKS)}"
+    await _push_r18_reentrant_resume(h)
+    # An unawaited coroutine warns when it is freed: at once when dropped, by the
+    # collector when caught in a cycle (one collection at the end: it is not cheap).
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for hook in h.hooks:
+            for flavour in _ASYNC_FLAVOURS:
+                await _push_r18_async_hook(h, hook, flavour, caught)
+        gc.collect()
+        _never_awaited(caught, "an async callable given as a hook")
+
+
+def _hooked(h: PushHarness, source: HookedSource, buffer: int) -> Any:
+    it = h.open_hooked(source, buffer=buffer)
+    if it is None:
+        raise AssertionError("R18 is claimed but open_hooked() returned None")
+    return it
+
+
+async def _push_r18_reentrant_resume(h: PushHarness) -> None:
+    """The source produces inside ``resume()``: paused again from inside, alternation, bounded."""
+    buffer, n = 4, 40
+    source = HookedSource(n)
+    got: list[int] = []
+    with anyio.fail_after(5):
+        async with _hooked(h, source, buffer) as it:
+            async for v in it:
+                got.append(v)
+                source.taken += 1
+                await anyio.lowlevel.checkpoint()  # a slow consumer: the source pauses often
+    assert got == list(range(n)), f"R18: with hooks, the values came as {got}"
+    assert not source.errors, (
+        f"R18: pause and resume must alternate, starting with pause: {source.errors} "
+        f"(calls: {source.calls})"
+    )
+    assert "resume" in source.calls, f"R18: the source was never resumed (calls: {source.calls})"
+    assert source.paused_in_resume, (
+        "R18: a source that produces inside resume() must be paused again from inside "
+        f"resume() once the buffer fills; it never was (calls: {source.calls})"
+    )
+    assert source.max_held <= buffer + 1, (
+        f"R18: {source.max_held} values were held at once with buffer={buffer} (at most the "
+        "buffer and the value being delivered): pause() from inside resume() came late"
+    )
+    assert source.released == 1, f"R18: released {source.released} times"
+
+
+#: the kinds of async callable R18 gives in place of a plain hook
+_ASYNC_FLAVOURS = ("async def", "a plain function that returns a coroutine")
+
+
+@dataclass
+class _AsyncHookRuns:
+    started: int = 0
+    finished: int = 0
+    coroutines: list[Any] = field(default_factory=list)
+
+
+def _async_hook(
+    hook_name: str, action: Callable[[], object], flavour: str, runs: _AsyncHookRuns
+) -> Any:
+    """An async callable that does ``action()`` when awaited, and counts how far it got."""
+
+    async def hook() -> None:
+        runs.started += 1
+        await anyio.lowlevel.checkpoint()
+        action()
+        runs.finished += 1
+
+    hook.__qualname__ = f"async {hook_name} hook"  # what a "never awaited" warning names
+    if flavour == "async def":
+        return hook
+
+    def returns_coroutine() -> object:
+        coro = hook()
+        runs.coroutines.append(coro)
+        return coro
+
+    return returns_coroutine
+
+
+def _never_awaited(
+    caught: list[warnings.WarningMessage], what: str, unstarted: Sequence[str] = ()
+) -> None:
+    never = [*unstarted, *(str(w.message) for w in caught if "never awaited" in str(w.message))]
+    assert not never, (
+        f"R18: {what} was called and never awaited, so it silently did nothing; await it "
+        f"or refuse it with TypeError: {never}"
+    )
+
+
+async def _push_r18_async_hook(
+    h: PushHarness, hook: str, flavour: str, caught: list[warnings.WarningMessage]
+) -> None:
+    """An async callable as one hook: awaited to its end, or refused with a TypeError naming it."""
+    name = h.hooks[hook]
+    what = f"an async callable as the {name} hook ({flavour})"
+    source = HookedSource(30)
+    runs = _AsyncHookRuns()
+    source.hooks[hook] = _async_hook(hook, source.hooks[hook], flavour, runs)
+    got: list[int] = []
+    refused: TypeError | None = None
+    released_on_exit = -1
+    try:
+        with anyio.fail_after(5):
+            async with _hooked(h, source, 4) as it:
+                async for v in it:
+                    got.append(v)
+                    source.taken += 1
+                    if len(got) == 10:
+                        break  # leave early: the source is released
+            released_on_exit = source.released
+    except TypeError as exc:
+        refused = exc
+    except TimeoutError:
+        raise AssertionError(f"R18: with {what}, the stream hung after {got}") from None
+    unstarted = []
+    for coro in runs.coroutines:
+        if inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
+            coro.close()  # (closed unstarted, it does not warn)
+            unstarted.append(f"coroutine {coro.__qualname__!r} was never awaited")
+    _never_awaited(caught, what, unstarted)
+    assert got == list(range(len(got))), f"R18: with {what}, the values came as {got}"
+    if refused is not None:
+        assert name in str(refused), (
+            f"R18: {what} was refused, but the TypeError does not name the hook: {refused}"
+        )
+        return
+    assert runs.started and runs.finished == runs.started, (
+        f"R18: {what} was neither awaited to its end nor refused with TypeError "
+        f"(started {runs.started}, finished {runs.finished})"
+    )
+    if hook == "release":
+        assert released_on_exit == 1, (
+            f"R18: {what} was awaited, but not before leaving 'async with' completed"
+        )
+
+
+_CANCELLED_HOW = ("cancel()", "an expired deadline")
+
+
+async def _in_cancelled_scope(how: str, call: Callable[[], Awaitable[object]]) -> tuple[bool, bool]:
+    """Await ``call()`` in a scope cancelled by ``how``: (it returned, the scope caught it)."""
+    returned = False
+    with anyio.CancelScope() if how == "cancel()" else anyio.move_on_after(0) as scope:
+        if how == "cancel()":
+            scope.cancel()
+        await call()
+        returned = True
+    return returned, scope.cancelled_caught
+
+
 async def _push_r19(h: PushHarness) -> None:
+    await _push_r19_consumer(h)
+    await _push_r19_producer(h)
+
+
+async def _push_r19_consumer(h: PushHarness) -> None:
     probe = Probe()
     it = h.open(Script(range(6), End.COMPLETE, gate=3), probe, buffer=8, overflow="block")
     try:
         assert await it.__anext__() == 0
         await _ready(it, 2)  # 1 and 2 are ready to take
-        for how in ("cancel()", "an expired deadline"):
-            taken: list[int] = []
-            with anyio.CancelScope() if how == "cancel()" else anyio.move_on_after(0) as scope:
-                if how == "cancel()":
-                    scope.cancel()
-                taken.append(await it.__anext__())
+        taken: list[int] = []
+
+        async def take() -> None:
+            taken.append(await it.__anext__())
+
+        for how in _CANCELLED_HOW:
+            _, caught = await _in_cancelled_scope(how, take)
             assert not taken, f"R19: __anext__ in a cancelled scope ({how}) took {taken}"
-            assert scope.cancelled_caught, (
+            assert caught, (
                 f"R19: __anext__ in a cancelled scope ({how}) did not raise the cancellation"
             )
         nxt: list[int] = []
@@ -950,6 +1258,57 @@ async def _push_r19(h: PushHarness) -> None:
     finally:
         probe.open_gate.set()
         await _settle(it)
+
+
+async def _push_r19_producer(h: PushHarness) -> None:
+    """R19 on the producer side, for a harness with an async producer end (``open_producer``).
+
+    ``send`` in a cancelled scope must raise the cancellation and deliver
+    nothing: neither into a buffer with room nor to a consumer waiting for it.
+    """
+    pair = h.open_producer(buffer=4)
+    if pair is None:
+        return  # no async producer end: the consumer's side is the whole rule
+    end, it = pair
+    try:
+        for how in _CANCELLED_HOW:  # room in the buffer: send would not wait
+            returned, caught = await _in_cancelled_scope(how, lambda: end.send(90))
+            assert caught and not returned, (
+                f"R19: send in a cancelled scope ({how}) did not raise the cancellation"
+            )
+        await end.send(0)
+        with anyio.fail_after(5):
+            first = await it.__anext__()
+        assert first == 0, (
+            f"R19: a send in a cancelled scope delivered its value: the consumer got {first} "
+            "before the 0 sent after it"
+        )
+        got: list[int] = []
+
+        async def take() -> None:
+            got.append(await it.__anext__())
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(take)
+                await anyio.wait_all_tasks_blocked()  # a consumer waits for the next value
+                for how in _CANCELLED_HOW:
+                    returned, caught = await _in_cancelled_scope(how, lambda: end.send(91))
+                    assert caught and not returned, (
+                        f"R19: send in a cancelled scope ({how}), with a consumer waiting, "
+                        "did not raise the cancellation"
+                    )
+                await end.send(1)
+        assert got == [1], (
+            f"R19: a send in a cancelled scope handed its value to the waiting consumer: it got "
+            f"{got}, not the 1 sent after it"
+        )
+        end.close()
+        rest = await _outcome(it, "R19")
+        assert rest == ([], None), f"R19: after the cancelled sends, the consumer got {rest}"
+    finally:
+        end.close()
+        await _aclose(it)
 
 
 async def _push_r20(h: PushHarness) -> None:
@@ -1132,6 +1491,7 @@ _PUSH: dict[str, Callable[..., Awaitable[None]]] = {
     "R15": _push_r15,
     "R16": _push_r16,
     "R17": _push_r17,
+    "R18": _push_r18,
     "R19": _push_r19,
     "R20": _push_r20,
 }

@@ -1901,6 +1901,20 @@ ROWS += [
         "iterable",
     ),  # type: ignore[arg-type]
     Row("bridges.testing.End", "unknown", lambda: testing.End("sometimes"), ValueError, "End"),
+    Row(
+        "bridges.testing.HookedSource",
+        "values='x'",
+        lambda: testing.HookedSource("x"),  # type: ignore[arg-type]
+        TypeError,
+        "int",
+    ),
+    Row(
+        "bridges.testing.HookedSource",
+        "values=-1",
+        lambda: testing.HookedSource(-1),
+        ValueError,
+        ">= 0",
+    ),
 ]
 
 

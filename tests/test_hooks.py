@@ -445,6 +445,22 @@ def _producer(which: str) -> Callable[[Wrap, str], Awaitable[None]]:
     return check
 
 
+def _hooked_source(param: str) -> Callable[[Wrap, str], Awaitable[None]]:
+    async def check(wrap: Wrap, flavour: str) -> None:
+        calls: list[object] = []
+
+        async def fn(*args: Any) -> None:
+            calls.append(args)
+
+        given: dict[str, Callable[..., Any]] = {"send": lambda v: None, "close": lambda: None}
+        given[param] = wrap(fn)
+        with _refused("emit.send"):
+            testing.HookedSource(2).start(given["send"], given["close"])
+        assert calls == []
+
+    return check
+
+
 # ----------------------------------------------------------------- the table
 
 HOOKS: list[Hook] = [
@@ -483,6 +499,10 @@ HOOKS: list[Hook] = [
     *(
         Hook("bridges.testing.ScriptedProducer.__init__", p, REFUSED, _producer(p), "blocking")
         for p in ("send", "close", "fail")
+    ),
+    *(
+        Hook("bridges.testing.HookedSource.start", p, REFUSED, _hooked_source(p), "emit.send")
+        for p in ("send", "close")
     ),
     Hook(
         "bridges.testing.Plan.__init__",

@@ -1,4 +1,4 @@
-"""Deliberately broken adapters: each breaks exactly one rule of open_channel's.
+"""Deliberately broken adapters: each breaks exactly one rule of the adapter it derives from.
 
 ``test_mutants.py`` runs every rule they claim through the kit and expects
 exactly the broken one to fail: proof that each check can fail.  They live
@@ -7,20 +7,24 @@ outside ``harnesses/``, so the registry (and the rules table) never sees them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
 
 from bridges import ChannelSender
-from bridges.testing import Probe, Script
+from bridges.testing import HookedSource, Probe, PushHarness, Script
 
+from .harnesses.callbacks import ToAiterPausedHarness
 from .harnesses.core import ChannelHarness
 
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
-class _ClosingSender:
-    """A producer end whose block always closes, also when it is left by an error (R16)."""
+
+class _Sender:
+    """Wraps a ChannelSender: every call goes to it (the mutants below override one)."""
 
     def __init__(self, inner: ChannelSender[int]) -> None:
         self._inner = inner
@@ -34,19 +38,29 @@ class _ClosingSender:
     def close(self) -> None:
         self._inner.close()
 
-    def clone(self) -> _ClosingSender:
-        return _ClosingSender(self._inner.clone())
+    def clone(self) -> Self:
+        return type(self)(self._inner.clone())
 
-    def __enter__(self) -> _ClosingSender:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, *exc_info: Any) -> None:
+        self._inner.__exit__(*exc_info)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self._inner.__aexit__(*exc_info)
+
+
+class _ClosingSender(_Sender):
+    """A producer end whose block always closes, also when it is left by an error (R16)."""
+
+    def __exit__(self, *exc_info: Any) -> None:
         self._inner.close()  # the bug: an error is not passed on
 
-    async def __aenter__(self) -> _ClosingSender:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(self, *exc_info: Any) -> None:
         self._inner.close()
 
 
@@ -169,10 +183,88 @@ class LifoHarness(ChannelHarness):
         return send, _Lifo(receive)
 
 
-#: each mutant and the one rule it breaks
-MUTANTS: list[tuple[ChannelHarness, str]] = [
+class _SendsFirst(_Sender):
+    async def send(self, value: int) -> None:
+        try:
+            self._inner.send_nowait(value)
+        except anyio.WouldBlock:
+            await self._inner.send(value)
+        else:
+            await anyio.lowlevel.checkpoint()  # the bug: the cancel point comes after the send
+
+
+class SendsFirstHarness(ChannelHarness):
+    """Breaks R19 on the producer side: ``send`` delivers before it checks for cancellation."""
+
+    name = "mutant:sends-first"
+
+    def open_producer(self, *, buffer: int) -> tuple[Any, AsyncIterator[int]]:
+        send, receive = super().open_producer(buffer=buffer)
+        return _SendsFirst(send), receive
+
+
+def _dropping(hook: Callable[[], object]) -> Callable[[], None]:
+    def call() -> None:
+        hook()  # the bug: what the hook returns is dropped (an awaitable is never awaited)
+
+    return call
+
+
+class DropsAsyncHookHarness(ToAiterPausedHarness):
+    """Breaks R18: the adapter calls its hooks and drops what they return.
+
+    An async hook then makes a coroutine that nobody awaits: the source is
+    never paused (or released), and nothing says so.
+    """
+
+    name = "mutant:drops-async-hook"
+
+    def open_hooked(self, source: HookedSource, *, buffer: int) -> AsyncIterator[int]:
+        for hook, fn in list(source.hooks.items()):
+            source.hooks[hook] = _dropping(fn)
+        return super().open_hooked(source, buffer=buffer)
+
+
+class DefersPauseHarness(ToAiterPausedHarness):
+    """Breaks R18: a pause asked for from inside ``resume()`` waits until ``resume()`` returns.
+
+    A source that produces inside its resume hook then produces everything
+    it has before it is paused: the buffer no longer bounds it.
+    """
+
+    name = "mutant:defers-pause"
+
+    def open_hooked(self, source: HookedSource, *, buffer: int) -> AsyncIterator[int]:
+        pause, resume = source.hooks["pause"], source.hooks["resume"]
+        state = {"resuming": False, "asked": False}
+
+        def deferred_pause() -> object:
+            if state["resuming"]:
+                state["asked"] = True  # the bug: re-entered, the pause waits
+                return None
+            return pause()
+
+        def resume_then_pause() -> object:
+            state["resuming"] = True
+            try:
+                return resume()
+            finally:
+                state["resuming"] = False
+                if state["asked"]:
+                    state["asked"] = False
+                    pause()
+
+        source.hooks["pause"], source.hooks["resume"] = deferred_pause, resume_then_pause
+        return super().open_hooked(source, buffer=buffer)
+
+
+#: each mutant and the one rule it breaks; a mutant claims what the harness it derives from does
+MUTANTS: list[tuple[PushHarness, str]] = [
     (ExitClosesHarness(), "R16"),
     (NoDelHarness(), "R17"),
     (TakesFirstHarness(), "R19"),
+    (SendsFirstHarness(), "R19"),
     (LifoHarness(), "R20"),
+    (DropsAsyncHookHarness(), "R18"),
+    (DefersPauseHarness(), "R18"),
 ]

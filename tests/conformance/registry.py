@@ -27,22 +27,10 @@ def load() -> list[testing.PushHarness | testing.PullHarness]:
 
 HARNESSES = load()
 
-_CHANNELS = (
-    "channels.to_aiter takes a value the channel holds with receive_nowait() before any "
-    "cancel point (its checkpoint comes once every few calls)"
-)
-
 #: Claimed rules an adapter does not keep yet: (harness, rule) -> what goes wrong.
 #: Their cases run as strict xfails (a fix turns them into failures until the entry
 #: goes), and the rules table marks them ✗ with this reason.
-KNOWN_FAILURES: dict[tuple[str, str], str] = {
-    ("channels.to_aiter-trio", "R19"): _CHANNELS,
-    ("channels.to_aiter-anyio", "R19"): _CHANNELS,
-    ("streams.to_aiter", "R19"): "streams.to_aiter reads with the stream's own methods, "
-    "which return data already buffered without a cancel point",
-    ("streams.queue_to_aiter", "R19"): "streams.queue_to_aiter awaits asyncio.Queue.get(), "
-    "which returns a ready item without a cancel point",
-}
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 _names = {h.name: h for h in HARNESSES}
 for _name, _rule in KNOWN_FAILURES:  # a known failure is of a claimed rule (when loaded)
     assert _name not in _names or _rule in _names[_name].claims.applicable(), (_name, _rule)

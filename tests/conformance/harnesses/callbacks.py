@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Callable
+from types import MappingProxyType
 
 import anyio
 import sniffio
@@ -15,6 +16,7 @@ from bridges.callbacks import Emitter
 from bridges.testing import (
     ConsumerError,
     End,
+    HookedSource,
     Outcome,
     Plan,
     Probe,
@@ -45,7 +47,12 @@ class ToAiterThreadHarness(testing.PushHarness):
     """A legacy API that calls back on its own thread (the usual case)."""
 
     name = "callbacks.to_aiter"
-    claims = testing.claim_push(na=_EMITTER_NA)
+    claims = testing.claim_push(
+        na={
+            "R18": "covered by callbacks.to_aiter+pause: the same adapter, given its hooks",
+            **_EMITTER_NA,
+        }
+    )
 
     def open(
         self, script: Script, probe: Probe, *, buffer: int | None, overflow: str
@@ -196,6 +203,17 @@ class ToAiterPausedHarness(testing.PushHarness):
 
         return callbacks.to_aiter(
             subscribe, buffer=buffer, pause=lambda: state.update(paused=True), resume=resume
+        )
+
+    hooks = MappingProxyType({"pause": "pause", "resume": "resume", "release": "unsubscribe"})
+
+    def open_hooked(self, source: HookedSource, *, buffer: int) -> AsyncIterator[int]:
+        def subscribe(emit: Emitter[int]) -> Callable[[], object]:
+            source.start(emit.send, emit.close)
+            return source.hooks["release"]
+
+        return callbacks.to_aiter(
+            subscribe, buffer=buffer, pause=source.hooks["pause"], resume=source.hooks["resume"]
         )
 
 

@@ -53,6 +53,7 @@ _TO_AITER_NA = {
     "own, not the adapter's",
     "R20": "to_aiter adds no waiting of its own: fairness is the memory channel's "
     "(trio's or anyio's)",
+    "R18": "to_aiter takes a channel and no hooks: it calls nothing of the user's",
 }
 
 
@@ -212,6 +213,7 @@ class PumpAcrossLoopsHarness(testing.PushHarness):
             "R16": "the producer end is pump's own: it closes it, or fails it with the "
             "source's error (channels.pump-open_channel checks R12)",
             "R17": "pump holds its producer end until the source is done; it is never dropped",
+            "R18": "pump takes no hooks: it iterates the source and sends",
             "R20": "covered by open_channel (the same receiver); the producer here is "
             "pump on another loop, not an end the check can send with",
         }

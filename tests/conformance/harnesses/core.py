@@ -21,6 +21,8 @@ _NO_END = {
     "open_channel's sender is checked by the open_channel harness",
     "R20": "covered by open_channel: its receiver is this iterator over this hand-off, "
     "and it has the producer end the check sends with",
+    "R18": "the hand-off's pause/resume are internal: callbacks.to_aiter hands the user's "
+    "hooks to it and is checked with them (callbacks.to_aiter+pause)",
 }
 
 
@@ -144,6 +146,8 @@ class ChannelHarness(testing.PushHarness):
         na={
             "R1": "a channel is open from the start; there is no source to start lazily",
             "R8": "senders on a loop thread await (send) or get WouldBlock (send_nowait)",
+            "R18": "open_channel takes no hooks: its ends are called, they call nothing "
+            "of the user's",
         }
     )
 

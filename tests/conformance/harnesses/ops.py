@@ -357,6 +357,8 @@ class ChainPushHarness(CoreThreadHarness):
             "R15": "the chain takes no buffer/overflow; its own arguments are checked in "
             "tests/test_ops.py",
             "R16": "map/filter have no producer end; the source's is checked by open_channel",
+            "R18": "the chain takes no source hooks; an async map/filter function is awaited "
+            "(tests/test_hooks.py)",
             "R17": "map/filter have no producer end; the source's is checked by open_channel",
             "R20": "map/filter add no waiting of their own: fairness is the source's "
             "(checked by open_channel)",

@@ -76,6 +76,8 @@ _OBSERVER_NA = {
     "so no producer end is collected while the stream is open",
     "R20": "covered by open_channel (the same iterator over the same hand-off); the "
     "observer belongs to the Observable, so the check has no end of its own to send with",
+    "R18": "rx.to_aiter takes no hooks: the Observable is subscribed and disposed through "
+    "reactivex's own protocol (the trio scheduler's actions: tests/test_hooks.py)",
 }
 
 

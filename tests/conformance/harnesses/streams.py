@@ -156,6 +156,8 @@ _PUSH_NA = {
     "R17": "the producer end is the stream's own writer (or queue), not the adapter's",
     "R20": "the adapter adds no waiting of its own: concurrent reads are the stream's "
     "(a StreamReader refuses them; an asyncio.Queue serves its getters in order)",
+    "R18": "takes no hooks: the stream's flow control is its own (a StreamReader calls its "
+    "transport's pause_reading, a queue makes put() wait)",
 }
 
 

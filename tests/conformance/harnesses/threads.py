@@ -46,6 +46,8 @@ class ToAiterFactoryHarness(testing.PushHarness):
             "R16": "the producer is a blocking iterable run by the worker: it ends by "
             "returning or raising (R4, R5); there is no producer block to leave",
             "R17": "the worker holds the iterable until it is done; no producer end is dropped",
+            "R18": "no hooks on a loop-thread source: its one callable, the factory, runs in "
+            "the worker thread, and an async one is refused (tests/test_hooks.py)",
             "R20": "covered by open_channel (the same iterator over the same hand-off); the "
             "worker is the only producer, so the check has no end of its own to send with",
         }
