@@ -151,9 +151,29 @@ async def _drive(it: threads.BlockingIterator[int], plan: Plan) -> Outcome:
     return outcome
 
 
-HARNESSES: list[testing.PushHarness | testing.PullHarness] = [
+class ToAiterCallsHarness(testing.CallHarness):
+    """R21 for threads.to_aiter(iterable): the worker's next() calls on one source."""
+
+    name = "threads.to_aiter(iterable)"
+
+    def open(self, source: testing.CallSource) -> AsyncIterator[int]:
+        return threads.to_aiter(source, buffer=2)
+
+
+class ToAiterFactoryCallsHarness(testing.CallHarness):
+    """R21 for threads.to_aiter(factory): the factory's iterable, called in the worker."""
+
+    name = "threads.to_aiter(factory)"
+
+    def open(self, source: testing.CallSource) -> AsyncIterator[int]:
+        return threads.to_aiter(lambda: source, buffer=0)
+
+
+HARNESSES: list[testing.PushHarness | testing.PullHarness | testing.CallHarness] = [
     ToAiterFactoryHarness(),
     ToAiterIterableHarness(),
+    ToAiterCallsHarness(),
+    ToAiterFactoryCallsHarness(),
     FromAiterHarness(),
     FromAiterPortalHarness(),
 ]
