@@ -1302,20 +1302,28 @@ async def _until_set(event: threading.Event, timeout: float = 5.0) -> None:
 
 async def _timed_out_next(
     it: AsyncIterator[int], until: Callable[[], Awaitable[None]]
-) -> list[int]:
-    """One ``__anext__`` cancelled once ``until()`` returns: a timeout around it (what it took)."""
+) -> tuple[list[int], bool]:
+    """One ``__anext__`` cancelled once ``until()`` returns: a timeout around it.
+
+    Returns what it took, and whether it met the end of the stream instead.
+    """
     taken: list[int] = []
+    ended = False
     with anyio.CancelScope() as scope:
         async with anyio.create_task_group() as tg:
 
             async def take() -> None:
-                taken.append(await it.__anext__())
+                nonlocal ended
+                try:
+                    taken.append(await it.__anext__())
+                except StopAsyncIteration:
+                    ended = True
                 scope.cancel()
 
             tg.start_soon(take)
             await until()
             scope.cancel()
-    return taken
+    return taken, ended
 
 
 async def _call_r21(h: CallHarness) -> None:
@@ -1327,9 +1335,9 @@ async def _call_r21(h: CallHarness) -> None:
         async with it:  # type: ignore[attr-defined]
             with anyio.fail_after(5):
                 got += [await it.__anext__(), await it.__anext__()]
-                got += await _timed_out_next(it, lambda: _until_set(source.inside))
+                got += (await _timed_out_next(it, lambda: _until_set(source.inside)))[0]
                 for _ in range(3):  # more timeouts while that call still runs
-                    got += await _timed_out_next(it, anyio.wait_all_tasks_blocked)
+                    got += (await _timed_out_next(it, anyio.wait_all_tasks_blocked))[0]
             assert source.most == 1, (
                 "R21: a timeout around __anext__ started a second call while one was running"
             )
