@@ -1357,6 +1357,15 @@ async def _call_r21(h: CallHarness) -> None:
         await _leave_during_a_call(h, how)
 
 
+async def _consumer_leaving(leaving: anyio.Event, consumer: anyio.CancelScope, how: str) -> None:
+    """Wait until the consumer is in its exit (cancel it first, for ``how="cancel"``)."""
+    await leaving.wait()
+    await anyio.wait_all_tasks_blocked()
+    if how == "cancel":
+        consumer.cancel()
+        await anyio.wait_all_tasks_blocked()
+
+
 async def _leave_during_a_call(h: CallHarness, how: str) -> None:
     source = CallSource(6, hold=[3])
     it = h.open(source)
@@ -1381,11 +1390,7 @@ async def _leave_during_a_call(h: CallHarness, how: str) -> None:
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
             tg.start_soon(consume)
-            await leaving.wait()
-            await anyio.wait_all_tasks_blocked()
-            if how == "cancel":
-                consumer.cancel()
-                await anyio.wait_all_tasks_blocked()
+            await _consumer_leaving(leaving, consumer, how)
             early = list(at_exit)
             source.release.set()
     assert not early, (

@@ -245,11 +245,7 @@ async def test_call_fuzz(
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
             tg.start_soon(consume)
-            await leaving.wait()
-            await anyio.wait_all_tasks_blocked()
-            if leave == "cancel":
-                consumer.cancel()
-                await anyio.wait_all_tasks_blocked()
+            await testing._consumer_leaving(leaving, consumer, leave)
             source.release.set()  # a held call in progress returns while the exit waits
 
     assert got == list(range(len(got))), f"a value was skipped or fetched twice: {got}"
