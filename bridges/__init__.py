@@ -9,7 +9,7 @@ The hub is the async iterator; every ecosystem is a spoke module with
 - :mod:`bridges.streams`: asyncio StreamReader / StreamWriter / Queue, anyio byte streams
 - :mod:`bridges.threads`: blocking iterables and sync consumers
 - :mod:`bridges.ops`: pipeline helpers (paginate, batch, merge, share, rate_limit)
-- :mod:`bridges.testing`: the conformance kit (rules R1-R20) for your own adapters
+- :mod:`bridges.testing`: the conformance kit (rules R1-R21) for your own adapters
 
 The core's public names live here: :func:`open_channel` (any thread, any
 event loop), :func:`iterate` (anything supported -> an async iterator),

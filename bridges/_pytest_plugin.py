@@ -84,7 +84,7 @@ class _Summary:
             )
 
 
-def _info(harness: testing.PushHarness | testing.PullHarness) -> list[object]:
+def _info(harness: testing.PushHarness | testing.PullHarness | testing.CallHarness) -> list[object]:
     """What a report carries about a harness: plain data, as pytest-xdist sends it."""
     missing = [b for b in testing.BACKENDS if b not in harness.backends]
     return [harness.name, harness.claims.not_applicable(), missing]
@@ -160,8 +160,10 @@ def _installed(backend: str) -> bool:
     return importlib.util.find_spec(library) is not None
 
 
-def _harnesses(marker: pytest.Mark, where: str) -> list[testing.PushHarness | testing.PullHarness]:
-    found: list[testing.PushHarness | testing.PullHarness] = []
+def _harnesses(
+    marker: pytest.Mark, where: str
+) -> list[testing.PushHarness | testing.PullHarness | testing.CallHarness]:
+    found: list[testing.PushHarness | testing.PullHarness | testing.CallHarness] = []
     for arg in marker.args:
         for harness in arg if isinstance(arg, (list, tuple)) else (arg,):
             try:

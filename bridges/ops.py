@@ -47,6 +47,7 @@ from ._iterator import (
     enter_foreign_context,
     log_cleanup_error,
 )
+from ._workers import GRACE, WorkerCall, validate_grace, wait_returned, warn_left_behind
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -736,10 +737,12 @@ async def _reduce(it: BridgeIterator[T], fn: Callable[[Any, T], Any], initial: A
 class _Paginate(_Hosted[T]):
     __slots__ = (
         "_async",
+        "_call",
         "_done",
         "_error",
         "_fetch",
         "_fetching",
+        "_grace",
         "_items",
         "_more",
         "_next",
@@ -749,9 +752,14 @@ class _Paginate(_Hosted[T]):
         "_waiter",
     )
 
-    def __init__(self, fetch_page: Callable[[Any], Any], start: Any, prefetch: bool) -> None:
+    def __init__(
+        self, fetch_page: Callable[[Any], Any], start: Any, prefetch: bool, grace: float | None
+    ) -> None:
         super().__init__()
         self._fetch = fetch_page
+        self._grace = grace
+        #: the sync fetch in a worker thread whose page nobody has taken yet (R21)
+        self._call: WorkerCall[Any] | None = None
         self._async = _is_async_callable(fetch_page)
         self._prefetch = prefetch
         self._token = start
@@ -794,10 +802,12 @@ class _Paginate(_Hosted[T]):
                 page = await self._take_prefetched()
             else:
                 try:
-                    page = await _fetch_page(self._fetch, self._async, self._token)
+                    page = await self._fetch_page()
                 except BaseException as exc:
                     if isinstance(exc, _cancelled()):
-                        raise  # the same token is fetched again on the next request
+                        # a sync fetch runs on and the next request takes its page;
+                        # an async one is made again with the same token
+                        raise
                     await self._finish(exc)
                     continue
             if isinstance(page, BaseException):
@@ -814,11 +824,53 @@ class _Paginate(_Hosted[T]):
         self._more = False
         self._error = await self._end(error)
 
+    async def _fetch_page(self) -> tuple[list[T], Any]:
+        """The page of the current token: awaited, or taken from the sync call in its worker.
+
+        A sync ``fetch_page`` runs in a worker thread as one :class:`WorkerCall`
+        per token: a cancelled wait leaves it running, and the next request
+        waits for that same call, so there is never a second call at once and
+        no page is lost (R21).
+        """
+        if self._async:
+            return _check_page(await self._fetch(self._token))
+        call = self._call
+        if call is None:
+            call = self._call = WorkerCall(_fetch_in_thread, self._fetch, self._token)
+        try:
+            result = await call.outcome()
+        except BaseException as exc:
+            if not isinstance(exc, _cancelled()):
+                self._call = None
+            raise
+        self._call = None
+        if isinstance(result, _ToAwait):
+            result = await result.awaitable
+        return _check_page(result)
+
     async def aclose(self) -> None:
+        """Close the iterator (idempotent); a sync fetch in progress is waited for first.
+
+        A sync ``fetch_page`` cannot be interrupted: this waits, shielded from
+        cancellation, until it has returned (its page is dropped), at most
+        ``grace`` seconds; after that it leaves it running, with a
+        ``RuntimeWarning``.
+        """
         self._items.clear()
         self._more = False
         self._done = True
-        await super().aclose()
+        try:
+            await super().aclose()
+        finally:
+            call, self._call = self._call, None
+            if (
+                call is not None
+                and not call.forgo()
+                and not await wait_returned(call.done, self._grace)
+            ):
+                warn_left_behind(
+                    "ops.paginate()", self._fetch, self._grace, "its page will be dropped"
+                )
 
     def _start_fetch(self) -> None:
         self._fetching = True
@@ -840,7 +892,7 @@ class _Paginate(_Hosted[T]):
 
     async def _fetch_ahead(self, scope: anyio.CancelScope) -> None:
         try:
-            self._next = await _fetch_page(self._fetch, self._async, self._token)
+            self._next = await self._fetch_page()
         except Exception as exc:
             self._next = exc
         finally:
@@ -885,28 +937,13 @@ def _fetch_in_thread(fetch: Callable[[Any], Any], token: Any) -> Any:
     return _check_page(result)
 
 
-async def _fetch_page(
-    fetch: Callable[[Any], Any], is_async: bool, token: Any
-) -> tuple[list[Any], Any]:
-    if is_async:
-        result = await fetch(token)
-    else:
-        # a sync fetch must not block the loop; on cancellation the worker thread
-        # finishes its call on its own and its result is discarded
-        result = await anyio.to_thread.run_sync(
-            _fetch_in_thread, fetch, token, abandon_on_cancel=True
-        )
-        if isinstance(result, _ToAwait):
-            result = await result.awaitable
-    return _check_page(result)
-
-
 @overload
 def paginate(
     fetch_page: Callable[[Any], Awaitable[tuple[Iterable[T], Any]]],
     *,
     start: Any = None,
     prefetch: bool = False,
+    grace: float | None = GRACE,
 ) -> BridgeIterator[T]: ...
 
 
@@ -916,11 +953,16 @@ def paginate(
     *,
     start: Any = None,
     prefetch: bool = False,
+    grace: float | None = GRACE,
 ) -> BridgeIterator[T]: ...
 
 
 def paginate(
-    fetch_page: Callable[[Any], Any], *, start: Any = None, prefetch: bool = False
+    fetch_page: Callable[[Any], Any],
+    *,
+    start: Any = None,
+    prefetch: bool = False,
+    grace: float | None = GRACE,
 ) -> BridgeIterator[Any]:
     """A paginated API as one flat async iterator.
 
@@ -936,11 +978,18 @@ def paginate(
     current one is consumed (one page ahead at most); it needs the iterator's
     ``async with`` block, which owns that task.
 
-    Cancellation: a fetch interrupted by a cancellation caught around one
-    ``__anext__`` (a timeout) is fetched again, with the same token, on the
-    next request; nothing is skipped.  Early exit (``aclose()``, leaving
-    ``async with``) cancels a fetch in flight; a sync fetch's worker thread
-    cannot be interrupted and finishes its call on its own, its page discarded.
+    One call at a time (R21): a sync ``fetch_page`` runs in a worker thread,
+    where nothing can interrupt it.  A cancellation caught around one
+    ``__anext__`` (a timeout) leaves that call running, and the next
+    ``__anext__`` waits for the same call and takes its page: a second call
+    is never started while one runs, no page is skipped or fetched twice,
+    and a page slower than the consumer's timeout still arrives.  (An async
+    ``fetch_page`` is cancelled, and fetched again with the same token on
+    the next request.)  Early exit (``aclose()``, leaving ``async with``,
+    cancellation) cancels an async fetch and waits, shielded, for a sync
+    call in progress to return (its page is dropped), so that the source
+    may be closed right after the exit; a call still running after
+    ``grace`` seconds is left behind, with a ``RuntimeWarning``.
 
     Errors: an exception raised by ``fetch_page`` is raised at the consumer
     once, after the items of the pages before it; then the iteration ends.
@@ -948,13 +997,17 @@ def paginate(
     :param fetch_page: ``token -> (items, next_token)``, sync or async
     :param start: the token of the first page
     :param prefetch: fetch one page ahead in a helper task
+    :param grace: how long an early exit waits for a sync ``fetch_page`` in
+        progress to return (seconds; ``None``: as long as it takes)
     :raises TypeError: ``fetch_page`` is not callable (at once); it returned
-        something other than a pair whose first item is an iterable (at the consumer)
+        something other than a pair whose first item is an iterable (at the
+        consumer); ``grace`` is not a number or None
+    :raises ValueError: ``grace`` is negative
     """
     _require_callable(fetch_page, "fetch_page")
     if not isinstance(prefetch, bool):
         raise TypeError(f"prefetch must be True or False, not {type(prefetch).__name__}")
-    return _Paginate(fetch_page, start, prefetch)
+    return _Paginate(fetch_page, start, prefetch, validate_grace(grace))
 
 
 # --------------------------------------------------------------------------- batch

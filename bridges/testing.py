@@ -57,6 +57,9 @@ from ._hooks import AsyncHookError, checked
 
 __all__ = [
     "BACKENDS",
+    "CALL_RULES",
+    "CallHarness",
+    "CallSource",
     "PULL_RULES",
     "PUSH_RULES",
     "Case",
@@ -76,6 +79,7 @@ __all__ = [
     "ScriptedProducer",
     "cases",
     "check",
+    "claim_call",
     "claim_pull",
     "claim_push",
 ]
@@ -1511,13 +1515,13 @@ class Case(NamedTuple):
     ``await check(*case)`` runs it (in an event loop of that backend).
     """
 
-    harness: PushHarness | PullHarness
+    harness: PushHarness | PullHarness | CallHarness
     rule: str
     #: ``"asyncio"``, ``"uvloop"`` or ``"trio"``
     backend: str
 
 
-def cases(harness: PushHarness | PullHarness) -> list[Case]:
+def cases(harness: PushHarness | PullHarness | CallHarness) -> list[Case]:
     """Every case of a harness: each rule it claims on each of its backends, in order.
 
     :raises TypeError: ``harness`` is not a harness instance
@@ -1532,7 +1536,7 @@ def cases(harness: PushHarness | PullHarness) -> list[Case]:
 
 
 def _require_harness(harness: object, what: str) -> None:
-    if isinstance(harness, (PushHarness, PullHarness)):
+    if isinstance(harness, (PushHarness, PullHarness, CallHarness)):
         return
     hint = ""
     if isinstance(harness, type) and issubclass(harness, (PushHarness, PullHarness)):
@@ -1543,7 +1547,9 @@ def _require_harness(harness: object, what: str) -> None:
     )
 
 
-async def check(harness: PushHarness | PullHarness, rule: str, backend: str = "") -> None:
+async def check(
+    harness: PushHarness | PullHarness | CallHarness, rule: str, backend: str = ""
+) -> None:
     """Check one rule against a harness, in the running event loop.
 
     ``backend`` names the running backend (``"uvloop"`` is not visible from
@@ -1551,15 +1557,230 @@ async def check(harness: PushHarness | PullHarness, rule: str, backend: str = ""
 
     :raises AssertionError: the rule does not hold (the message says how)
     :raises ValueError: the harness does not claim ``rule``
-    :raises TypeError: ``harness`` is not a :class:`PushHarness` or :class:`PullHarness`
+    :raises TypeError: ``harness`` is not a :class:`PushHarness`, :class:`PullHarness`
+        or :class:`CallHarness`
     """
     _require_harness(harness, "check()")
     why = harness.claims.rules.get(rule, "not a rule of this direction")
     if why is not None:
         raise ValueError(f"{harness.name} does not claim {rule}: {why}")
+    if isinstance(harness, CallHarness):
+        await _CALL[rule](harness)
+        return
     table = _PUSH if isinstance(harness, PushHarness) else _PULL
     fn = table[rule]
     if rule == "R6":
         await fn(harness, backend)
     else:
         await fn(harness)
+
+
+# ------------------------------------------------- R21: one call at a time per source
+
+#: The rules an adapter that runs a sync call of the user's in a worker thread can claim.
+CALL_RULES: tuple[str, ...] = ("R21",)
+
+
+def claim_call(na: Mapping[str, str] | None = None) -> Claims:
+    """Claims for a :class:`CallHarness`: every rule of :data:`CALL_RULES` but those in ``na``."""
+    return _claims(CALL_RULES, na)
+
+
+class CallSource:
+    """A blocking source for R21 that records how it is called; values ``0 .. n-1``.
+
+    An iterator with ``close()`` (a cursor's shape): each ``next()`` is one
+    call.  The call that would return a value in ``hold`` blocks until
+    :attr:`release` is set (:attr:`inside` says it has begun): a slow read.
+    Thread-safe; it counts calls running at once (:attr:`most`), calls
+    after ``close()``, and ``close()`` while a call ran.
+    """
+
+    __test__ = False
+
+    def __init__(self, n: int, hold: Sequence[int] = ()) -> None:
+        self.n = n
+        self.hold = frozenset(hold)
+        #: set when a held call has begun
+        self.inside = threading.Event()
+        #: set (by the checks) to let held calls return
+        self.release = threading.Event()
+        #: calls made, calls running now, the most ever running at once
+        self.calls = 0
+        self.active = 0
+        self.most = 0
+        #: values returned by calls, in order
+        self.returned: list[int] = []
+        self.closed = 0
+        self.closed_during_call = 0
+        self.called_after_close = 0
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> CallSource:
+        return self
+
+    def __next__(self) -> int:
+        with self._lock:
+            self.calls += 1
+            self.active += 1
+            self.most = max(self.most, self.active)
+            if self.closed:
+                self.called_after_close += 1
+            i = self._next
+        try:
+            if i in self.hold:
+                self.inside.set()
+                self.release.wait(10)  # bounded: a check that forgot to release fails, not hangs
+            if i >= self.n:
+                raise StopIteration
+            with self._lock:
+                self._next = i + 1
+                self.returned.append(i)
+            return i
+        finally:
+            with self._lock:
+                self.active -= 1
+
+    def close(self) -> None:
+        """Record the close (and whether a call was running)."""
+        with self._lock:
+            self.closed += 1
+            if self.active:
+                self.closed_during_call += 1
+
+
+class CallHarness(ABC):
+    """Describes an adapter that runs a sync call of the user's in a worker thread (R21).
+
+    ``open(source)`` returns the adapter's async iterator over the values of
+    ``source`` (a :class:`CallSource`), making one call of it per value:
+    ``threads.to_aiter(source)``, or a ``fetch_page`` that returns
+    ``([next(source)], token)``.
+    """
+
+    name: str = "adapter"
+    claims: Claims = claim_call()
+    backends: frozenset[str] = frozenset({"asyncio", "uvloop", "trio"})
+    #: True when the adapter calls ``source.close()`` itself (at the end, on early exit)
+    closes_source: bool = True
+
+    @abstractmethod
+    def open(self, source: CallSource) -> AsyncIterator[int]:
+        """The adapter's async iterator over ``source``, one call per value."""
+
+
+async def _until_set(event: threading.Event, timeout: float = 5.0) -> None:
+    with anyio.fail_after(timeout):
+        while not event.is_set():
+            await anyio.to_thread.run_sync(event.wait, 0.01)
+
+
+async def _timed_out_next(
+    it: AsyncIterator[int], until: Callable[[], Awaitable[None]]
+) -> tuple[list[int], bool]:
+    """One ``__anext__`` cancelled once ``until()`` returns: a timeout around it.
+
+    Returns what it took, and whether it met the end of the stream instead.
+    """
+    taken: list[int] = []
+    ended = False
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+
+            async def take() -> None:
+                nonlocal ended
+                try:
+                    taken.append(await it.__anext__())
+                except StopAsyncIteration:
+                    ended = True
+                scope.cancel()
+
+            tg.start_soon(take)
+            await until()
+            scope.cancel()
+    return taken, ended
+
+
+async def _call_r21(h: CallHarness) -> None:
+    # timeouts around __anext__ while a call runs: no second call, nothing lost
+    source = CallSource(6, hold=[2])
+    it = h.open(source)
+    got: list[int] = []
+    try:
+        async with it:  # type: ignore[attr-defined]
+            with anyio.fail_after(5):
+                got += [await it.__anext__(), await it.__anext__()]
+                got += (await _timed_out_next(it, lambda: _until_set(source.inside)))[0]
+                for _ in range(3):  # more timeouts while that call still runs
+                    got += (await _timed_out_next(it, anyio.wait_all_tasks_blocked))[0]
+            assert source.most == 1, (
+                "R21: a timeout around __anext__ started a second call while one was running"
+            )
+            source.release.set()
+            with anyio.fail_after(5):
+                got += [v async for v in it]
+    finally:
+        source.release.set()
+    assert got == list(range(6)), (
+        f"R21: after timeouts around __anext__ the consumer got {got}: a result was "
+        "discarded or a value fetched twice"
+    )
+    assert source.most == 1, "R21: two calls of the source ran at once"
+
+    # leaving while a call runs (after a timeout): the exit completes after it returned
+    for how in ("exit", "cancel"):
+        await _leave_during_a_call(h, how)
+
+
+async def _consumer_leaving(leaving: anyio.Event, consumer: anyio.CancelScope, how: str) -> None:
+    """Wait until the consumer is in its exit (cancel it first, for ``how="cancel"``)."""
+    await leaving.wait()
+    await anyio.wait_all_tasks_blocked()
+    if how == "cancel":
+        consumer.cancel()
+        await anyio.wait_all_tasks_blocked()
+
+
+async def _leave_during_a_call(h: CallHarness, how: str) -> None:
+    source = CallSource(6, hold=[3])
+    it = h.open(source)
+    leaving = anyio.Event()
+    consumer = anyio.CancelScope()
+    at_exit: list[tuple[int, int]] = []  # (calls running, closes) when the exit completed
+
+    async def consume() -> None:
+        with consumer:
+            try:
+                async with it:  # type: ignore[attr-defined]
+                    for _ in range(3):
+                        await it.__anext__()
+                    # a timeout around __anext__ while the call for 3 runs
+                    await _timed_out_next(it, lambda: _until_set(source.inside))
+                    leaving.set()
+                    if how == "cancel":
+                        await it.__anext__()  # cancelled from outside while it waits
+            finally:
+                at_exit.append((source.active, source.closed))
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consume)
+            await _consumer_leaving(leaving, consumer, how)
+            early = list(at_exit)
+            source.release.set()
+    assert not early, (
+        f"R21: the exit ({how}) completed while a call of the source was running; it must "
+        "wait for the call to return (up to its documented grace period)"
+    )
+    assert at_exit and at_exit[0][0] == 0, (
+        f"R21: a call was running when the exit ({how}) completed"
+    )
+    if h.closes_source:
+        assert at_exit[0][1] == 1, f"R21: the source was not closed before the exit ({how})"
+    assert source.closed_during_call == 0, "R21: the source was closed while a call ran"
+    assert source.called_after_close == 0, "R21: the source was called after close()"
+    assert source.most == 1, "R21: two calls of the source ran at once"
+
+
+_CALL: dict[str, Callable[..., Awaitable[None]]] = {"R21": _call_r21}

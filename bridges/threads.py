@@ -24,7 +24,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, It
 from concurrent.futures import CancelledError as FutureCancelledError
 from concurrent.futures import Future
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, final, overload
 
 import anyio
 from anyio.from_thread import BlockingPortal
@@ -34,13 +34,22 @@ from ._backend import async_waiter, in_event_loop_thread
 from ._buffer import TAKEN, Handoff, Overflow, Stats, validate_buffer
 from ._hooks import refuse_awaitable, require_sync
 from ._iterator import CHECKPOINT_EVERY, DONE, NEW, RUNNING, BufferedIterator, log_cleanup_error
+from ._workers import GRACE, describe, validate_grace, wait_returned, warn_left_behind
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
 T = TypeVar("T")
 
-__all__ = ["LINGER", "BlockingIterator", "PrefetchIterator", "from_aiter", "to_aiter"]
+__all__ = [
+    "LINGER",
+    "BlockingIterator",
+    "ConsumerGone",
+    "PrefetchIterator",
+    "consumer_gone",
+    "from_aiter",
+    "to_aiter",
+]
 
 logger = logging.getLogger("bridges")
 
@@ -55,6 +64,108 @@ _LOOP_NAME = "bridges-threads-loop"
 
 
 # ------------------------------------------------------------------ to_aiter
+
+
+@final
+class ConsumerGone:
+    """Tells a blocking source, in its worker thread, that its consumer has left.
+
+    :func:`consumer_gone` returns it, in the worker thread of a
+    :func:`to_aiter` stream (in the factory, or in the source's own code
+    that ``next()`` runs).  A source that waits for something that may never
+    come (an idle subscription, a queue) can poll it (:meth:`is_set`,
+    :meth:`wait`) between short waits of its own, or register a callback
+    that wakes it (:meth:`add_callback`), and return: the worker then closes
+    the source and the consumer's exit, which waits for that (``grace``),
+    completes at once.
+    """
+
+    __slots__ = ("_callbacks", "_event", "_lock")
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[], object]] | None = []
+
+    def is_set(self) -> bool:
+        """True once the consumer has left (closed the iterator, was cancelled or collected)."""
+        return self._event.is_set()
+
+    def __bool__(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the consumer has left, at most ``timeout`` seconds; True if it has."""
+        return self._event.wait(timeout)
+
+    def add_callback(self, fn: Callable[[], object]) -> None:
+        """Call ``fn()`` once when the consumer leaves (at once if it has left).
+
+        It runs on the thread the consumer leaves from (often the event
+        loop's), so it must not block: wake the source (put a sentinel on
+        the queue it reads, publish to the channel it listens to), and let
+        the worker close it.  An exception it raises is logged to the
+        ``"bridges"`` logger.
+
+        :raises TypeError: ``fn`` is not callable, or is an async function
+        """
+        if not callable(fn):
+            raise TypeError(f"add_callback() takes a function, not {type(fn).__name__}")
+        require_sync(fn, "the callback given to ConsumerGone.add_callback()", _CALLBACK_WHY)
+        with self._lock:
+            if self._callbacks is not None:
+                self._callbacks.append(fn)
+                return
+        _call_logged(fn)
+
+    def _set(self) -> None:
+        """Mark the consumer as gone and run the callbacks (the worker's hook)."""
+        with self._lock:
+            callbacks, self._callbacks = self._callbacks, None
+            self._event.set()
+        for fn in callbacks or ():
+            _call_logged(fn)
+
+
+_CALLBACK_WHY = (
+    "it is called synchronously on the thread the consumer leaves from, where nothing "
+    "can await it; wake the source with a plain function"
+)
+
+
+def _call_logged(fn: Callable[[], object]) -> None:
+    try:
+        refuse_awaitable(fn(), "the callback given to ConsumerGone.add_callback()", _CALLBACK_WHY)
+    except Exception as exc:
+        logger.error("a ConsumerGone callback failed", exc_info=exc)
+
+
+_local = threading.local()
+
+
+def consumer_gone() -> ConsumerGone:
+    """The :class:`ConsumerGone` of the :func:`to_aiter` stream this worker thread serves.
+
+    Call it in the source's own code: in the factory, or in a generator that
+    the worker iterates::
+
+        def messages():
+            gone = threads.consumer_gone()
+            while not gone.is_set():
+                message = subscription.get(timeout=0.1)  # short waits: see the exit soon
+                if message is not None:
+                    yield message
+
+    :raises RuntimeError: called outside a worker thread of :func:`to_aiter`
+    """
+    gone: ConsumerGone | None = getattr(_local, "gone", None)
+    if gone is None:
+        raise RuntimeError(
+            "threads.consumer_gone() is called from the worker thread of threads.to_aiter(): "
+            "in the factory, or in the source's code that next() runs (a generator); "
+            "call it there, not on the event loop or another thread"
+        )
+    return gone
 
 
 class _Prefetch(Handoff[T]):
@@ -108,15 +219,35 @@ class _Worker(Generic[T]):
     ``aclose()`` is collected (and its source released) while the worker waits.
     """
 
-    __slots__ = ("_claim", "cleanup_error", "done", "factory", "h", "in_call", "source", "thread")
+    __slots__ = (
+        "_claim",
+        "cleanup_error",
+        "done",
+        "factory",
+        "gone",
+        "grace",
+        "h",
+        "in_call",
+        "left_because",
+        "source",
+        "thread",
+    )
 
-    def __init__(self, source: Any, factory: bool, handoff: _Prefetch[T]) -> None:
+    def __init__(
+        self, source: Any, factory: bool, handoff: _Prefetch[T], grace: float | None
+    ) -> None:
         self.source = source
         self.factory = factory
         self.h = handoff
+        self.grace = grace
         #: True while the worker is inside a call of the source (the factory,
         #: ``iter()``, ``next()``), which nothing can interrupt
         self.in_call = False
+        #: what the source's code in the worker sees through consumer_gone()
+        self.gone = ConsumerGone()
+        handoff.on_consumer_gone(self.gone._set)
+        #: why nobody waits for a close() error after the consumer left (for the log)
+        self.left_because = "the iterator was collected while running"
         #: closed when the worker has closed the source and is about to end
         self.done: Handoff[None] = Handoff(0)
         #: a close() error after the consumer left, for an aclose() that waits
@@ -146,21 +277,20 @@ class _Worker(Generic[T]):
 
     def run(self) -> None:
         h = self.h
+        _local.gone = self.gone
         it: Iterator[T] | None = None
         owned: object = None
         error: BaseException | None = None
         exhausted = False
         try:
+            self.in_call = True
             if self.factory:
-                self.in_call = True
                 if h.is_open():
                     owned = self.source()
                     refuse_awaitable(owned, _FACTORY, _FACTORY_WHY)
                     it = _iter(owned, self.source)
-            else:
-                self.in_call = True
-                if h.is_open():
-                    it = iter(self.source)
+            elif h.is_open():
+                it = iter(self.source)
             self.in_call = False
             if it is not None:
                 exhausted = self._pump(it)
@@ -185,7 +315,13 @@ class _Worker(Generic[T]):
                     self._claim.pop()
                 except IndexError:  # nobody waits for it: do not lose it
                     self.cleanup_error = None
-                    log_cleanup_error(cleanup_error, "closing a blocking source after early exit")
+                    logger.error(
+                        "closing the blocking source %s failed after its consumer had left "
+                        "without waiting for the close (%s)",
+                        describe(self.source),
+                        self.left_because,
+                        exc_info=cleanup_error,
+                    )
         finally:
             # The source is closed and no user code runs any more in this
             # thread: whoever waits for ``done`` may join it at once.
@@ -243,33 +379,43 @@ class _Worker(Generic[T]):
                 return False
         return True
 
-    def detach(self) -> bool:
+    def detach(self, because: str) -> bool:
         """The consumer leaves without waiting: a later close() error is the worker's to log.
 
-        False when the worker has already handed over such an error (then wait and take it).
+        ``because`` says why, for that log.  False when the worker has
+        already handed over such an error (then wait and take it).
         """
         try:
             self._claim.pop()
         except IndexError:
             return False
+        self.left_because = because
         return True
 
     async def wait_closed(self) -> None:
-        """After the consumer left: wait until the source is closed, unless a call is in progress.
+        """After the consumer left: wait until the worker has closed the source (R21).
 
-        A call of the source (a ``next()`` blocked on I/O) cannot be
-        interrupted: then this returns at once and the worker closes the
-        source as soon as the call returns.  Otherwise it waits, shielded
-        from cancellation, for the worker to close the source, and raises
+        A call of the source in progress (a ``next()`` on a slow read) cannot
+        be interrupted: this waits, shielded from cancellation, for it to
+        return and for the worker to close the source, at most ``grace``
+        seconds (without a call in progress, until the source is closed).
+        A call still running then is left to the worker, which closes the
+        source as soon as it returns (a ``RuntimeWarning`` says so).  Raises
         the error ``close()`` raised, if any.
         """
-        if self.in_call and self.detach():
-            return
-        with anyio.CancelScope(shield=True):
-            try:
-                await self.done.get()
-            except StopAsyncIteration:
-                pass
+        # not in a call: the worker sees that the consumer left and closes the
+        # source at once (it does not start another call)
+        if not await wait_returned(self.done, self.grace if self.in_call else None):
+            because = f"a call of the source outlasted grace={self.grace:g} s"
+            if self.detach(because):
+                warn_left_behind(
+                    "threads.to_aiter()",
+                    self.source,
+                    self.grace,
+                    "the worker thread closes the source when that call returns",
+                )
+                return
+            await wait_returned(self.done, None)  # it is past the source's code: at once
         if self.thread is not None:
             self.thread.join()  # past ``done`` it runs no user code: this is immediate
         exc, self.cleanup_error = self.cleanup_error, None
@@ -320,10 +466,11 @@ class PrefetchIterator(BufferedIterator[T]):
     ``async with``, ``aclose()``, ``stats``, a ``ResourceWarning`` when
     dropped while running), leaving it waits for the worker to close the
     source, so that the generator's ``finally`` or the cursor's ``close()``
-    has run when ``async with`` exits.  The one exception is a worker inside
-    a call of the source (a ``next()`` blocked on I/O), which nothing can
-    interrupt: then leaving returns at once, and the worker closes the source
-    and ends as soon as that call returns.
+    has run when ``async with`` exits.  A call of the source in progress (a
+    ``next()`` blocked on I/O), which nothing can interrupt, is waited for
+    first, at most ``grace`` seconds: only a call that outlasts that is left
+    behind (with a ``RuntimeWarning``), and the worker closes the source and
+    ends as soon as it returns.
 
     Hand-over: every row enters the buffer as soon as the worker has it.  A
     consumer that has run dry is woken by the next row, except right after a
@@ -344,10 +491,12 @@ class PrefetchIterator(BufferedIterator[T]):
         A worker waiting for room is woken and closes the source (its
         ``close()``; a generator's ``finally`` runs in the worker thread);
         this waits for that, shielded from cancellation, and raises the error
-        ``close()`` raised, if any.  A worker inside a call of the source
-        cannot be interrupted: then this returns at once, and the worker
-        closes the source as soon as the call returns (logging a ``close()``
-        error to the ``"bridges"`` logger).
+        ``close()`` raised, if any.  A worker inside a call of the source,
+        which nothing can interrupt, closes it as soon as the call returns:
+        this waits for that too, at most ``grace`` seconds.  A call still
+        running then is left behind with a ``RuntimeWarning`` that names the
+        source; the worker closes it when the call returns (logging a
+        ``close()`` error to the ``"bridges"`` logger).
         """
         started = self._phase == RUNNING
         await super().aclose()
@@ -359,7 +508,7 @@ class PrefetchIterator(BufferedIterator[T]):
         try:
             super().__del__()  # warns, and leaves: the worker stops
         finally:
-            if running and not self._worker.detach():
+            if running and not self._worker.detach("the iterator was collected while running"):
                 exc, self._worker.cleanup_error = self._worker.cleanup_error, None
                 if exc is not None:
                     log_cleanup_error(exc, "closing the source of a collected iterator")
@@ -367,7 +516,11 @@ class PrefetchIterator(BufferedIterator[T]):
 
 @overload
 def to_aiter(
-    iterable: Iterable[T], *, buffer: int | None = 64, overflow: Overflow | str = Overflow.BLOCK
+    iterable: Iterable[T],
+    *,
+    buffer: int | None = 64,
+    overflow: Overflow | str = Overflow.BLOCK,
+    grace: float | None = GRACE,
 ) -> PrefetchIterator[T]: ...
 
 
@@ -377,6 +530,7 @@ def to_aiter(
     *,
     buffer: int | None = 64,
     overflow: Overflow | str = Overflow.BLOCK,
+    grace: float | None = GRACE,
 ) -> PrefetchIterator[T]: ...
 
 
@@ -385,6 +539,7 @@ def to_aiter(
     *,
     buffer: int | None = 64,
     overflow: Overflow | str = Overflow.BLOCK,
+    grace: float | None = GRACE,
 ) -> PrefetchIterator[T]:
     """Iterate a blocking iterable in a worker thread, as an async iterator.
 
@@ -407,16 +562,25 @@ def to_aiter(
     :param overflow: what a full buffer does (:class:`~bridges.Overflow`); the
         default ``"block"`` makes the worker wait, the others never make it
         wait (``"drop_oldest"`` keeps the latest rows)
+    :param grace: how long leaving waits for a call of the source in
+        progress (a ``next()`` on a slow read) to return, so that the worker
+        closes the source before the exit completes (seconds; ``None``: as
+        long as it takes).  A call still running then is left to the worker,
+        with a ``RuntimeWarning``
     :return: a :class:`PrefetchIterator`; leaving its ``async with`` (or
         ``aclose()``, or cancellation) stops the worker and closes the source:
         ``close()`` is called on the iterator if it has one (a generator's
-        ``finally`` runs in the worker thread, a cursor is closed); the same
+        ``finally`` runs in the worker thread, a cursor is closed) after the
+        call in progress returned, before the exit completes; the same
         happens at the end of the stream, before the consumer sees the end
     :raises TypeError: ``iterable`` is neither iterable nor callable (or is
-        an async iterable, or an async function); ``buffer`` / ``overflow`` of
-        the wrong type.  A factory that returns a coroutine all the same (a
+        an async iterable, or an async function); ``buffer`` / ``overflow`` /
+        ``grace`` of the wrong type.  A factory that returns a coroutine all the same (a
         lambda around an async call) fails the stream with ``TypeError``
-    :raises ValueError: a bad ``buffer`` / ``overflow``
+    :raises ValueError: a bad ``buffer`` / ``overflow`` / ``grace``
+
+    The source's own code can see that the consumer left:
+    :func:`consumer_gone`, called in the worker thread.
 
     An exception raised by the source (or by the factory) is raised by the
     iterator once, as itself, after the rows before it; an error from
@@ -438,7 +602,7 @@ def to_aiter(
             f"returning one, not a {type(iterable).__name__}"
         )
     handoff: _Prefetch[T] = _Prefetch(validate_buffer(buffer), Overflow.parse(overflow))
-    return PrefetchIterator(_Worker(iterable, factory, handoff))
+    return PrefetchIterator(_Worker(iterable, factory, handoff, validate_grace(grace)))
 
 
 # ---------------------------------------------------------------- from_aiter

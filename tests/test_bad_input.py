@@ -1543,6 +1543,34 @@ def _gen() -> Iterator[int]:
 ROWS += [
     Row(
         "bridges.threads.to_aiter",
+        "grace=-1",
+        lambda: threads.to_aiter([1], grace=-1),
+        ValueError,
+        ">= 0",
+    ),
+    Row(
+        "bridges.threads.to_aiter",
+        "grace='1'",
+        lambda: threads.to_aiter([1], grace="1"),  # type: ignore[call-overload]
+        TypeError,
+        "seconds",
+    ),
+    Row(
+        "bridges.threads.consumer_gone",
+        "outside-a-worker",
+        threads.consumer_gone,
+        RuntimeError,
+        "worker thread",
+    ),
+    Row(
+        "bridges.threads.ConsumerGone.add_callback",
+        "fn=42",
+        lambda: threads.ConsumerGone().add_callback(42),  # type: ignore[arg-type]
+        TypeError,
+        "function",
+    ),
+    Row(
+        "bridges.threads.to_aiter",
         "iterable=42",
         lambda: threads.to_aiter(42),
         TypeError,
@@ -1750,6 +1778,13 @@ ROWS += [
     Row("bridges.ops.paginate", "returns-junk", _paginate_returns_junk, TypeError, "pair"),
     Row(
         "bridges.ops.paginate",
+        "grace=-1",
+        lambda: ops.paginate(lambda token: ([], None), grace=-1),
+        ValueError,
+        ">= 0",
+    ),
+    Row(
+        "bridges.ops.paginate",
         "prefetch-without-async-with",
         lambda: _iterate_without_block(ops.paginate(lambda t: ([1], None), prefetch=True)),
         RuntimeError,
@@ -1931,6 +1966,12 @@ NO_ROW: dict[str, str] = {
     "bridges.testing.Outcome": "a plain record a pull harness returns",
     "bridges.testing.ScriptedProducer": "a helper thread driven by the checks with the "
     "harness's own callables; its misuse is the harness author's test failing",
+    "bridges.testing.CallSource": "an instrumented source the R21 check builds and hands "
+    "to the harness; it takes no input from users",
+    "bridges.testing.CallHarness": "an abstract base a harness author subclasses; check() "
+    "refuses anything that is not a harness instance (a row above)",
+    "bridges.testing.claim_call": "claims over CALL_RULES, checked by the same code as "
+    "claim_push()/claim_pull() (their rows)",
 }
 
 

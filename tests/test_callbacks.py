@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import queue
 import socket
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -1376,3 +1377,84 @@ async def test_an_async_pause_is_refused_instead_of_letting_values_pile_up() -> 
 
     with pytest.raises(TypeError, match="pause_reading"):
         callbacks.to_aiter(lambda emit: None, buffer=4, pause=pause, resume=lambda: None)
+
+
+# ------------------------------------------------- a stop that joins its own thread
+
+
+class NetClient:
+    """A callback API with a network thread of its own; ``loop_stop()`` joins that thread.
+
+    Once the "broker" has died, the network thread cannot end before the event
+    loop has run a little (``loop_ran``): a stop that blocks the loop thread
+    would wait for it forever (bounded here, so the test fails instead of hanging).
+    """
+
+    def __init__(self) -> None:
+        self.inbox: queue.Queue[object] = queue.Queue()
+        self.on_message: Callable[[object], object] | None = None
+        self.stopping = threading.Event()
+        self.loop_ran = threading.Event()
+        self.broker_dead = False
+        self.stopped_on: list[str] = []
+        self._thread: threading.Thread | None = None
+
+    def loop_start(self) -> None:
+        self._thread = threading.Thread(target=self._network, name="net-client")
+        self._thread.start()
+
+    def _network(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                message = self.inbox.get(timeout=0.01)
+            except queue.Empty:
+                continue
+            if self.on_message is not None:
+                self.on_message(message)
+        if self.broker_dead:
+            self.loop_ran.wait(2)  # the reconnect wait: ends once the loop has run meanwhile
+
+    def loop_stop(self) -> None:
+        self.stopped_on.append(threading.current_thread().name)
+        self.stopping.set()
+        assert self._thread is not None
+        self._thread.join(5)
+
+
+@pytest.mark.parametrize("leave", ["break", "cancel"])
+async def test_a_blocking_stop_run_in_a_worker_thread_leaves_the_loop_free(leave: str) -> None:
+    client = NetClient()
+
+    def subscribe(emit: Emitter[object]) -> Callable[[], Any]:
+        client.on_message = emit.send
+        client.loop_start()
+
+        async def unsubscribe() -> None:
+            client.on_message = None
+            await anyio.to_thread.run_sync(client.loop_stop)
+
+        return unsubscribe
+
+    async def ticker() -> None:
+        # another task of the application: it runs while the stop waits
+        with anyio.fail_after(5):
+            while not client.stopping.is_set():
+                await anyio.sleep(0.001)
+            await anyio.lowlevel.checkpoint()
+            client.loop_ran.set()
+
+    got: list[object] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        with anyio.CancelScope() as scope:
+            async with callbacks.to_aiter(subscribe, buffer=8) as it:
+                client.inbox.put("reading")
+                got.append(await it.__anext__())
+                client.broker_dead = True
+                if leave == "cancel":
+                    scope.cancel()
+                    await anyio.sleep_forever()
+    assert got == ["reading"]
+    assert client.loop_ran.is_set(), "the loop ran other tasks while the stop waited"
+    assert client.stopped_on and client.stopped_on[0] != threading.current_thread().name
+    assert client._thread is not None and not client._thread.is_alive(), "joined before the exit"

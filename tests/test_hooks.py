@@ -29,6 +29,7 @@ import functools
 import gc
 import importlib
 import inspect
+import logging
 import re
 import threading
 import warnings
@@ -320,6 +321,34 @@ async def _threads_factory(wrap: Wrap, flavour: str) -> None:
     assert made == []
 
 
+async def _consumer_gone_callback(wrap: Wrap, flavour: str) -> None:
+    woken: list[int] = []
+
+    async def wake() -> None:
+        woken.append(1)
+
+    gone = threads.ConsumerGone()
+    if flavour != "returns-coroutine":
+        with _refused("wake the source"):
+            gone.add_callback(wrap(wake))
+    else:
+        # seen only when called, on the thread the consumer leaves from: logged, never raised
+        gone.add_callback(wrap(wake))
+        records: list[logging.LogRecord] = []
+        handler = logging.Handler()
+        handler.emit = records.append  # type: ignore[method-assign]
+        logger = logging.getLogger("bridges")
+        logger.addHandler(handler)
+        try:
+            gone._set()
+        finally:
+            logger.removeHandler(handler)
+        [record] = records
+        assert record.exc_info is not None and isinstance(record.exc_info[1], TypeError)
+        assert "plain function" in str(record.exc_info[1])
+    assert woken == []
+
+
 # ----------------------------------------------------------------- ops
 
 
@@ -484,6 +513,13 @@ HOOKS: list[Hook] = [
         for m in ("schedule", "schedule_relative", "schedule_absolute", "invoke_action")
     ),
     Hook("bridges.threads.to_aiter", "iterable", REFUSED, _threads_factory, "bridges.iterate"),
+    Hook(
+        "bridges.threads.ConsumerGone.add_callback",
+        "fn",
+        REFUSED,
+        _consumer_gone_callback,
+        "wake the source",
+    ),
     Hook("bridges.ops.paginate", "fetch_page", AWAITED, _paginate),
     *(
         Hook(f"bridges.BridgeIterator.{m}", "fn", AWAITED, _helper(m))

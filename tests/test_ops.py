@@ -9,11 +9,13 @@ bounds.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import selectors
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 import anyio
@@ -110,6 +112,17 @@ def test_virtual_loop_jumps() -> None:
 
 async def _next(it: AsyncIterator[Any]) -> None:
     await it.__anext__()
+
+
+async def _cancelled_next(
+    it: AsyncIterator[Any], until: Callable[[], Awaitable[None]] = anyio.wait_all_tasks_blocked
+) -> None:
+    """A timeout around one ``__anext__``: it is cancelled once ``until()`` returns."""
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_next, it)
+            await until()
+            scope.cancel()
 
 
 async def agen(n: int, start: int = 0) -> AsyncIterator[int]:
@@ -665,6 +678,205 @@ async def test_paginate_cancelled_fetch_is_retried_with_the_same_token() -> None
     assert calls[:2] == [None, None]
 
 
+class _OneAtATime:
+    """Counts the calls of a sync fetch_page running at once (R21: never more than one).
+
+    The call numbered ``slow`` blocks until ``release`` is set (``inside`` says it has begun).
+    """
+
+    def __init__(self, slow: int | None = None) -> None:
+        self.lock = threading.Lock()
+        self.active = 0
+        self.most = 0
+        self.calls = 0
+        self.slow = slow
+        self.inside = threading.Event()
+        self.release = threading.Event()
+
+    def __enter__(self) -> int:
+        with self.lock:
+            self.active += 1
+            self.calls += 1
+            self.most = max(self.most, self.active)
+            n = self.calls
+        if n == self.slow:
+            self.inside.set()
+            self.release.wait(5)
+        return n
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self.lock:
+            self.active -= 1
+
+
+async def _wait_event(event: threading.Event) -> None:
+    """Wait for a thread's event without blocking the loop (bounded: fails instead of hanging)."""
+    with anyio.fail_after(5):
+        while not event.is_set():
+            await anyio.sleep(0.0005)
+
+
+def _make_ids(path: Any, n: int) -> sqlite3.Connection:
+    con = sqlite3.connect(path, check_same_thread=False)
+    con.execute("create table t (id integer primary key)")
+    con.executemany("insert into t values (?)", [(i,) for i in range(n)])
+    con.commit()
+    return con
+
+
+async def test_paginate_a_timeout_around_anext_neither_refetches_nor_drops_a_sync_page(
+    tmp_path: Any,
+) -> None:
+    """A fetchmany() pager on one cursor: the cancelled request's call goes on, its page comes."""
+    con = _make_ids(tmp_path / "ids.db", 1000)
+    cursor = con.execute("select id from t order by id")
+    calls = _OneAtATime(slow=2)  # the second page is slow
+    inside, release = calls.inside, calls.release
+
+    def fetch(page: int) -> tuple[list[int], int | None]:
+        with calls:
+            rows = [i for (i,) in cursor.fetchmany(100)]
+            return rows, (page + 1 if rows else None)
+
+    try:
+        async with ops.paginate(fetch, start=0) as it:
+            got = [await it.__anext__() for _ in range(100)]
+            # a timeout around __anext__ while the second page is fetched
+            await _cancelled_next(it, functools.partial(_wait_event, inside))
+            await _cancelled_next(it)  # and another one, while that call still runs
+            release.set()
+            with anyio.fail_after(5):
+                got += [v async for v in it]
+    finally:
+        release.set()
+        con.close()
+    assert calls.most == 1, "two calls of fetch_page ran at once"
+    assert got == list(range(1000)), "rows were skipped"
+
+
+async def test_paginate_pages_slower_than_the_consumers_timeout_still_arrive() -> None:
+    """A destructive read (LPOP key 100) slower than every timeout: no loss, no livelock."""
+    items = deque(range(500))
+    calls = _OneAtATime()
+    waiting = threading.Event()  # a call waits for the consumer's next timeout
+    timeouts = 0
+    cond = threading.Condition()
+
+    def lpop(token: int) -> tuple[list[int], int | None]:
+        with calls:
+            with cond:
+                seen = timeouts
+                waiting.set()
+                # the page takes longer than the consumer waits
+                assert cond.wait_for(lambda: timeouts > seen, timeout=5)
+            page = [items.popleft() for _ in range(min(100, len(items)))]
+            return page, (token + 1 if items else None)
+
+    got: list[int] = []
+    async with ops.paginate(lpop, start=0) as it:
+        for _ in range(600):  # 500 items and 5 pages: each page needs one timeout
+            taken: list[int] = []
+            ended = False
+            with anyio.CancelScope() as scope:
+                async with anyio.create_task_group() as tg:
+
+                    async def take(taken: list[int] = taken) -> None:
+                        nonlocal ended
+                        try:
+                            taken.append(await it.__anext__())
+                        except StopAsyncIteration:
+                            ended = True
+                        scope.cancel()
+
+                    async def time_out() -> None:
+                        await _wait_event(waiting)
+                        scope.cancel()
+
+                    tg.start_soon(take)
+                    tg.start_soon(time_out)
+            got += taken
+            if ended:
+                break
+            if not taken:  # the request timed out: the call may go on
+                waiting.clear()
+                with cond:
+                    timeouts += 1
+                    cond.notify_all()
+    assert calls.most == 1, "two calls of fetch_page ran at once"
+    assert got == list(range(500)), f"{500 - len(got)} items lost"
+
+
+async def test_paginate_early_exit_waits_for_the_sync_fetch_in_progress(tmp_path: Any) -> None:
+    """R21: when the exit completes no call runs, so the next line may close the connection."""
+    con = _make_ids(tmp_path / "ids.db", 300)
+    calls = _OneAtATime(slow=2)
+    inside, release = calls.inside, calls.release
+
+    def fetch(after: int) -> tuple[list[int], int | None]:
+        with calls:
+            rows = [i for (i,) in con.execute("select id from t where id > ? limit 10", (after,))]
+            return rows, (rows[-1] if rows else None)
+
+    for prefetch in (False, True):
+        inside.clear()
+        release.clear()
+        calls.calls = 0
+        active_at_exit: list[int] = []
+        exiting = anyio.Event()
+
+        async def consume(
+            prefetch: bool = prefetch,
+            exiting: anyio.Event = exiting,
+            active_at_exit: list[int] = active_at_exit,
+        ) -> None:
+            async with ops.paginate(fetch, start=-1, prefetch=prefetch) as it:
+                assert await it.__anext__() == 0
+                if not prefetch:
+                    with anyio.move_on_after(0.01):  # a timeout while the next page is fetched
+                        for _ in range(10):
+                            await it.__anext__()
+                await _wait_event(inside)
+                exiting.set()
+            active_at_exit.append(calls.active)
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(consume)
+                await exiting.wait()
+                await anyio.wait_all_tasks_blocked()
+                assert not active_at_exit, "the exit returned while fetch_page ran"
+                release.set()
+        assert active_at_exit == [0], f"prefetch={prefetch}: a call ran after the exit"
+    con.close()
+    assert calls.most == 1
+
+
+async def test_paginate_a_fetch_that_outlasts_grace_is_left_behind_with_a_warning() -> None:
+    inside, release, returned = threading.Event(), threading.Event(), threading.Event()
+
+    def stuck_page(token: int | None) -> tuple[list[int], int | None]:
+        if token is None:
+            return [1], 1
+        inside.set()
+        release.wait(5)
+        returned.set()
+        return [2], None
+
+    it = ops.paginate(stuck_page, grace=0.01)
+    assert await it.__anext__() == 1
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_next, it)
+        await _wait_event(inside)
+        tg.cancel_scope.cancel()
+    with pytest.warns(RuntimeWarning, match=r"stuck_page.*still running.*grace="):
+        with anyio.fail_after(5):
+            await it.aclose()
+    release.set()
+    await _wait_event(returned)
+    with pytest.raises(StopAsyncIteration):
+        await it.__anext__()
+
+
 async def test_paginate_checks_what_fetch_page_returns() -> None:
     async def no_pair(token: object) -> list[int]:
         return [1, 2]
@@ -681,6 +893,10 @@ async def test_paginate_checks_what_fetch_page_returns() -> None:
         ops.paginate(42)  # type: ignore[call-overload]
     with pytest.raises(TypeError, match="prefetch"):
         ops.paginate(_fetch_numbers, prefetch="yes")  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match="grace"):
+        ops.paginate(_fetch_numbers, grace="1")  # type: ignore[call-overload]
+    with pytest.raises(ValueError, match="grace"):
+        ops.paginate(_fetch_numbers, grace=-1)
 
 
 # --------------------------------------------------------------------------- batch
@@ -740,11 +956,7 @@ async def test_batch_timeout_around_one_request_keeps_the_values() -> None:
         yield 4
 
     it = ops.batch(gen(), 4)
-    with anyio.CancelScope() as scope:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_next, it)
-            await anyio.wait_all_tasks_blocked()
-            scope.cancel()
+    await _cancelled_next(it)
     gate.set()
     # the generator was cancelled in its await: it is finished (a pull-through
     # op cannot prevent that), but the values collected so far are kept

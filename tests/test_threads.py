@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import queue
 import sqlite3
 import threading
 import time
@@ -252,28 +253,99 @@ async def test_cancelling_the_consumer_closes_the_source() -> None:
     assert finally_ran.is_set()
 
 
-async def test_a_worker_blocked_in_next_lets_the_consumer_leave_at_once() -> None:
-    """R14's exception: leaving returns at once; the worker ends when next() returns."""
-    release = threading.Event()
-    closed = threading.Event()
+class StuckRead:
+    """A source whose second next() blocks until released: a read in progress at the exit."""
 
-    def slow() -> Iterator[int]:
+    def __init__(self, close_error: BaseException | None = None) -> None:
+        self.inside = threading.Event()
+        self.release = threading.Event()
+        self.closed = threading.Event()
+        self.close_error = close_error
+
+    def stuck_read(self) -> Iterator[int]:
         try:
             yield 1
-            release.wait()  # a read that nothing can interrupt
+            self.inside.set()
+            self.release.wait(5)  # a read that nothing can interrupt
             yield 2
         finally:
-            closed.set()
+            self.closed.set()
+            if self.close_error is not None:
+                raise self.close_error
 
-    it = threads.to_aiter(slow(), buffer=4)
-    assert await it.__anext__() == 1
-    with anyio.fail_after(1):
-        await it.aclose()  # returns although the worker is stuck in next()
-    assert not closed.is_set(), "the source cannot be closed while next() runs"
+    async def start(self, **kwargs: Any) -> threads.PrefetchIterator[int]:
+        """The stream, with the worker inside the blocking next()."""
+        it = threads.to_aiter(self.stuck_read(), buffer=4, **kwargs)
+        assert await it.__anext__() == 1
+        await anyio.to_thread.run_sync(self.inside.wait, 5)
+        return it
+
+
+@pytest.mark.parametrize("grace", [{}, {"grace": None}], ids=["default-grace", "grace-None"])
+async def test_early_exit_waits_for_the_call_in_progress_then_closes_before_exit(
+    grace: dict[str, Any],
+) -> None:
+    """R21: a next() in progress is waited for, and the source is closed before the exit."""
+    read = StuckRead()
+    it = await read.start(**grace)
+    closed_at_exit: list[bool] = []
+
+    async def leave() -> None:
+        await it.aclose()
+        closed_at_exit.append(read.closed.is_set())
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(leave)
+            await _until(lambda: it._h.consumer_gone)  # the exit has begun
+            assert not read.closed.is_set(), "never closed while next() runs"
+            read.release.set()  # the read returns
+    assert closed_at_exit == [True], "the exit completed only after the worker closed the source"
+    assert it.stats.delivered == 1, "the row that came after the exit went nowhere"
+
+
+async def test_early_exit_from_a_cursor_lets_the_next_line_close_the_connection(
+    small_db: Path, bridges_log: Recorder
+) -> None:
+    """The generator's finally (cursor.close()) has run when the block exits, every time."""
+    con = sqlite3.connect(small_db, check_same_thread=False)
+    try:
+        for attempt in range(50):
+            closed: list[int] = []
+
+            def rows(attempt: int = attempt, closed: list[int] = closed) -> Iterator[int]:
+                cursor = con.execute("SELECT id FROM t ORDER BY id")
+                try:
+                    for (i,) in cursor:
+                        yield i
+                finally:
+                    cursor.close()
+                    closed.append(attempt)
+
+            async with threads.to_aiter(rows, buffer=256) as it:
+                async for i in it:
+                    if i == 300 + attempt:
+                        break
+            assert closed == [attempt], f"exit {attempt}: the finally had not run at exit"
+    finally:
+        con.close()  # the natural next line: nothing runs on the connection any more
+    await _until(lambda: not _alive(WORKER))
+    assert not bridges_log.records, [r.getMessage() for r in bridges_log.records]
+
+
+async def test_a_call_that_outlasts_grace_is_left_behind_with_a_warning() -> None:
+    """Only a call still running after grace= seconds detaches; a warning names the source."""
+    read = StuckRead()
+    it = await read.start(grace=0.01)
+    with pytest.warns(RuntimeWarning, match=r"stuck_read.*still running 0\.01 s") as caught:
+        with anyio.fail_after(5):
+            await it.aclose()
+    assert "grace=" in str(caught[0].message), "the message names the fix"
+    assert not read.closed.is_set(), "the source cannot be closed while next() runs"
     assert _alive(WORKER)
-    release.set()
-    await anyio.to_thread.run_sync(closed.wait, 5)
-    assert closed.is_set(), "closed as soon as next() returned"
+    read.release.set()
+    await anyio.to_thread.run_sync(read.closed.wait, 5)
+    assert read.closed.is_set(), "closed as soon as next() returned"
     await _until(lambda: not _alive(WORKER))
     assert it.stats.delivered == 1, "the row that came after the exit went nowhere"
 
@@ -367,24 +439,113 @@ async def test_the_consumers_own_error_wins_over_a_close_error(bridges_log: Reco
     assert record.exc_info is not None and isinstance(record.exc_info[1], SourceError)
 
 
-async def test_a_close_error_after_a_detached_exit_is_logged(bridges_log: Recorder) -> None:
-    release = threading.Event()
-
-    def slow() -> Iterator[int]:
-        try:
-            yield 1
-            release.wait()
-            yield 2
-        finally:
-            raise SourceError("late cleanup failed")
-
-    it = threads.to_aiter(slow())
-    assert await it.__anext__() == 1
-    await it.aclose()  # the worker is inside next(): returns at once
-    release.set()
+async def test_a_close_error_after_a_detached_exit_is_logged_as_what_happened(
+    bridges_log: Recorder,
+) -> None:
+    read = StuckRead(close_error=SourceError("late cleanup failed"))
+    it = await read.start(grace=0)
+    with pytest.warns(RuntimeWarning, match="stuck_read"):
+        await it.aclose()  # the worker is inside next() and grace=0: returns at once
+    read.release.set()
     await _until(lambda: not _alive(WORKER))
     [record] = bridges_log.records
     assert record.exc_info is not None and str(record.exc_info[1]) == "late cleanup failed"
+    message = record.getMessage()
+    assert "stuck_read" in message and "outlasted grace=0 s" in message, message
+    assert "another exception is propagating" not in message, "nothing else was propagating"
+
+
+async def test_an_exit_with_no_call_in_progress_closes_before_exit_even_with_grace_zero() -> None:
+    finally_ran: list[str] = []
+
+    def numbers() -> Iterator[int]:
+        try:
+            yield from range(10**9)
+        finally:
+            finally_ran.append(threading.current_thread().name)
+
+    async with threads.to_aiter(numbers(), buffer=2, grace=0) as it:
+        assert await it.__anext__() == 0
+        await _until(lambda: _worker_parked(it))  # waiting for room, not in a call
+    assert finally_ran == [WORKER]  # and no warning (warnings are errors here)
+
+
+# ------------------------------------------------------------- consumer_gone
+
+
+async def test_an_idle_source_sees_the_consumer_leave_and_stops_at_once() -> None:
+    """A subscription that waits for a message that never comes is woken by consumer_gone()."""
+    inbox: queue.Queue[object] = queue.Queue()
+    stop = object()
+    closed_in: list[str] = []
+
+    def messages() -> Iterator[object]:
+        gone = threads.consumer_gone()
+        gone.add_callback(lambda: inbox.put(stop))  # wakes the blocked get() at once
+        try:
+            while True:
+                message = inbox.get(timeout=5)  # an idle listen(): blocks until a message
+                if message is stop:
+                    return
+                yield message
+        finally:
+            closed_in.append(threading.current_thread().name)
+
+    inbox.put("hello")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "left behind" warning: the source returned
+        async with threads.to_aiter(messages, buffer=4) as it:
+            async for message in it:
+                assert message == "hello"
+                break  # the worker is now blocked in inbox.get()
+    assert closed_in == [WORKER], "the source stopped and was closed before the exit completed"
+
+
+async def test_a_polling_source_sees_consumer_gone_is_set() -> None:
+    saw_gone: list[bool] = []
+
+    def readings() -> Iterator[int]:
+        gone = threads.consumer_gone()
+        try:
+            yield from range(3)
+            while not gone.wait(0.001):  # idle: short waits of the source's own
+                pass
+        finally:
+            saw_gone.append(gone.is_set() and bool(gone))
+
+    async with threads.to_aiter(readings, buffer=8) as it:
+        async for n in it:
+            if n == 2:
+                await _until(lambda: not _worker_parked(it) and it.stats.buffered == 0)
+                break
+    assert saw_gone == [True]
+
+
+async def test_consumer_gone_outside_a_worker_says_where_to_call_it() -> None:
+    with pytest.raises(RuntimeError, match=r"worker thread of threads\.to_aiter"):
+        threads.consumer_gone()
+    with pytest.raises(RuntimeError, match="worker thread"):
+        await anyio.to_thread.run_sync(threads.consumer_gone)
+
+
+def test_consumer_gone_callbacks_are_plain_functions_and_run_once() -> None:
+    gone = threads.ConsumerGone()
+    calls: list[str] = []
+
+    async def wake() -> None:
+        pass
+
+    with pytest.raises(TypeError, match="plain function"):
+        gone.add_callback(wake)
+    with pytest.raises(TypeError, match="takes a function"):
+        gone.add_callback(42)  # type: ignore[arg-type]
+    gone.add_callback(lambda: calls.append("before"))
+    assert not gone.is_set()
+    gone._set()
+    gone._set()
+    gone.add_callback(lambda: calls.append("after"))  # already gone: at once
+    assert calls == ["before", "after"]
+    assert gone.wait(0)
 
 
 @pytest.mark.parametrize("buffer", [0, 1, 4])
@@ -505,6 +666,8 @@ def test_works_under_plain_asyncio_run() -> None:
         (([1],), {"buffer": -1}, ValueError, ">= 0"),
         (([1],), {"buffer": "8"}, TypeError, "int"),
         (([1],), {"overflow": "sometimes"}, ValueError, "drop_oldest"),
+        (([1],), {"grace": -1}, ValueError, ">= 0"),
+        (([1],), {"grace": "1"}, TypeError, "seconds"),
     ],
 )
 def test_to_aiter_rejects_bad_arguments_at_once(

@@ -15,7 +15,14 @@ _BACKEND_ID = {p.id: p for p in BACKENDS}
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "case" not in metafunc.fixturenames:
         return
-    kind = testing.PushHarness if "push" in metafunc.function.__name__ else testing.PullHarness
+    name = metafunc.function.__name__
+    kind: type = (
+        testing.PushHarness
+        if "push" in name
+        else testing.CallHarness
+        if "call" in name
+        else testing.PullHarness
+    )
     params = []
     for h in HARNESSES:
         if not isinstance(h, kind):

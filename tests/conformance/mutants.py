@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.lowlevel
 
-from bridges import ChannelSender
+from bridges import ChannelSender, testing
 from bridges.testing import HookedSource, Probe, PushHarness, Script
 
 from .harnesses.callbacks import ToAiterPausedHarness
@@ -268,3 +268,58 @@ MUTANTS: list[tuple[PushHarness, str]] = [
     (DropsAsyncHookHarness(), "R18"),
     (DefersPauseHarness(), "R18"),
 ]
+
+
+_END: Any = object()
+
+
+def _next_or_end(source: testing.CallSource) -> Any:
+    try:
+        return next(source)
+    except StopIteration:
+        return _END
+
+
+class _Refetching:
+    """Runs each ``next()`` in a worker thread that a cancellation abandons."""
+
+    def __init__(self, source: testing.CallSource) -> None:
+        self._source = source
+        self._closed = False
+
+    def __aiter__(self) -> _Refetching:
+        return self
+
+    async def __anext__(self) -> int:
+        if self._closed:
+            raise StopAsyncIteration
+        # the bug: a timeout abandons the call, and the next request starts another
+        value = await anyio.to_thread.run_sync(_next_or_end, self._source, abandon_on_cancel=True)
+        if value is _END:
+            await self.aclose()
+            raise StopAsyncIteration
+        return int(value)
+
+    async def __aenter__(self) -> _Refetching:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._source.close()
+
+
+class RefetchingHarness(testing.CallHarness):
+    """Breaks R21: a cancelled request abandons its call; the next one starts a second call."""
+
+    name = "mutant:refetching"
+
+    def open(self, source: testing.CallSource) -> AsyncIterator[int]:
+        return _Refetching(source)
+
+
+#: mutants of the R21 kind (a CallHarness) and the rule each breaks
+CALL_MUTANTS: list[tuple[testing.CallHarness, str]] = [(RefetchingHarness(), "R21")]

@@ -9,7 +9,7 @@ import pytest
 from bridges import testing
 
 from ..conftest import BACKENDS
-from .mutants import MUTANTS
+from .mutants import CALL_MUTANTS, MUTANTS
 
 pytestmark = pytest.mark.anyio
 
@@ -44,3 +44,22 @@ async def test_the_broken_rule_fails_on_every_backend(
 ) -> None:
     with pytest.raises(AssertionError, match=broken):
         await testing.check(mutant, broken, backend=_backend_name(anyio_backend))
+
+
+_CALL_IDS = [f"{h.name.removeprefix('mutant:')}-{rule}" for h, rule in CALL_MUTANTS]
+
+
+@pytest.mark.parametrize("anyio_backend", BACKENDS)
+@pytest.mark.parametrize(("mutant", "broken"), CALL_MUTANTS, ids=_CALL_IDS)
+async def test_the_kit_reports_r21_for_a_call_mutant_on_every_backend(
+    mutant: testing.CallHarness, broken: str, anyio_backend: Any
+) -> None:
+    assert mutant.claims == testing.CallHarness.claims
+    failed: dict[str, AssertionError] = {}
+    for rule in mutant.claims.applicable():
+        try:
+            await testing.check(mutant, rule, backend=_backend_name(anyio_backend))
+        except AssertionError as exc:
+            failed[rule] = exc
+    assert list(failed) == [broken], {rule: str(exc) for rule, exc in failed.items()}
+    assert broken in str(failed[broken]), "the message names the rule"

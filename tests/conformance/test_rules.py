@@ -27,9 +27,20 @@ async def test_pull(case: tuple[testing.PullHarness, str, Any]) -> None:
     await testing.check(harness, rule, backend=_backend_name(backend))
 
 
+async def test_call(case: tuple[testing.CallHarness, str, Any]) -> None:
+    harness, rule, backend = case
+    await testing.check(harness, rule, backend=_backend_name(backend))
+
+
 def test_every_harness_accounts_for_every_rule() -> None:
     for h in HARNESSES:
-        rules = testing.PUSH_RULES if isinstance(h, testing.PushHarness) else testing.PULL_RULES
+        rules = (
+            testing.PUSH_RULES
+            if isinstance(h, testing.PushHarness)
+            else testing.CALL_RULES
+            if isinstance(h, testing.CallHarness)
+            else testing.PULL_RULES
+        )
         assert list(h.claims.rules) == list(rules), h.name
         for rule, why in h.claims.not_applicable().items():
             assert why.strip(), f"{h.name} {rule}: n/a needs its reason"

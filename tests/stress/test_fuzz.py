@@ -254,3 +254,81 @@ async def test_pull_fuzz(
     if source.pulled:
         assert source.closed == 1, f"source closed {source.closed} times"
     await testing._wait_threads_gone(threads_before)
+
+
+# ---------------------------------------------- R21: timeouts, exits and slow calls
+
+
+@pytest.mark.parametrize(("harness", "backend"), _cases(testing.CallHarness, "R21"))
+@given(
+    n=st.integers(0, 10),
+    hold=st.sets(st.integers(0, 10), max_size=3),
+    actions=st.lists(st.sampled_from(["next", "timeout", "timeout", "release"]), max_size=20),
+    leave=st.sampled_from(["drain", "exit", "cancel"]),
+)
+async def test_call_fuzz(
+    harness: testing.CallHarness,
+    backend: Any,
+    n: int,
+    hold: set[int],
+    actions: list[str],
+    leave: str,
+) -> None:
+    """Timeouts around __anext__, early exits and cancellations while calls are slow (held).
+
+    Whatever the mix: never two calls at once, never a value skipped or fetched twice,
+    never a close during a call, and no call running when the exit completes.
+    """
+    threads_before = _threads_now()
+    source = testing.CallSource(n, hold=sorted(hold))
+    it: Any = harness.open(source)
+    got: list[int] = []
+    at_exit: list[int] = []  # calls running when the exit completed
+    leaving = anyio.Event()
+    consumer = anyio.CancelScope()
+
+    async def consume() -> None:
+        with consumer:
+            try:
+                async with it:
+                    for action in actions:
+                        if action == "release":
+                            source.release.set()
+                        elif action == "timeout":
+                            taken, ended = await testing._timed_out_next(
+                                it, anyio.wait_all_tasks_blocked
+                            )
+                            got.extend(taken)
+                            if ended:
+                                break
+                        else:
+                            source.release.set()  # a held call returns: no wait for grace
+                            try:
+                                got.append(await it.__anext__())
+                            except StopAsyncIteration:
+                                break
+                    if leave == "drain":
+                        source.release.set()
+                        got.extend([v async for v in it])
+                    leaving.set()
+                    if leave == "cancel":
+                        await anyio.sleep_forever()
+            finally:
+                at_exit.append(source.active)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consume)
+            await testing._consumer_leaving(leaving, consumer, leave)
+            source.release.set()  # a held call in progress returns while the exit waits
+
+    assert got == list(range(len(got))), f"a value was skipped or fetched twice: {got}"
+    if leave == "drain":
+        assert got == list(range(n))
+    assert source.most <= 1, "two calls of the source ran at once"
+    assert at_exit == [0], "a call of the source was running when the exit completed"
+    assert source.closed_during_call == 0, "the source was closed while a call ran"
+    assert source.called_after_close == 0, "the source was called after close()"
+    if harness.closes_source:
+        assert source.closed == 1, f"closed {source.closed} times"
+    await testing._wait_threads_gone(threads_before)

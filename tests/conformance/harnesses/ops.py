@@ -247,6 +247,30 @@ class PaginatePrefetchHarness(PaginateHarness):
     prefetch = True
 
 
+class PaginateCallsHarness(testing.CallHarness):
+    """R21 for paginate() with a sync fetch_page: pages of one value, one call per page."""
+
+    name = "ops.paginate"
+    closes_source = False  # paginate does not own what fetch_page reads
+    prefetch = False
+
+    def open(self, source: testing.CallSource) -> AsyncIterator[int]:
+        def fetch_page(token: int) -> tuple[list[int], int | None]:
+            try:
+                return [next(source)], token + 1
+            except StopIteration:
+                return [], None
+
+        return ops.paginate(fetch_page, start=0, prefetch=self.prefetch)
+
+
+class PaginatePrefetchCallsHarness(PaginateCallsHarness):
+    """R21 for paginate(prefetch=True) with a sync fetch_page."""
+
+    name = "ops.paginate-prefetch"
+    prefetch = True
+
+
 class RateLimitHarness(_OpsPull):
     """rate_limit(): a token bucket on the consumer's pulls."""
 
@@ -373,7 +397,7 @@ class ChainPushHarness(CoreThreadHarness):
         return inner.map(lambda v: v).filter(lambda v: True)
 
 
-HARNESSES: list[testing.PushHarness | testing.PullHarness] = [
+HARNESSES: list[testing.PushHarness | testing.PullHarness | testing.CallHarness] = [
     ChainPullHarness(),
     TakeHarness(),
     BatchHarness(),
@@ -381,6 +405,8 @@ HARNESSES: list[testing.PushHarness | testing.PullHarness] = [
     MergeHarness(),
     PaginateHarness(),
     PaginatePrefetchHarness(),
+    PaginateCallsHarness(),
+    PaginatePrefetchCallsHarness(),
     RateLimitHarness(),
     ShareHarness(),
     ShareTwoHarness(),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 
@@ -13,15 +12,16 @@ from bridges import testing, threads
 from bridges.testing import ConsumerError, End, Outcome, Plan, Probe, Script
 
 
-def _blocking_source(script: Script, probe: Probe, stop: threading.Event) -> Iterator[int]:
+def _blocking_source(script: Script, probe: Probe) -> Iterator[int]:
     """A generator that follows ``script``; its waits are real blocking calls in next()."""
     probe.start()
+    gone = threads.consumer_gone()  # the generator runs in the worker thread
     try:
         for i, v in enumerate(script.values):
             if script.gate is not None and i == script.gate:
                 # blocked inside next() until the gate opens (or the consumer left)
                 while not probe.open_gate.wait(0.005):
-                    if stop.is_set():
+                    if gone.is_set():
                         return
             yield v
         if script.end is End.FAIL:
@@ -30,7 +30,7 @@ def _blocking_source(script: Script, probe: Probe, stop: threading.Event) -> Ite
         if script.end is End.HANG:
             # a blocking call nothing can interrupt from outside, except what
             # a real source would have: here, the consumer leaving
-            stop.wait()
+            gone.wait()
     finally:
         probe.release()  # runs in the worker thread: generator.close() or the end
 
@@ -39,7 +39,6 @@ class ToAiterFactoryHarness(testing.PushHarness):
     """threads.to_aiter(factory): the generator is made and run in the worker thread."""
 
     name = "threads.to_aiter(factory)"
-    blocking_calls = True
     claims = testing.claim_push(
         na={
             "R8": "the source always runs in the worker thread, never on the event-loop thread",
@@ -56,12 +55,9 @@ class ToAiterFactoryHarness(testing.PushHarness):
     def open(
         self, script: Script, probe: Probe, *, buffer: int | None, overflow: str
     ) -> AsyncIterator[int]:
-        stop = threading.Event()
-        it = threads.to_aiter(
-            lambda: _blocking_source(script, probe, stop), buffer=buffer, overflow=overflow
+        return threads.to_aiter(
+            lambda: _blocking_source(script, probe), buffer=buffer, overflow=overflow
         )
-        it._h.on_consumer_gone(stop.set)
-        return it
 
 
 class ToAiterIterableHarness(ToAiterFactoryHarness):
@@ -72,12 +68,7 @@ class ToAiterIterableHarness(ToAiterFactoryHarness):
     def open(
         self, script: Script, probe: Probe, *, buffer: int | None, overflow: str
     ) -> AsyncIterator[int]:
-        stop = threading.Event()
-        it = threads.to_aiter(
-            _blocking_source(script, probe, stop), buffer=buffer, overflow=overflow
-        )
-        it._h.on_consumer_gone(stop.set)
-        return it
+        return threads.to_aiter(_blocking_source(script, probe), buffer=buffer, overflow=overflow)
 
 
 class FromAiterHarness(testing.PullHarness):
@@ -153,9 +144,29 @@ async def _drive(it: threads.BlockingIterator[int], plan: Plan) -> Outcome:
     return outcome
 
 
-HARNESSES: list[testing.PushHarness | testing.PullHarness] = [
+class ToAiterCallsHarness(testing.CallHarness):
+    """R21 for threads.to_aiter(iterable): the worker's next() calls on one source."""
+
+    name = "threads.to_aiter(iterable)"
+
+    def open(self, source: testing.CallSource) -> AsyncIterator[int]:
+        return threads.to_aiter(source, buffer=2)
+
+
+class ToAiterFactoryCallsHarness(testing.CallHarness):
+    """R21 for threads.to_aiter(factory): the factory's iterable, called in the worker."""
+
+    name = "threads.to_aiter(factory)"
+
+    def open(self, source: testing.CallSource) -> AsyncIterator[int]:
+        return threads.to_aiter(lambda: source, buffer=0)
+
+
+HARNESSES: list[testing.PushHarness | testing.PullHarness | testing.CallHarness] = [
     ToAiterFactoryHarness(),
     ToAiterIterableHarness(),
+    ToAiterCallsHarness(),
+    ToAiterFactoryCallsHarness(),
     FromAiterHarness(),
     FromAiterPortalHarness(),
 ]
