@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
             from ._demo import main as demo_main
         except ImportError as exc:
             print(
-                f"the demo needs the demo extra: pip install 'bridges[demo]' ({exc})",
+                f"the demo needs the demo extra: pip install 'streambridges[demo]' ({exc})",
                 file=sys.stderr,
             )
             return 2

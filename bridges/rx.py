@@ -1,6 +1,6 @@
 """reactivex Observables <-> async iterables, and a reactivex scheduler for trio.
 
-Needs the ``rx`` extra (``pip install bridges[rx]``).
+Needs the ``rx`` extra (``pip install "streambridges[rx]"``).
 
 * :func:`to_aiter` turns an Observable into an async iterator.  reactivex
   has no backpressure: an Observable pushes.  The iterator buffers what the

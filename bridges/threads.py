@@ -768,5 +768,5 @@ def from_aiter(
     elif backend not in _BACKENDS:
         raise ValueError(f"backend must be 'asyncio' or 'trio', not {backend!r}")
     elif backend == "trio" and importlib.util.find_spec("trio") is None:
-        raise RuntimeError("backend='trio' needs trio: pip install 'bridges[trio]'")
+        raise RuntimeError("backend='trio' needs trio: pip install 'streambridges[trio]'")
     return BlockingIterator(source, buffer, backend, portal)

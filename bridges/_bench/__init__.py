@@ -80,7 +80,7 @@ def _modules() -> list[Any]:
             out.append(importlib.import_module(f"{__name__}.{info.name}"))
         except ImportError as exc:
             print(
-                f"(skipping bench module {info.name}: {exc}; install bridges[bench])",
+                f"(skipping bench module {info.name}: {exc}; pip install 'streambridges[bench]')",
                 file=sys.stderr,
             )
     return out
