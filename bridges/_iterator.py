@@ -128,7 +128,7 @@ class BridgeIterator(AsyncIterator[T]):
     def filter(self, fn: Callable[[T], object], /) -> BridgeIterator[T]:
         """The values for which ``fn`` (sync or async) returns something true.
 
-        Errors and cancellation as for :meth:`map`.
+        Errors and cancellation as for [`map`][bridges.BridgeIterator.map].
 
         :raises TypeError: ``fn`` is not callable
         """
@@ -229,7 +229,7 @@ class BufferedIterator(BridgeIterator[T], Generic[T]):
     and released exactly once: at the end of the stream, on an error, on
     ``aclose()``, on leaving ``async with``, or when collected.
 
-    :attr stats: counters of the buffer (:class:`bridges.Stats`).
+    :attr stats: counters of the buffer ([`bridges.Stats`][bridges.Stats]).
     """
 
     __slots__ = ("_h", "_phase", "_probe", "_release", "_start", "_tick")

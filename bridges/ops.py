@@ -1,21 +1,22 @@
 """Pipeline helpers from the async-iterator playbook, on asyncio and trio alike.
 
-* :func:`paginate` - a paginated API as one flat async iterator.
-* :func:`batch` - lists of up to ``size`` values, optionally flushed after ``within`` seconds.
-* :func:`merge` - values from many sources as they arrive, one in flight per source.
-* :func:`share` - multicast one source to many subscribers, each with its own buffer.
-* :func:`rate_limit` - a token bucket.
+* [`paginate`][bridges.ops.paginate] - a paginated API as one flat async iterator.
+* [`batch`][bridges.ops.batch] - lists of up to ``size`` values, optionally flushed after ``within``
+  seconds.
+* [`merge`][bridges.ops.merge] - values from many sources as they arrive, one in flight per source.
+* [`share`][bridges.ops.share] - multicast one source to many subscribers, each with its own buffer.
+* [`rate_limit`][bridges.ops.rate_limit] - a token bucket.
 
 The chainable TC39-style methods (``map``, ``filter``, ``take``, ``drop``,
 ``flat_map``, ``reduce``, ``to_list``, ``for_each``) live on every iterator
-this library returns (:class:`bridges.BridgeIterator`); their implementations
+this library returns ([`bridges.BridgeIterator`][bridges.BridgeIterator]); their implementations
 are here too.
 
 Every iterator returned is an async context manager with ``aclose()``: it
 owns its sources, and closing it (``aclose()``, leaving ``async with``)
 closes them before it returns.  The helpers that read a source in a helper
 task (``batch(within=...)``, ``merge``, ``paginate(prefetch=True)``) and
-:func:`share` run that task in a task group they own, which lives between
+[`share`][bridges.ops.share] run that task in a task group they own, which lives between
 entering and leaving their ``async with`` block: use them as
 ``async with merge(a, b) as it: async for v in it: ...``.  (A task group
 cannot be opened inside one ``__anext__`` call and closed in a later one
@@ -1411,7 +1412,8 @@ class _Run(Generic[T]):
 
 
 class _Subscriber(BufferedIterator[T]):
-    """One subscriber of a :class:`Shared`: its own buffer, fed by the share's pump."""
+    """One subscriber of a [`Shared`][bridges.ops.Shared]: its own buffer, fed by the share's
+    pump."""
 
     __slots__ = ("_run", "_shared")
 
@@ -1442,11 +1444,12 @@ class _Subscriber(BufferedIterator[T]):
 
 
 class Shared(Generic[T]):
-    """One source multicast to many subscribers; made by :func:`share`.
+    """One source multicast to many subscribers; made by [`share`][bridges.ops.share].
 
     Use it as ``async with share(source) as shared:``; inside the block each
     ``aiter(shared)`` (each ``async for v in shared``) or
-    :meth:`subscribe` is one subscriber.  See :func:`share` for the semantics.
+    [`subscribe`][bridges.ops.Shared.subscribe] is one subscriber.  See [`share`][bridges.ops.share]
+    for the semantics.
     """
 
     __slots__ = (
@@ -1679,8 +1682,8 @@ def share(
     / ``drop_newest`` subscribers never hold the pump back: they drop for
     themselves alone and count it (``stats.dropped``);
     an ``error`` subscriber whose buffer overflows gets its buffered values,
-    then :class:`bridges.BufferOverflowError`, while the others go on.  With no
-    ``block`` subscriber the source is read as fast as it yields.
+    then [`bridges.BufferOverflowError`][bridges.BufferOverflowError], while the others go on.  With
+    no ``block`` subscriber the source is read as fast as it yields.
 
     Leaving a subscriber (``aclose()``, its ``async with``) releases its
     buffer.  Reference counting: when the last subscriber leaves, the pump is
@@ -1694,7 +1697,7 @@ def share(
 
     :param source: any async iterable
     :param buffer: each subscriber's capacity (an int >= 0, or None: unbounded)
-    :param overflow: each subscriber's policy (:class:`bridges.Overflow`)
+    :param overflow: each subscriber's policy ([`bridges.Overflow`][bridges.Overflow])
     :raises TypeError: ``source`` is not an async iterable; a bad ``buffer`` type
     :raises ValueError: a bad ``buffer`` / ``overflow``
     """

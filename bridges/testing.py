@@ -3,7 +3,7 @@
 Describe an adapter in a few lines with a *harness*, and the checks here
 exercise every rule it claims, on whatever backend runs them (asyncio,
 uvloop, trio).  This project runs its own adapters through the same kit
-(``tests/conformance``); a library author can run theirs::
+(``tests/conformance``); a library author can run theirs:
 
     from bridges import testing
 
@@ -26,13 +26,13 @@ backend, under anyio's pytest plugin (see ``docs/testing.md``).
 
 Two kinds of harness:
 
-* :class:`PushHarness` - something pushes values and the adapter returns an
+* [`PushHarness`][bridges.testing.PushHarness] - something pushes values and the adapter returns an
   async iterator (rules R1-R9, R14-R17, R19, R20).
-* :class:`PullHarness` - an async iterable drives something that is pushed
+* [`PullHarness`][bridges.testing.PullHarness] - an async iterable drives something that is pushed
   to (rules R10-R15).
 
 Each harness says, rule by rule, whether it claims it or why it does not
-apply (:class:`Claims`); a rule that does not apply is listed with its
+apply ([`Claims`][bridges.testing.Claims]); a rule that does not apply is listed with its
 reason, never silently skipped.
 """
 
@@ -140,12 +140,12 @@ def _claims(all_rules: Sequence[str], na: Mapping[str, str] | None) -> Claims:
 
 
 def claim_push(na: Mapping[str, str] | None = None) -> Claims:
-    """Claims for a push -> pull harness: every rule of :data:`PUSH_RULES` but those in ``na``."""
+    """Claims for a push -> pull harness: every rule of `PUSH_RULES` but those in ``na``."""
     return _claims(PUSH_RULES, na)
 
 
 def claim_pull(na: Mapping[str, str] | None = None) -> Claims:
-    """Claims for a pull -> push harness: every rule of :data:`PULL_RULES` but those in ``na``."""
+    """Claims for a pull -> push harness: every rule of `PULL_RULES` but those in ``na``."""
     return _claims(PULL_RULES, na)
 
 
@@ -210,13 +210,14 @@ _PRODUCER_WHY = (
 
 
 class ScriptedProducer:
-    """Plays a :class:`Script` on a producer thread through send / close / fail callables.
+    """Plays a [`Script`][bridges.testing.Script] on a producer thread through send / close / fail
+    callables.
 
     ``send(value)`` should block under ``block`` and return False (or raise)
     once the stream is closed; the thread then stops.  ``send``, ``close``
     and ``fail`` are plain functions (the thread calls them synchronously):
     an async one is refused with ``TypeError`` (pass the blocking form, such
-    as ``ChannelSender.send_blocking``).  :meth:`stop` asks the
+    as ``ChannelSender.send_blocking``).  [`stop`][bridges.testing.ScriptedProducer.stop] asks the
     thread to stop (it ends as soon as its current call returns).  The
     thread's name starts with ``bridges-test-producer``.
     """
@@ -332,7 +333,7 @@ class PushHarness(ABC):
     def open_producer(self, *, buffer: int) -> tuple[Any, AsyncIterator[int]] | None:
         """For R16, R17 and R20: a fresh producer end and the adapter's iterator over it.
 
-        The producer end (``open_channel``'s :class:`~bridges.ChannelSender` is
+        The producer end (``open_channel``'s [`ChannelSender`][bridges.ChannelSender] is
         one) has ``async send(value)``, ``send_nowait(value)`` (raising
         ``anyio.WouldBlock`` when full) and ``close()``, and is a context
         manager, sync (``with``), async (``async with``) or both.  Keep no
@@ -348,9 +349,9 @@ class PullHarness(ABC):
     ``drive()`` connects ``source`` to the adapter's receiving side and
     consumes it following ``plan``: call ``plan.seen(v)`` for each value as
     it is received, stop early after ``plan.take`` values, raise
-    :class:`ConsumerError` from the receiving side after ``plan.fail_after``
-    values.  Return the :class:`Outcome`; a receiver-side error that the
-    adapter reports (raises) is caught and returned in ``Outcome.error``.
+    [`ConsumerError`][bridges.testing.ConsumerError] from the receiving side after
+    ``plan.fail_after`` values.  Return the [`Outcome`][bridges.testing.Outcome]; a receiver-side
+    error that the adapter reports (raises) is caught and returned in ``Outcome.error``.
     """
 
     name: str = "adapter"
@@ -388,7 +389,8 @@ class Plan:
 
     #: stop (early exit) after this many values
     take: int | None = None
-    #: raise :class:`ConsumerError` from the receiving side after this many values
+    #: raise [`ConsumerError`][bridges.testing.ConsumerError] from the receiving side after this
+    #: many values
     fail_after: int | None = None
     #: yield to the scheduler this many times per value (a slow consumer)
     slow: int = 0
@@ -1171,11 +1173,12 @@ async def check(harness: PushHarness | PullHarness, rule: str, backend: str = ""
     """Check one rule against a harness, in the running event loop.
 
     ``backend`` names the running backend (``"uvloop"`` is not visible from
-    inside the loop); ``check(*case)`` passes it from a :class:`Case`.
+    inside the loop); ``check(*case)`` passes it from a [`Case`][bridges.testing.Case].
 
     :raises AssertionError: the rule does not hold (the message says how)
     :raises ValueError: the harness does not claim ``rule``
-    :raises TypeError: ``harness`` is not a :class:`PushHarness` or :class:`PullHarness`
+    :raises TypeError: ``harness`` is not a [`PushHarness`][bridges.testing.PushHarness] or
+        [`PullHarness`][bridges.testing.PullHarness]
     """
     _require_harness(harness, "check()")
     why = harness.claims.rules.get(rule, "not a rule of this direction")

@@ -1,13 +1,13 @@
 """Blocking iterables and sync consumers <-> async iterables.
 
-:func:`to_aiter` iterates a blocking iterable (a database cursor, a file, a
+[`to_aiter`][bridges.threads.to_aiter] iterates a blocking iterable (a database cursor, a file, a
 generator that does I/O) in a worker thread, so that async code can
 ``async for`` over it without blocking its event loop.  The worker pulls
 ahead at most ``buffer`` values and then waits; rows are handed over in
 chunks, so a fast source costs the event loop one wake-up per chunk, not
 one per row.
 
-:func:`from_aiter` is the other direction: it gives sync code (a plain
+[`from_aiter`][bridges.threads.from_aiter] is the other direction: it gives sync code (a plain
 thread, a legacy library, a CSV writer) an ordinary iterator over an async
 iterable, which runs in an event loop on a helper thread or in an anyio
 ``BlockingPortal`` you already have.
@@ -47,7 +47,7 @@ logger = logging.getLogger("bridges")
 #: How long a consumer that has run dry lets the worker collect a chunk before
 #: it takes what is there (seconds).  A full buffer or the end of the stream
 #: wakes it earlier; a source slower than one row per wake-up is handed over
-#: row by row with no added latency (see :class:`PrefetchIterator`).
+#: row by row with no added latency (see [`PrefetchIterator`][bridges.threads.PrefetchIterator]).
 LINGER = 0.001
 
 _WORKER_NAME = "bridges-threads-worker"
@@ -58,10 +58,11 @@ _LOOP_NAME = "bridges-threads-loop"
 
 
 class _Prefetch(Handoff[T]):
-    """The hand-off of :func:`to_aiter`: a parked consumer is woken once per chunk.
+    """The hand-off of [`to_aiter`][bridges.threads.to_aiter]: a parked consumer is woken once per
+    chunk.
 
     When the consumer runs dry right after a wake-up that found more than one
-    row (the source is fast), it *lingers*: it waits at most :data:`LINGER`
+    row (the source is fast), it *lingers*: it waits at most `LINGER`
     seconds while the worker appends rows without waking it, and is woken
     early when the buffer fills or the stream ends.  Otherwise (the source is
     slow) the next row wakes it at once, as in the plain hand-off.  Every row
@@ -102,7 +103,7 @@ class _Prefetch(Handoff[T]):
 
 
 class _Worker(Generic[T]):
-    """The worker thread of one :func:`to_aiter` stream.
+    """The worker thread of one [`to_aiter`][bridges.threads.to_aiter] stream.
 
     Holds no reference to the iterator, so that an iterator dropped without
     ``aclose()`` is collected (and its source released) while the worker waits.
@@ -138,7 +139,7 @@ class _Worker(Generic[T]):
         """BufferedIterator's release hook: at the end of the stream, join the worker.
 
         It has closed the source by then (``done``), so joining is immediate
-        and no thread outlives the stream.  (On early exit, :meth:`wait_closed`
+        and no thread outlives the stream.  (On early exit, `wait_closed`
         does the waiting, without blocking the event loop.)
         """
         if self.h._ended and not self.done.open and self.thread is not None:
@@ -314,9 +315,10 @@ def _close(it: object, owned: object) -> BaseException | None:
 
 
 class PrefetchIterator(BufferedIterator[T]):
-    """The async iterator :func:`to_aiter` returns: a worker thread prefetches the rows.
+    """The async iterator [`to_aiter`][bridges.threads.to_aiter] returns: a worker thread prefetches
+    the rows.
 
-    Besides what every :class:`~bridges.BufferedIterator` does (lazy start,
+    Besides what every [`BufferedIterator`][bridges.BufferedIterator] does (lazy start,
     ``async with``, ``aclose()``, ``stats``, a ``ResourceWarning`` when
     dropped while running), leaving it waits for the worker to close the
     source, so that the generator's ``finally`` or the cursor's ``close()``
@@ -329,7 +331,7 @@ class PrefetchIterator(BufferedIterator[T]):
     consumer that has run dry is woken by the next row, except right after a
     wake-up that found several rows (a fast source): then it lets the worker
     collect a chunk, and is woken when the buffer is full, the stream ends,
-    or after at most :data:`LINGER` seconds.
+    or after at most `LINGER` seconds.
     """
 
     __slots__ = ("_worker",)
@@ -404,10 +406,11 @@ def to_aiter(
     :param buffer: how many rows the worker pulls ahead at most (it waits for
         room *before* calling ``next()``; ``0``: it calls ``next()`` only when
         the consumer asks; ``None``: unbounded)
-    :param overflow: what a full buffer does (:class:`~bridges.Overflow`); the
+    :param overflow: what a full buffer does ([`Overflow`][bridges.Overflow]); the
         default ``"block"`` makes the worker wait, the others never make it
         wait (``"drop_oldest"`` keeps the latest rows)
-    :return: a :class:`PrefetchIterator`; leaving its ``async with`` (or
+    :return: a [`PrefetchIterator`][bridges.threads.PrefetchIterator]; leaving its ``async with``
+        (or
         ``aclose()``, or cancellation) stops the worker and closes the source:
         ``close()`` is called on the iterator if it has one (a generator's
         ``finally`` runs in the worker thread, a cursor is closed); the same
@@ -458,7 +461,7 @@ class _Pump(Generic[T]):
         self.orphaned = False
 
     def run_loop(self, backend: str) -> None:
-        """The helper thread: a fresh event loop that runs :meth:`main`."""
+        """The helper thread: a fresh event loop that runs `main`."""
         try:
             anyio.run(self.main, backend=backend)
         except BaseException as exc:  # the loop itself failed: tell the consumer
@@ -550,7 +553,8 @@ class _Pump(Generic[T]):
 
 
 class BlockingIterator(Iterator[T]):
-    """The iterator :func:`from_aiter` returns: sync code iterates an async source.
+    """The iterator [`from_aiter`][bridges.threads.from_aiter] returns: sync code iterates an async
+    source.
 
     A plain iterator and a context manager.  ``next()`` blocks the calling
     thread (one that runs no event loop) until the source, running in its
@@ -591,7 +595,7 @@ class BlockingIterator(Iterator[T]):
 
     @property
     def stats(self) -> Stats:
-        """A snapshot of the buffer's counters (:class:`bridges.Stats`)."""
+        """A snapshot of the buffer's counters ([`bridges.Stats`][bridges.Stats])."""
         return self._h.stats
 
     def _begin(self) -> None:
@@ -740,7 +744,8 @@ def from_aiter(
     :param backend: the loop of the helper thread: ``"asyncio"`` or ``"trio"``
         (ignored with ``portal``)
     :param portal: run the source in this portal's loop instead of a new thread
-    :return: a :class:`BlockingIterator`; use it in ``with`` so that leaving
+    :return: a [`BlockingIterator`][bridges.threads.BlockingIterator]; use it in ``with`` so that
+        leaving
         (by the end, ``break``, ``return`` or an exception) cancels the source,
         runs its cleanup and joins the thread before the block exits
     :raises TypeError: ``source`` is not an async iterable; ``portal`` is not a

@@ -1,7 +1,7 @@
 """``python -m bridges bench``: each scenario is timed against its baselines, side by side.
 
 A scenario module in this package defines ``SCENARIOS``: a list of
-:class:`Scenario`.  Every case of a scenario (the bridge and each baseline)
+`Scenario`.  Every case of a scenario (the bridge and each baseline)
 runs in the same process and on the same kind of loop, alternating, best of
 ``repeat``; the table reports each baseline's ratio (bridge time / baseline
 time: below 1.0 the bridge is faster) against its budget.
