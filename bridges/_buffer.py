@@ -98,27 +98,28 @@ class BufferOverflowError(Exception):
 class Stats:
     """A snapshot of a buffer's counters."""
 
-    #: Values held right now (taken from the producer, not yet delivered).
     buffered: int
-    #: The most values ever held at once; never above the capacity, except
-    #: after ``pause()`` when a source honours pause late (the overshoot shows here).
+    """Values held right now (taken from the producer, not yet delivered)."""
     high_water: int
-    #: Values handed to the consumer.
+    """The most values ever held at once; never above the capacity, except
+    after ``pause()`` when a source honours pause late (the overshoot shows here).
+    """
     delivered: int
-    #: Values discarded by ``drop_oldest`` / ``drop_newest``.
+    """Values handed to the consumer."""
     dropped: int
-    #: The capacity (``None``: unbounded).
+    """Values discarded by ``drop_oldest`` / ``drop_newest``."""
     capacity: int | None
-    #: How many times the source was asked to pause.
+    """The capacity (``None``: unbounded)."""
     pauses: int = 0
-    #: Producers parked for room right now (a blocked ``send``), in the order they wait.
+    """How many times the source was asked to pause."""
     waiting_senders: int = 0
-    #: Consumers parked for a value right now (a waiting ``receive``).
+    """Producers parked for room right now (a blocked ``send``), in the order they wait."""
     waiting_receivers: int = 0
-    #: Send ends not yet closed (clones count one each; 0 once the stream ended).
+    """Consumers parked for a value right now (a waiting ``receive``)."""
     open_senders: int = 1
-    #: Receive ends not yet closed (clones count one each; 0 once the consumer side left).
+    """Send ends not yet closed (clones count one each; 0 once the stream ended)."""
     open_receivers: int = 1
+    """Receive ends not yet closed (clones count one each; 0 once the consumer side left)."""
 
 
 def validate_buffer(buffer: object, *, allow_none: bool = True) -> int | None:
