@@ -35,6 +35,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from ._backend import async_waiter
 from ._buffer import FULL, GONE, Handoff, Stats, validate_buffer
 from ._channel import ChannelReceiver, ChannelSender
+from ._enter import MustEnter
 from ._iterator import CHECKPOINT_EVERY, DONE, BridgeIterator, log_cleanup_error
 
 if TYPE_CHECKING:
@@ -699,8 +700,12 @@ class PumpedReceiver(ChannelReceiver[T], ObjectReceiveStream[T], _TrioReceiveCha
             self._pump.end_closed()
 
 
-class _FromAiter(AbstractAsyncContextManager[PumpedReceiver[T]]):
+class _FromAiter(MustEnter, AbstractAsyncContextManager[PumpedReceiver[T]]):
     __slots__ = ("_active", "_buffer", "_source", "_tg", "_used")
+
+    what = "channels.from_aiter()"
+    usage = "async with channels.from_aiter(source) as receive: async for v in receive: ..."
+    handed_out = frozenset(n for n in dir(PumpedReceiver) if not n.startswith("_"))
 
     def __init__(self, source: AsyncIterable[T], buffer: int | None) -> None:
         self._source = source

@@ -40,6 +40,7 @@ from anyio.lowlevel import checkpoint
 
 from ._backend import async_waiter, current_library
 from ._buffer import FULL, Handoff, Overflow, validate_buffer
+from ._enter import not_entered
 from ._iterator import (
     _NOTHING,
     CHECKPOINT_EVERY,
@@ -371,11 +372,11 @@ class _Hosted(_Op[T]):
     def _spawn(self, fn: Callable[[anyio.CancelScope], Awaitable[None]]) -> anyio.CancelScope:
         tg = self._tg
         if tg is None:
-            raise RuntimeError(
-                f"{self._what()} reads its source in a helper task, which needs an owner: "
-                f"use it as 'async with {self._what()} as it: async for v in it: ...' "
-                "(entering an iterator chained on it, or to_list()/reduce()/for_each(), "
-                "enters it too)"
+            raise not_entered(
+                self._what(),
+                f"async with {self._what()} as it: async for v in it: ...",
+                "it reads its source in a helper task, which needs an owner; entering an "
+                "iterator chained on it, or to_list()/reduce()/for_each(), enters it too",
             )
         # the scope exists (and can be cancelled) before the task first runs
         scope = anyio.CancelScope()
@@ -1571,9 +1572,10 @@ class Shared(Generic[T]):
             return
         tg = self._tg
         if tg is None:
-            raise RuntimeError(
-                "share() reads its source in a helper task, which needs an owner: use "
-                "'async with bridges.ops.share(source) as shared:' and subscribe inside the block"
+            raise not_entered(
+                "share()",
+                "async with bridges.ops.share(source) as shared: ... subscribe inside the block",
+                "it reads its source in a helper task, which needs an owner",
             )
         it = self._source.__aiter__()
         if it is self._source and self._started_once:

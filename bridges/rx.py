@@ -23,9 +23,10 @@ import itertools
 import math
 import sys
 import threading
+from abc import update_abstractmethods
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
@@ -49,6 +50,7 @@ from ._buffer import (
     Overflow,
     validate_buffer,
 )
+from ._enter import MustEnter
 from ._hooks import refuse_awaitable, require_sync
 from ._iterator import CHECKPOINT_EVERY, BufferedIterator, log_cleanup_error, logger
 
@@ -907,8 +909,44 @@ def _raise_saving_context(exc: BaseException) -> NoReturn:
         del exc, context
 
 
-@asynccontextmanager
-async def open_trio_scheduler() -> AsyncIterator[TrioScheduler]:
+if TYPE_CHECKING:
+
+    class _LooksLikeAScheduler:
+        """To a checker, no scheduler until entered."""
+
+else:
+    # reactivex asks isinstance(scheduler, PeriodicScheduler) before it uses one; passing
+    # that check lets the use itself raise the error that names the fix
+    _LooksLikeAScheduler = PeriodicScheduler
+
+
+class _OpenTrioScheduler(
+    MustEnter, _LooksLikeAScheduler, AbstractAsyncContextManager[TrioScheduler]
+):
+    """What ``open_trio_scheduler()`` returns: it is not a scheduler until entered."""
+
+    what = "rx.open_trio_scheduler()"
+    usage = "async with rx.open_trio_scheduler() as scheduler: ... scheduler=scheduler ..."
+    handed_out = frozenset(n for n in dir(TrioScheduler) if not n.startswith("_"))
+
+    def __init__(self) -> None:
+        self._cm = _trio_scheduler_block()
+
+    async def __aenter__(self) -> TrioScheduler:
+        return await self._cm.__aenter__()
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        return await self._cm.__aexit__(*exc_info)
+
+
+# every scheduler name, inherited ones included, raises on access (none is abstract then)
+for _name in _OpenTrioScheduler.handed_out:
+    setattr(_OpenTrioScheduler, _name, property(MustEnter._not_entered))
+update_abstractmethods(_OpenTrioScheduler)
+del _name
+
+
+def open_trio_scheduler() -> AbstractAsyncContextManager[TrioScheduler]:
     """A reactivex scheduler for trio, for the duration of an ``async with`` block.
 
     ``async with rx.open_trio_scheduler() as scheduler:`` — pass ``scheduler``
@@ -923,8 +961,14 @@ async def open_trio_scheduler() -> AsyncIterator[TrioScheduler]:
     exception and an action's coincide, the block's comes out and the
     action's is logged on the ``bridges`` logger.
 
-    :raises RuntimeError: not running under trio
+    :raises RuntimeError: not running under trio (on entering), or used without
+        ``async with``
     """
+    return _OpenTrioScheduler()
+
+
+@asynccontextmanager
+async def _trio_scheduler_block() -> AsyncIterator[TrioScheduler]:
     if _loop_kind() != "trio":
         raise RuntimeError(
             "rx.open_trio_scheduler() needs trio; on asyncio use reactivex's "

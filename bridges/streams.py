@@ -42,6 +42,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from ._backend import in_trio_run
 from ._buffer import CLOSED, GONE, Handoff
 from ._channel import exit_error
+from ._enter import MustEnter
 from ._iterator import BridgeIterator, log_cleanup_error
 
 if sys.version_info < (3, 11):  # pragma: no cover
@@ -560,7 +561,7 @@ async def write(writer: asyncio.StreamWriter, source: AsyncIterable[Bytes]) -> i
 # ------------------------------------------------------- asyncio: a fed reader
 
 
-class _Fed(ABC, Generic[S]):
+class _Fed(MustEnter, ABC, Generic[S]):
     """A stream fed from a source by a pump task that the ``async with`` block owns (R14).
 
     The pump ends the stream in-band when the source ends or fails, and closes
@@ -674,6 +675,9 @@ class _Fed(ABC, Generic[S]):
 
 class _ReaderFromAiter(_Fed[asyncio.StreamReader]):
     _name = "from_aiter"
+    what = "streams.from_aiter()"
+    usage = "async with streams.from_aiter(source) as reader: line = await reader.readline()"
+    handed_out = frozenset(n for n in dir(asyncio.StreamReader) if not n.startswith("_"))
 
     def _open(self) -> asyncio.StreamReader:
         loop = _running_loop("from_aiter")
@@ -1062,6 +1066,9 @@ async def byte_stream_write(stream: anyio.abc.ByteSendStream, source: AsyncItera
 
 class _ByteStreamFromAiter(_Fed[anyio.abc.ByteReceiveStream]):
     _name = "byte_stream_from_aiter"
+    what = "streams.byte_stream_from_aiter()"
+    usage = "async with streams.byte_stream_from_aiter(source) as stream: ..."
+    handed_out = frozenset(n for n in dir(anyio.abc.ByteReceiveStream) if not n.startswith("_"))
 
     def _open(self) -> anyio.abc.ByteReceiveStream:
         handoff: Handoff[bytes] = Handoff(1)
