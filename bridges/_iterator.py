@@ -236,7 +236,7 @@ class BufferedIterator(BridgeIterator[T], Generic[T]):
     and released exactly once: at the end of the stream, on an error, on
     ``aclose()``, on leaving ``async with``, or when collected.
 
-    :attr stats: counters of the buffer ([`bridges.Stats`][bridges.Stats]).
+    :ivar stats: counters of the buffer ([`bridges.Stats`][bridges.Stats]).
     """
 
     __slots__ = ("_h", "_phase", "_probe", "_release", "_start", "_tick")

@@ -217,7 +217,7 @@ class ChannelIterator(BridgeIterator[T]):
     channel's own rules say).  Errors of the channel itself propagate as the
     channel raises them.
 
-    :attr stats: ``delivered`` counts the values taken; ``buffered``,
+    :ivar stats: ``delivered`` counts the values taken; ``buffered``,
         ``high_water`` and ``capacity`` are what the channel's ``statistics()``
         reports (``current_buffer_used``, trio's ``peak_buffer_used``,
         ``max_buffer_size``) when it has one.  The iterator holds no value

@@ -22,6 +22,7 @@ LEFTOVERS = [
     re.compile(r":(?:py:)?(?:class|func|meth|mod|attr|exc|data|obj|const|ref):`?\S"),
     re.compile(r"^\s*={4,}(?:\s+={4,})+\s*$", re.M),  # an RST table rule
     re.compile(r"\w::\s*$", re.M),  # an RST literal-block marker
+    re.compile(r"^\s*:[a-z]+(?: [\w.]+)?:(?!\S)", re.M),  # a field the parser did not take
 ]
 #: a reference-style link that autorefs could not resolve, left as ``[text][id]``
 UNRESOLVED = re.compile(r"\[[^\]\n]+\]\[[\w.]*\]")
