@@ -125,3 +125,12 @@ def test_doc_block_runs_when_copied_into_a_file(
     )
     assert done.returncode == 0, f"{name} failed as copied:\n{done.stderr}"
     assert done.stderr == "", f"{name} wrote to stderr as copied:\n{done.stderr}"
+
+
+def test_home_page_diagram_fits_a_1280_px_window() -> None:
+    # the content column of a 1280-px window holds about 84 characters of code
+    diagrams = re.findall(r"```\n(.*?)```", (DOCS / "index.md").read_text(), flags=re.S)
+    assert diagrams, "the home page has its diagram"
+    for diagram in diagrams:
+        widest = max(len(line) for line in diagram.splitlines())
+        assert widest <= 80, f"the diagram is {widest} characters wide"
