@@ -98,11 +98,12 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def docs(session: nox.Session) -> None:
-    """The docs as a reader meets them: the site built with warnings as errors and its
-    HTML checked, every example copied into a file and run (the ``docs`` marker).
+    """The docs as a reader meets them: the site built strict and checked, examples run as copied.
 
-    Once, on one Python: what these check is the text, not the interpreter (every
-    test session already runs each example in-process on each backend it claims).
+    The tests marked ``docs``: tests/test_site.py, and each example of docs/ copied into a
+    file and run with ``python file.py``.  Once, on one Python: what these check is the
+    text, not the interpreter (every test session already runs each example in-process,
+    on each backend it claims).
     """
     session.install("-e", ".[all,test,docs]")
     session.env["NO_MKDOCS_2_WARNING"] = "1"
