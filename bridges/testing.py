@@ -116,8 +116,8 @@ class ConsumerError(Exception):
 class Claims:
     """Which rules a harness claims, and why the others do not apply."""
 
-    #: rule -> None when claimed, or the reason it does not apply
     rules: Mapping[str, str | None]
+    """rule -> None when claimed, or the reason it does not apply"""
 
     def applicable(self) -> list[str]:
         """The claimed rules, in order."""
@@ -154,8 +154,8 @@ class End(enum.Enum):
 
     COMPLETE = "complete"
     FAIL = "fail"
-    #: stays open (emits nothing more) until it is released
     HANG = "hang"
+    """stays open (emits nothing more) until it is released"""
 
 
 @dataclass
@@ -176,18 +176,18 @@ class Script:
 class Probe:
     """What a harness reports about its source; every field is thread-safe to update."""
 
-    #: times the source was started (subscribed, registered, thread started)
     started: int = 0
-    #: times the source was released (unsubscribed, closed, disposed)
+    """times the source was started (subscribed, registered, thread started)"""
     released: int = 0
-    #: set when the source is released
+    """times the source was released (unsubscribed, closed, disposed)"""
     released_event: threading.Event = field(default_factory=threading.Event)
-    #: set when the source is started
+    """set when the source is released"""
     started_event: threading.Event = field(default_factory=threading.Event)
-    #: set by the checks to let a gated source go on
+    """set when the source is started"""
     open_gate: threading.Event = field(default_factory=threading.Event)
-    #: what the producer was told when it emitted after the stream closed
+    """set by the checks to let a gated source go on"""
     late_results: list[object] = field(default_factory=list)
+    """what the producer was told when it emitted after the stream closed"""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> None:
@@ -291,17 +291,18 @@ class PushHarness(ABC):
 
     name: str = "adapter"
     claims: Claims = claim_push()
-    #: backends this adapter runs on
     backends: frozenset[str] = frozenset({"asyncio", "uvloop", "trio"})
-    #: overflow policies the adapter takes (R9 checks the drop ones)
+    """backends this adapter runs on"""
     overflows: tuple[str, ...] = ("block", "drop_oldest", "drop_newest", "error")
-    #: True when the source runs in a worker thread that may be inside a call
-    #: of the source (a blocking ``next()``) when the consumer leaves.  Such a
-    #: call cannot be interrupted (R14's one exception): leaving returns at
-    #: once and the source is released as soon as the call returns, so R6
-    #: waits for the release (still exactly once) instead of expecting it
-    #: before the exit completes.
+    """overflow policies the adapter takes (R9 checks the drop ones)"""
     blocking_calls: bool = False
+    """True when the source runs in a worker thread that may be inside a call
+    of the source (a blocking ``next()``) when the consumer leaves.  Such a
+    call cannot be interrupted (R14's one exception): leaving returns at
+    once and the source is released as soon as the call returns, so R6
+    waits for the release (still exactly once) instead of expecting it
+    before the exit completes.
+    """
 
     @abstractmethod
     def open(
@@ -357,8 +358,8 @@ class PullHarness(ABC):
     name: str = "adapter"
     claims: Claims = claim_pull()
     backends: frozenset[str] = frozenset({"asyncio", "uvloop", "trio"})
-    #: values the adapter may pull ahead of the receiving side (R10)
     in_flight: int = 1
+    """values the adapter may pull ahead of the receiving side (R10)"""
 
     @abstractmethod
     async def drive(self, source: AsyncIterable[int], plan: Plan) -> Outcome:
@@ -387,15 +388,16 @@ class PullHarness(ABC):
 class Plan:
     """What a scripted consumer does."""
 
-    #: stop (early exit) after this many values
     take: int | None = None
-    #: raise [`ConsumerError`][bridges.testing.ConsumerError] from the receiving side after this
-    #: many values
+    """stop (early exit) after this many values"""
     fail_after: int | None = None
-    #: yield to the scheduler this many times per value (a slow consumer)
+    """raise [`ConsumerError`][bridges.testing.ConsumerError] from the receiving side after this
+    many values
+    """
     slow: int = 0
-    #: called with each value as it is received
+    """yield to the scheduler this many times per value (a slow consumer)"""
     on_value: Callable[[int], None] | None = None
+    """called with each value as it is received"""
 
     def seen(self, value: int) -> None:
         if self.on_value is not None:
@@ -1139,8 +1141,8 @@ class Case(NamedTuple):
 
     harness: PushHarness | PullHarness
     rule: str
-    #: ``"asyncio"``, ``"uvloop"`` or ``"trio"``
     backend: str
+    """``"asyncio"``, ``"uvloop"`` or ``"trio"``"""
 
 
 def cases(harness: PushHarness | PullHarness) -> list[Case]:
