@@ -3,17 +3,19 @@
 The hub is the async iterator; every ecosystem is a spoke module with
 ``to_aiter`` and ``from_aiter``:
 
-- :mod:`bridges.callbacks`: callback APIs, fired from any thread
-- :mod:`bridges.rx`: reactivex Observables (and a reactivex scheduler for trio)
-- :mod:`bridges.channels`: trio memory channels and anyio memory object streams
-- :mod:`bridges.streams`: asyncio StreamReader / StreamWriter / Queue, anyio byte streams
-- :mod:`bridges.threads`: blocking iterables and sync consumers
-- :mod:`bridges.ops`: pipeline helpers (paginate, batch, merge, share, rate_limit)
-- :mod:`bridges.testing`: the conformance kit (rules R1-R21) for your own adapters
+- [`bridges.callbacks`][bridges.callbacks]: callback APIs, fired from any thread
+- [`bridges.rx`][bridges.rx]: reactivex Observables (and a reactivex scheduler for trio)
+- [`bridges.channels`][bridges.channels]: trio memory channels and anyio memory object streams
+- [`bridges.streams`][bridges.streams]: asyncio StreamReader / StreamWriter / Queue, anyio byte
+  streams
+- [`bridges.threads`][bridges.threads]: blocking iterables and sync consumers
+- [`bridges.ops`][bridges.ops]: pipeline helpers (paginate, batch, merge, share, rate_limit)
+- [`bridges.testing`][bridges.testing]: the conformance kit (rules R1-R21) for your own adapters
 
-The core's public names live here: :func:`open_channel` (any thread, any
-event loop), :func:`iterate` (anything supported -> an async iterator),
-:class:`Overflow`, :class:`Stats`, :class:`BufferOverflowError`.
+The core's public names live here: [`open_channel`][bridges.open_channel] (any thread, any
+event loop), [`iterate`][bridges.iterate] (anything supported -> an async iterator),
+[`Overflow`][bridges.Overflow], [`Stats`][bridges.Stats],
+[`BufferOverflowError`][bridges.BufferOverflowError].
 """
 
 from __future__ import annotations

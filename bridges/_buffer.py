@@ -55,19 +55,19 @@ class Overflow(str, enum.Enum):
     #: Make the producer wait for room (a foreign thread blocks, a task awaits);
     #: a producer on the event-loop thread, which must never block, uses the
     #: source's pause/resume hooks if it has them, else fails the stream with
-    #: :class:`BufferOverflowError`.
+    #: [`BufferOverflowError`][bridges.BufferOverflowError].
     BLOCK = "block"
     #: Discard the oldest buffered value to make room; the new value is taken.
     DROP_OLDEST = "drop_oldest"
     #: Discard the new value; the buffered ones stay.
     DROP_NEWEST = "drop_newest"
     #: Fail the stream: the consumer gets the buffered values, then
-    #: :class:`BufferOverflowError`.
+    #: [`BufferOverflowError`][bridges.BufferOverflowError].
     ERROR = "error"
 
     @classmethod
     def parse(cls, value: Overflow | str) -> Overflow:
-        """Validate an ``overflow=`` argument (an :class:`Overflow` or its string)."""
+        """Validate an ``overflow=`` argument (an [`Overflow`][bridges.Overflow] or its string)."""
         if isinstance(value, Overflow):
             return value
         if isinstance(value, str):
@@ -98,27 +98,28 @@ class BufferOverflowError(Exception):
 class Stats:
     """A snapshot of a buffer's counters."""
 
-    #: Values held right now (taken from the producer, not yet delivered).
     buffered: int
-    #: The most values ever held at once; never above the capacity, except
-    #: after ``pause()`` when a source honours pause late (the overshoot shows here).
+    """Values held right now (taken from the producer, not yet delivered)."""
     high_water: int
-    #: Values handed to the consumer.
+    """The most values ever held at once; never above the capacity, except
+    after ``pause()`` when a source honours pause late (the overshoot shows here).
+    """
     delivered: int
-    #: Values discarded by ``drop_oldest`` / ``drop_newest``.
+    """Values handed to the consumer."""
     dropped: int
-    #: The capacity (``None``: unbounded).
+    """Values discarded by ``drop_oldest`` / ``drop_newest``."""
     capacity: int | None
-    #: How many times the source was asked to pause.
+    """The capacity (``None``: unbounded)."""
     pauses: int = 0
-    #: Producers parked for room right now (a blocked ``send``), in the order they wait.
+    """How many times the source was asked to pause."""
     waiting_senders: int = 0
-    #: Consumers parked for a value right now (a waiting ``receive``).
+    """Producers parked for room right now (a blocked ``send``), in the order they wait."""
     waiting_receivers: int = 0
-    #: Send ends not yet closed (clones count one each; 0 once the stream ended).
+    """Consumers parked for a value right now (a waiting ``receive``)."""
     open_senders: int = 1
-    #: Receive ends not yet closed (clones count one each; 0 once the consumer side left).
+    """Send ends not yet closed (clones count one each; 0 once the stream ended)."""
     open_receivers: int = 1
+    """Receive ends not yet closed (clones count one each; 0 once the consumer side left)."""
 
 
 def validate_buffer(buffer: object, *, allow_none: bool = True) -> int | None:
@@ -179,7 +180,7 @@ _GONE: Final = 2  # the consumer side left; nothing will be delivered any more
 
 
 class WithdrawnError(Exception):
-    """A parked consumer's own end was closed while it waited (see :meth:`Handoff.withdraw`)."""
+    """A parked consumer's own end was closed while it waited (see `Handoff.withdraw`)."""
 
 
 #: the "value" of a producer parked for room only (``wait_room``), which has none yet
@@ -190,7 +191,7 @@ class _Parked:
     """One party parked on the hand-off, in the queue it waits in (first come, first served).
 
     A parked consumer is *served* with a value; a parked producer carries its
-    value (or :data:`_ROOM`) and is served when the value is taken.  Either is
+    value (or `_ROOM`) and is served when the value is taken.  Either is
     *withdrawn* when its own end is closed, and otherwise woken when the
     stream ends, to look again.
     """
@@ -222,11 +223,11 @@ def _wake(waiters: list[AsyncWaiter | ThreadWaiter]) -> None:
 class Handoff(Generic[T]):
     """A bounded buffer between any number of producers and consumers.
 
-    Producers may be async tasks on any loop (:meth:`put`), sync code on
-    another thread (:meth:`put_sync`, blocking under ``block``), or sync code
-    on an event-loop thread (:meth:`put_sync`, never blocking: R8).
-    Consumers are async tasks on any loop (:meth:`get`) or plain threads
-    (:meth:`get_sync`).
+    Producers may be async tasks on any loop (`put`), sync code on
+    another thread (`put_sync`, blocking under ``block``), or sync code
+    on an event-loop thread (`put_sync`, never blocking: R8).
+    Consumers are async tasks on any loop (`get`) or plain threads
+    (`get_sync`).
 
     Waiting is first come, first served: parked consumers are handed values
     in the order they parked (a value put while a consumer waits goes to that
@@ -357,7 +358,8 @@ class Handoff(Generic[T]):
         return self._state == _OPEN
 
     def is_open(self) -> bool:
-        """:attr:`open`, as a call: for loops whose own calls may end the stream meanwhile."""
+        """[`open`][bridges.testing.PushHarness.open], as a call: for loops whose own calls may end
+        the stream meanwhile."""
         return self._state == _OPEN
 
     @property
@@ -395,7 +397,7 @@ class Handoff(Generic[T]):
             self._receivers += 1
 
     def drop_receiver(self) -> bool:
-        """One consumer end is done; the last one leaves (:meth:`leave`). True if it left."""
+        """One consumer end is done; the last one leaves (`leave`). True if it left."""
         with self._lock:
             self._receivers -= 1
             last = self._receivers <= 0
@@ -404,8 +406,8 @@ class Handoff(Generic[T]):
     def withdraw(self, owner: object) -> None:
         """``owner``'s end was closed: its parked calls wake up withdrawn, their values not sent.
 
-        A parked :meth:`put` of ``owner`` returns ``WITHDRAWN``; a parked
-        :meth:`get` raises :class:`WithdrawnError`.  Values already taken stay taken.
+        A parked `put` of ``owner`` returns ``WITHDRAWN``; a parked
+        `get` raises `WithdrawnError`.  Values already taken stay taken.
         """
         woken: list[AsyncWaiter | ThreadWaiter] = []
         with self._lock:
@@ -554,7 +556,7 @@ class Handoff(Generic[T]):
         On an event-loop thread this never blocks: with pause/resume hooks
         the value that fills the buffer calls the pause hook (values that
         still arrive are kept), and without them a full buffer under
-        ``block`` fails the stream with :class:`BufferOverflowError` (R8).
+        ``block`` fails the stream with [`BufferOverflowError`][bridges.BufferOverflowError] (R8).
         On any other thread it parks (behind the producers parked before it)
         until its value is taken, raising ``TimeoutError`` after ``timeout``
         seconds (the value withdrawn).
@@ -707,11 +709,11 @@ class Handoff(Generic[T]):
         )
 
     async def wait_room(self) -> None:
-        """Wait in the caller's loop until :meth:`has_room`.
+        """Wait in the caller's loop until `has_room`.
 
         For a producer that pulls its own source only once the consumer side
         can take the value (pull -> push adapters, R10).  Woken like a parked
-        :meth:`put`, in its turn.  Cancellation takes nothing.
+        `put`, in its turn.  Cancellation takes nothing.
         """
         while not self.has_room():
             parked = _Parked(async_waiter(), _ROOM, None)
@@ -726,12 +728,12 @@ class Handoff(Generic[T]):
                 raise
 
     def wait_room_sync(self) -> None:
-        """Block this thread (one that runs no event loop) until :meth:`has_room`.
+        """Block this thread (one that runs no event loop) until `has_room`.
 
-        The blocking twin of :meth:`wait_room`, for a producer thread that
+        The blocking twin of `wait_room`, for a producer thread that
         pulls its own source only once the value can be taken, so that at most
         ``buffer`` values are pulled ahead.  Woken like a blocked
-        :meth:`put_sync`: at the low-water mark, when a consumer starts
+        `put_sync`: at the low-water mark, when a consumer starts
         waiting, when the stream ends or the consumer leaves.
         """
         if (self._slots and not self._putters) or self._cap is None or self._state != _OPEN:
@@ -978,7 +980,7 @@ class Handoff(Generic[T]):
         Consumers that wait are served in the order they started waiting.
         Raises ``StopAsyncIteration`` at the end (or once the consumer left),
         the producer's exception once if it failed (then the end), and
-        :class:`WithdrawnError` if ``owner``'s end was withdrawn while it waited.
+        `WithdrawnError` if ``owner``'s end was withdrawn while it waited.
         Cancellation while waiting takes nothing: a value handed to a consumer
         cancelled before it ran goes to the next consumer, in order.
         """
@@ -1011,10 +1013,10 @@ class Handoff(Generic[T]):
     def get_sync(self, owner: object = None) -> T:
         """The next value, blocking this thread (one that runs no event loop) until there is one.
 
-        The blocking twin of :meth:`get`, for a sync consumer on a plain
+        The blocking twin of `get`, for a sync consumer on a plain
         thread: raises ``StopIteration`` at the end (or once the consumer
         left), the producer's exception once if it failed (then the end).
-        Producers on any loop or thread wake it like they wake :meth:`get`.
+        Producers on any loop or thread wake it like they wake `get`.
         """
         while True:
             ok, item = self._pop_ready()

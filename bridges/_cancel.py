@@ -5,7 +5,7 @@ A spoke that can hand over a value without waiting (a memory channel's
 ``asyncio.Queue`` with an item) would otherwise never reach a cancel point:
 a call made in an already-cancelled scope would take the value and return
 it, and the caller's scope would drop it.  Such a spoke keeps one
-:class:`~bridges._backend.CancelProbe` per iterator and asks it first::
+`CancelProbe` per iterator and asks it first:
 
     if self._probe.cancelled():
         await cancel_point(self._probe)

@@ -60,13 +60,14 @@ def exit_error(exc: BaseException) -> BaseException:
 
 
 class ChannelSender(Generic[T]):
-    """The send end of :func:`open_channel`; usable from any thread and any event loop.
+    """The send end of [`open_channel`][bridges.open_channel]; usable from any thread and any event
+    loop.
 
     Closing it (``close()``, ``aclose()``, leaving ``with`` / ``async with``
     normally) ends the stream once the receiver has taken what is buffered;
-    with :meth:`clone` the stream ends when the last clone closes.  Leaving
+    with [`clone`][bridges.ChannelSender.clone] the stream ends when the last clone closes.  Leaving
     ``with`` / ``async with`` by an exception fails the stream with it
-    instead (:meth:`fail`): the receiver gets the values sent before, then
+    instead ([`fail`][bridges.ChannelSender.fail]): the receiver gets the values sent before, then
     that exception.  A sender collected while it and the stream are still
     open emits a ``ResourceWarning``; when every sender is gone that way, the
     receiver ends with ``anyio.BrokenResourceError`` after the values sent
@@ -84,7 +85,7 @@ class ChannelSender(Generic[T]):
 
     @property
     def stats(self) -> Stats:
-        """A snapshot of the channel's counters (:class:`Stats`)."""
+        """A snapshot of the channel's counters ([`Stats`][bridges.Stats])."""
         return self._h.stats
 
     def _check(self, result: Result) -> None:
@@ -236,7 +237,7 @@ class ChannelSender(Generic[T]):
         self._h.drop_sender()
 
     async def aclose(self) -> None:
-        """Same as :meth:`close`."""
+        """Same as [`close`][bridges.ChannelSender.close]."""
         self.close()
 
     def _exit(self, exc: BaseException | None) -> None:
@@ -286,7 +287,8 @@ class ChannelSender(Generic[T]):
 
 
 class ChannelReceiver(BufferedIterator[T]):
-    """The receive end of :func:`open_channel`; an async iterator on any event loop.
+    """The receive end of [`open_channel`][bridges.open_channel]; an async iterator on any event
+    loop.
 
     ``async for`` ends when every sender closed (after the buffered values);
     a sender's ``fail(exc)`` raises ``exc`` once, after the values before it.
@@ -389,7 +391,7 @@ class open_channel(tuple[ChannelSender[T], ChannelReceiver[T]]):  # noqa: N801
     ``send_blocking()`` from a plain thread; each waiting party is woken on
     its own loop.  At most ``buffer`` values are held (``0``: each send waits
     for a receiver; ``None``: unbounded).  ``overflow`` says what a full
-    channel does (:class:`Overflow`).  ``sender.fail(exc)`` carries an error
+    channel does ([`Overflow`][bridges.Overflow]).  ``sender.fail(exc)`` carries an error
     in-band.  Closing the receiver releases blocked senders with
     ``anyio.BrokenResourceError``.
 

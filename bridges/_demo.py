@@ -3,16 +3,17 @@
 Two pipelines run side by side for a few seconds:
 
 * **live**: a threaded "sensor SDK" that calls back on its own thread
-  -> :func:`bridges.callbacks.to_aiter` -> :func:`bridges.rx.from_aiter`
-  -> reactivex operators -> :func:`bridges.rx.to_aiter` with
-  ``buffer=1, overflow="drop_oldest"`` -> a dashboard that redraws 20 times a
-  second: it only ever wants the latest reading, and every other one is
-  counted as dropped;
-* **archive**: an sqlite3 cursor (:func:`bridges.threads.to_aiter`) ->
-  :func:`bridges.channels.from_aiter`, merged with a quote feed that calls
+  -> [`bridges.callbacks.to_aiter`][bridges.callbacks.to_aiter] ->
+  [`bridges.rx.from_aiter`][bridges.rx.from_aiter] -> reactivex operators ->
+  [`bridges.rx.to_aiter`][bridges.rx.to_aiter] with ``buffer=1, overflow="drop_oldest"`` -> a
+  dashboard that redraws 20 times a second: it only ever wants the latest reading, and every other
+  one is counted as dropped;
+* **archive**: an sqlite3 cursor ([`bridges.threads.to_aiter`][bridges.threads.to_aiter]) ->
+  [`bridges.channels.from_aiter`][bridges.channels.from_aiter], merged with a quote feed that calls
   back on the event-loop thread and has pause/resume hooks
-  (:func:`bridges.callbacks.to_aiter`) -> :func:`bridges.ops.merge` ->
-  :func:`bridges.ops.batch` -> an exporter whose uploads are slow: the
+  ([`bridges.callbacks.to_aiter`][bridges.callbacks.to_aiter]) ->
+  [`bridges.ops.merge`][bridges.ops.merge] ->
+  [`bridges.ops.batch`][bridges.ops.batch] -> an exporter whose uploads are slow: the
   buffers upstream fill, the cursor's worker thread waits, the feed is paused.
 
 A display shows every buffer (fill, high-water, throughput, drops, pauses).

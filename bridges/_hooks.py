@@ -6,10 +6,10 @@ producer's thread, a factory in a worker thread, a scheduler action), an
 silently never happens.  Such a surface refuses it with a ``TypeError``
 that names the fix, twice over:
 
-* up front, where the function is handed in (:func:`require_sync`), which
+* up front, where the function is handed in (`require_sync`), which
   sees ``async def`` functions and methods, ``functools.partial`` objects of
   them, and objects whose ``__call__`` is ``async def``;
-* at call time (:func:`refuse_awaitable`, :func:`checked`), which also
+* at call time (`refuse_awaitable`, `checked`), which also
   catches what no signature shows (a lambda returning a coroutine): the
   awaitable is closed, so that no "never awaited" warning follows, and a
   ``TypeError`` is raised where the surface reports its hook's errors (which
@@ -48,7 +48,7 @@ def is_async_callable(fn: object) -> bool:
     """True for an ``async def`` function or method, a partial of one, or an async ``__call__``.
 
     A lambda or a plain function that returns a coroutine is not seen here:
-    check its result too (:func:`refuse_awaitable`).
+    check its result too (`refuse_awaitable`).
     """
     while isinstance(fn, functools.partial):
         fn = fn.func

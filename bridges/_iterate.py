@@ -51,19 +51,17 @@ def iterate(source: object) -> BridgeIterator[Any]:
 
     Dispatches by type, the most specific first:
 
-    ========================================  =========================================
-    source                                    handled by
-    ========================================  =========================================
-    an iterator of this library               returned as it is
-    trio ``ReceiveChannel``, anyio memory     :func:`bridges.channels.to_aiter`
-    object receive stream
-    anyio ``ByteReceiveStream``               :func:`bridges.streams.byte_stream_to_aiter`
-    ``asyncio.StreamReader``                  :func:`bridges.streams.to_aiter` (chunks)
-    ``asyncio.Queue``                         :func:`bridges.streams.queue_to_aiter`
-    reactivex ``Observable``                  :func:`bridges.rx.to_aiter` (unbounded)
-    any other async iterable                  wrapped as it is
-    a blocking iterable (not str / bytes)     :func:`bridges.threads.to_aiter`
-    ========================================  =========================================
+    | source | handled by |
+    | --- | --- |
+    | an iterator of this library | returned as it is |
+    | trio ``ReceiveChannel`` | [`channels.to_aiter`][bridges.channels.to_aiter] |
+    | anyio memory object receive stream | [`channels.to_aiter`][bridges.channels.to_aiter] |
+    | anyio ``ByteReceiveStream`` | [`byte_stream_to_aiter`][bridges.streams.byte_stream_to_aiter] |
+    | ``asyncio.StreamReader`` | [`streams.to_aiter`][bridges.streams.to_aiter] (chunks) |
+    | ``asyncio.Queue`` | [`streams.queue_to_aiter`][bridges.streams.queue_to_aiter] |
+    | reactivex ``Observable`` | [`rx.to_aiter`][bridges.rx.to_aiter] (unbounded) |
+    | any other async iterable | wrapped as it is |
+    | a blocking iterable (not str / bytes) | [`threads.to_aiter`][bridges.threads.to_aiter] |
 
     Each spoke's own defaults apply; call the spoke's ``to_aiter`` to choose
     ``buffer=`` and ``overflow=``.  Plain async iterables are wrapped lazily

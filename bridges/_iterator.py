@@ -128,7 +128,7 @@ class BridgeIterator(AsyncIterator[T]):
     def filter(self, fn: Callable[[T], object], /) -> BridgeIterator[T]:
         """The values for which ``fn`` (sync or async) returns something true.
 
-        Errors and cancellation as for :meth:`map`.
+        Errors and cancellation as for [`map`][bridges.BridgeIterator.map].
 
         :raises TypeError: ``fn`` is not callable
         """
@@ -190,17 +190,24 @@ class BridgeIterator(AsyncIterator[T]):
     @overload
     async def reduce(self, fn: Callable[[U, T], U | Awaitable[U]], initial: U, /) -> U: ...
 
-    async def reduce(self, fn: Callable[[Any, T], Any], initial: Any = _NOTHING, /) -> Any:
+    async def reduce(self, fn: Callable[[Any, T], Any], /, *initial: Any) -> Any:
         """Fold every value into one with ``fn(accumulated, value)`` (sync or async).
 
-        Without ``initial`` the first value starts the fold.  Consumes this
-        iterator and closes it (also on error or cancellation).
+        Called as ``reduce(fn)`` or ``reduce(fn, initial)``.  Without ``initial``
+        the first value starts the fold.  Consumes this iterator and closes it
+        (also on error or cancellation).
 
-        :raises TypeError: the iterator was empty and no ``initial`` was given
+        :param fn: called as ``fn(accumulated, value)``; an awaitable result is awaited
+        :param initial: at most one value, the start of the fold
+        :raises TypeError: the iterator was empty and no ``initial`` was given, or more
+            than one ``initial`` was given
         """
+        # *initial, not a sentinel default: a private sentinel would show in the signature
+        if len(initial) > 1:
+            raise TypeError(f"reduce() takes at most one initial value, got {len(initial)}")
         from .ops import _reduce
 
-        return await _reduce(self, fn, initial)
+        return await _reduce(self, fn, initial[0] if initial else _NOTHING)
 
     async def to_list(self) -> list[T]:
         """Every value, in a list; consumes this iterator and closes it."""
@@ -229,7 +236,7 @@ class BufferedIterator(BridgeIterator[T], Generic[T]):
     and released exactly once: at the end of the stream, on an error, on
     ``aclose()``, on leaving ``async with``, or when collected.
 
-    :attr stats: counters of the buffer (:class:`bridges.Stats`).
+    :ivar stats: counters of the buffer ([`bridges.Stats`][bridges.Stats]).
     """
 
     __slots__ = ("_h", "_phase", "_probe", "_release", "_start", "_tick")

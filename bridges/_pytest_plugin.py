@@ -2,7 +2,7 @@
 
 Installed with bridges (the ``pytest11`` entry point ``bridges``); without
 it, load it with ``-p bridges._pytest_plugin`` or
-``pytest_plugins = ["bridges._pytest_plugin"]`` in a top-level conftest::
+``pytest_plugins = ["bridges._pytest_plugin"]`` in a top-level conftest:
 
     import pytest
     from bridges import testing
@@ -12,11 +12,11 @@ it, load it with ``-p bridges._pytest_plugin`` or
         await testing.check(*bridges_case)
 
 The marker takes one or more harnesses (instances of
-:class:`bridges.testing.PushHarness` / :class:`~bridges.testing.PullHarness`).
-The test runs once per rule each harness claims and backend it runs on
-(``harness.backends``: asyncio, uvloop, trio), by anyio's pytest plugin in
+[`bridges.testing.PushHarness`][bridges.testing.PushHarness] /
+[`PullHarness`][bridges.testing.PullHarness]). The test runs once per rule each harness claims and
+backend it runs on (``harness.backends``: asyncio, uvloop, trio), by anyio's pytest plugin in
 an event loop of that backend; ``bridges_case`` is the
-:class:`bridges.testing.Case` ``(harness, rule, backend)``.  A backend whose
+[`bridges.testing.Case`][bridges.testing.Case] ``(harness, rule, backend)``.  A backend whose
 library is not installed, or left out with ``--bridges-backends``, is
 skipped with that reason.  The rules a harness declares n/a, with their
 reasons, and the backends it does not run on are listed at the end of the

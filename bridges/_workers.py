@@ -7,13 +7,13 @@ same source nor throw the running call's result away, and the source may be
 closed (by the worker, or by the user after the exit) only once that call
 has returned.  Two pieces keep that:
 
-* :class:`WorkerCall` runs one call in a worker thread and keeps its outcome
+* `WorkerCall` runs one call in a worker thread and keeps its outcome
   until somebody takes it.  A cancelled wait leaves the call running; the
   next wait takes its outcome.
-* :func:`wait_returned` is what an early exit does: wait, shielded from
+* `wait_returned` is what an early exit does: wait, shielded from
   cancellation, for the call in progress to return, at most ``grace``
   seconds; a call that outlasts that is left behind, with a
-  :class:`RuntimeWarning` that names the source.
+  `RuntimeWarning` that names the source.
 """
 
 from __future__ import annotations
@@ -92,9 +92,9 @@ def warn_left_behind(what: str, source: object, grace: float | None, after: str)
 class WorkerCall(Generic[R]):
     """One call of a user's sync function in a worker thread; its outcome kept until taken.
 
-    :meth:`outcome` starts the call (in anyio's worker threads) and waits for
+    `outcome` starts the call (in anyio's worker threads) and waits for
     it; if that wait is cancelled the call goes on, and the next
-    :meth:`outcome` waits for the same call and returns (or raises) what it
+    `outcome` waits for the same call and returns (or raises) what it
     returned (or raised).  The call runs once at most: a worker job that a
     cancellation left queued, and the one started again in its place, race
     for one token, and the loser returns without calling.

@@ -1,15 +1,15 @@
 """Callback APIs <-> async iterables: wrap a legacy API, or drive callbacks from a stream.
 
-:func:`to_aiter` turns anything that calls you back (a ``logging.Handler``,
+[`to_aiter`][bridges.callbacks.to_aiter] turns anything that calls you back (a ``logging.Handler``,
 a thread pool, a timer, an ``asyncio.Protocol``, a C library's callback)
 into a bounded async iterator.  Callbacks may come from any thread: a
-foreign thread blocks in :meth:`Emitter.send` while the buffer is full; a
-callback on the event-loop thread, which must never block, slows the source
+foreign thread blocks in [`Emitter.send`][bridges.callbacks.Emitter.send] while the buffer is full;
+a callback on the event-loop thread, which must never block, slows the source
 down with its own pause/resume hooks, or else fails the stream with
-:class:`~bridges.BufferOverflowError` instead of deadlocking.
+[`BufferOverflowError`][bridges.BufferOverflowError] instead of deadlocking.
 
-:func:`from_aiter` is the other direction: it drives an async iterable into
-``on_next`` / ``on_error`` / ``on_completed`` callbacks, pulling the next
+[`from_aiter`][bridges.callbacks.from_aiter] is the other direction: it drives an async iterable
+into ``on_next`` / ``on_error`` / ``on_completed`` callbacks, pulling the next
 value only after ``on_next`` has returned.
 """
 
@@ -33,7 +33,8 @@ __all__ = ["Emitter", "from_aiter", "to_aiter"]
 
 
 class Emitter(Generic[T]):
-    """The producer's end of :func:`to_aiter`, handed to ``subscribe(emit)``.
+    """The producer's end of [`to_aiter`][bridges.callbacks.to_aiter], handed to
+    ``subscribe(emit)``.
 
     Every method is thread-safe and may be called from any thread, from
     inside the legacy API's callbacks.  Calling the emitter itself,
@@ -57,7 +58,7 @@ class Emitter(Generic[T]):
         here for room (at most ``timeout`` seconds); on an event-loop thread
         it never waits: with pause/resume hooks the value is kept and the
         source is paused, without them the stream fails with
-        :class:`~bridges.BufferOverflowError` (the consumer gets the values
+        [`BufferOverflowError`][bridges.BufferOverflowError] (the consumer gets the values
         sent before, then the error) and this returns False.
 
         :param value: the value to deliver
@@ -148,7 +149,7 @@ def _guard(
 
 
 class _Unsubscriber(Generic[T]):
-    """Subscribes and unsubscribes for a :class:`_CallbackIterator` (no reference back to it).
+    """Subscribes and unsubscribes for a `_CallbackIterator` (no reference back to it).
 
     The iterator holds this, not the other way round (a weak reference
     only), so that an iterator dropped while running is collected, and its
@@ -223,14 +224,15 @@ class _Unsubscriber(Generic[T]):
 
 
 class _CallbackIterator(BufferedIterator[T]):
-    """What :func:`to_aiter` returns: a BufferedIterator whose unsubscribe may be async.
+    """What [`to_aiter`][bridges.callbacks.to_aiter] returns: a BufferedIterator whose unsubscribe
+    may be async.
 
     A plain unsubscribe is released by BufferedIterator itself.  An async one
-    is awaited where an async caller is on the stack: in :meth:`aclose`
+    is awaited where an async caller is on the stack: in `aclose`
     (leaving ``async with``, cancellation) and, for one declared ``async``,
     in ``__anext__`` at the end of the stream.  Only a stream whose
     unsubscribe is declared async takes the slower ``__anext__`` of
-    :class:`_AsyncUnsubscribeIterator` (the class is switched when
+    `_AsyncUnsubscribeIterator` (the class is switched when
     ``subscribe`` has returned it), so the hot path of every other stream
     stays BufferedIterator's own.
     """
@@ -267,7 +269,7 @@ class _CallbackIterator(BufferedIterator[T]):
 
 
 class _AsyncUnsubscribeIterator(_CallbackIterator[T]):
-    """A :class:`_CallbackIterator` whose unsubscribe is declared async: awaited at the end too."""
+    """A `_CallbackIterator` whose unsubscribe is declared async: awaited at the end too."""
 
     __slots__ = ()
 
@@ -312,7 +314,7 @@ def to_aiter(
       before the source honours it are kept (``stats.high_water`` shows the
       overshoot), and ``resume()`` is called once the consumer has drained
       to ``low_water``; without hooks a full buffer fails the stream with
-      :class:`~bridges.BufferOverflowError`, whose message names the fixes.
+      [`BufferOverflowError`][bridges.BufferOverflowError], whose message names the fixes.
 
     ``pause`` and ``resume`` alternate, starting with ``pause``.  A source
     that produces inside its ``resume()`` (as asyncio transports do) is
@@ -337,7 +339,7 @@ def to_aiter(
     :param buffer: values held at most (0: hand each value straight to a
         waiting consumer; None: unbounded)
     :param overflow: what a full buffer does: ``"block"``, ``"drop_oldest"``,
-        ``"drop_newest"`` or ``"error"`` (see :class:`~bridges.Overflow`)
+        ``"drop_newest"`` or ``"error"`` (see [`Overflow`][bridges.Overflow])
     :param pause: the source's "stop calling me" hook, a plain function (needs
         ``resume``, ``overflow="block"`` and an int ``buffer``)
     :param resume: the source's "go on" hook, a plain function

@@ -1,15 +1,15 @@
 """trio memory channels and anyio memory object streams <-> async iterables.
 
-* :func:`to_aiter` - a receive channel (trio) or receive stream (anyio) -> an
+* [`to_aiter`][bridges.channels.to_aiter] - a receive channel (trio) or receive stream (anyio) -> an
   async iterator of this library.
-* :func:`from_aiter` - an async iterable -> a receive side that is a
+* [`from_aiter`][bridges.channels.from_aiter] - an async iterable -> a receive side that is a
   ``trio.abc.ReceiveChannel`` and an ``anyio.abc.ObjectReceiveStream``, fed by
   a pump task that the ``async with`` owns.
-* :func:`pump` - an async iterable -> a send side you already have, above all
-  the send end of :func:`bridges.open_channel`, the bridge across threads and
+* [`pump`][bridges.channels.pump] - an async iterable -> a send side you already have, above all
+  the send end of [`bridges.open_channel`][bridges.open_channel], the bridge across threads and
   event loops.
 
-Exception classes: under trio the receive side of :func:`from_aiter` raises
+Exception classes: under trio the receive side of [`from_aiter`][bridges.channels.from_aiter] raises
 classes that are trio's *and* anyio's at once (``EndOfChannel`` is both a
 ``trio.EndOfChannel`` and an ``anyio.EndOfStream``), so code written against
 either catches them; on asyncio it raises anyio's.
@@ -36,6 +36,7 @@ from ._backend import async_waiter
 from ._buffer import FULL, GONE, Handoff, Stats, validate_buffer
 from ._cancel import CancelProbe, cancel_point
 from ._channel import ChannelReceiver, ChannelSender
+from ._enter import MustEnter
 from ._iterator import CHECKPOINT_EVERY, DONE, BridgeIterator, log_cleanup_error
 
 if TYPE_CHECKING:
@@ -118,7 +119,8 @@ _trio_registered = False
 
 
 def _register_trio() -> None:
-    """Make :class:`PumpedReceiver` a virtual ``trio.abc.ReceiveChannel`` (idempotent)."""
+    """Make [`PumpedReceiver`][bridges.channels.PumpedReceiver] a virtual
+    ``trio.abc.ReceiveChannel`` (idempotent)."""
     global _trio_registered
     if _trio_registered or sys.modules.get("trio") is None:
         return
@@ -207,7 +209,7 @@ def _cancelled_now() -> bool:
 class ChannelIterator(BridgeIterator[T]):
     """An async iterator over a trio receive channel or an anyio receive stream.
 
-    Made by :func:`to_aiter`.  Each ``__anext__`` takes the next value from
+    Made by [`to_aiter`][bridges.channels.to_aiter].  Each ``__anext__`` takes the next value from
     the channel; the end of the channel (``trio.EndOfChannel`` /
     ``anyio.EndOfStream``) ends iteration and closes the receive side.
     Leaving ``async with``, ``aclose()``, ``break`` then collection (with a
@@ -216,7 +218,7 @@ class ChannelIterator(BridgeIterator[T]):
     channel's own rules say).  Errors of the channel itself propagate as the
     channel raises them.
 
-    :attr stats: ``delivered`` counts the values taken; ``buffered``,
+    :ivar stats: ``delivered`` counts the values taken; ``buffered``,
         ``high_water`` and ``capacity`` are what the channel's ``statistics()``
         reports (``current_buffer_used``, trio's ``peak_buffer_used``,
         ``max_buffer_size``) when it has one.  The iterator holds no value
@@ -389,8 +391,8 @@ def to_aiter(receive: Any) -> BridgeIterator[Any]:
 
     Accepts a ``trio.MemoryReceiveChannel`` (or any ``trio.abc.ReceiveChannel``),
     an anyio ``MemoryObjectReceiveStream`` (or any ``ObjectReceiveStream``),
-    and the receive end of :func:`bridges.open_channel` or of
-    :func:`from_aiter`, which are returned as they are (they already are
+    and the receive end of [`bridges.open_channel`][bridges.open_channel] or of
+    [`from_aiter`][bridges.channels.from_aiter], which are returned as they are (they already are
     such iterators).
 
     Backpressure is the channel's own: senders wait while it is full.  The end
@@ -407,8 +409,9 @@ def to_aiter(receive: Any) -> BridgeIterator[Any]:
     event loop, else at the first ``async with`` / ``__anext__``.
 
     :param receive: the receive side to iterate; the iterator owns it from now on
-    :return: a :class:`ChannelIterator` (an async context manager with ``aclose()``),
-        or the :class:`bridges.ChannelReceiver` given
+    :return: a [`ChannelIterator`][bridges.channels.ChannelIterator] (an async context manager with
+        ``aclose()``),
+        or the [`bridges.ChannelReceiver`][bridges.ChannelReceiver] given
     :raises TypeError: ``receive`` is not a receive channel or stream
     :raises RuntimeError: ``receive`` is a trio channel and this is not a trio run
     """
@@ -553,16 +556,19 @@ class _Pump(Generic[T]):
 
 
 class PumpedReceiver(ChannelReceiver[T], ObjectReceiveStream[T], _TrioReceiveChannel[T]):
-    """The receive side of :func:`from_aiter`: a receive channel fed by a pump task.
+    """The receive side of [`from_aiter`][bridges.channels.from_aiter]: a receive channel fed by a
+    pump task.
 
     It is an ``anyio.abc.ObjectReceiveStream`` on every backend, a
-    ``trio.abc.ReceiveChannel`` under trio, and a :class:`bridges.ChannelReceiver`
-    (any thread, any loop; ``stats``).
+    ``trio.abc.ReceiveChannel`` under trio, and a
+    [`bridges.ChannelReceiver`][bridges.ChannelReceiver] (any thread, any loop; ``stats``).
 
-    * :meth:`receive` / ``async for`` give the source's values in order; the
+    * [`receive`][bridges.channels.PumpedReceiver.receive] / ``async for`` give the source's values
+      in order; the
       source's end ends the stream; an error the source raised is raised here
       once, itself, after the values before it, and then the stream ends.
-    * :meth:`clone` makes another receive end for fan-out: each value goes to
+    * [`clone`][bridges.channels.PumpedReceiver.clone] makes another receive end for fan-out: each
+      value goes to
       one of them; the pump stops and the source is closed when the last
       open end closes (or when the ``async with`` ends).
     * Closing an end (``close()``, ``aclose()``, ``async with``), or the end of
@@ -670,7 +676,7 @@ class PumpedReceiver(ChannelReceiver[T], ObjectReceiveStream[T], _TrioReceiveCha
 
         The values it had not taken are dropped, and so is a source error
         queued behind them.  The source is closed by the pump, at the latest
-        when the ``async with`` of :func:`from_aiter` ends.
+        when the ``async with`` of [`from_aiter`][bridges.channels.from_aiter] ends.
         """
         if self._closed:
             return
@@ -679,7 +685,7 @@ class PumpedReceiver(ChannelReceiver[T], ObjectReceiveStream[T], _TrioReceiveCha
         self._pump.end_closed()
 
     async def aclose(self) -> None:
-        """Same as :meth:`close`."""
+        """Same as [`close`][bridges.channels.PumpedReceiver.close]."""
         self.close()
 
     async def __aenter__(self) -> Self:
@@ -703,8 +709,12 @@ class PumpedReceiver(ChannelReceiver[T], ObjectReceiveStream[T], _TrioReceiveCha
             self._pump.end_closed()
 
 
-class _FromAiter(AbstractAsyncContextManager[PumpedReceiver[T]]):
+class _FromAiter(MustEnter, AbstractAsyncContextManager[PumpedReceiver[T]]):
     __slots__ = ("_active", "_buffer", "_source", "_tg", "_used")
+
+    what = "channels.from_aiter()"
+    usage = "async with channels.from_aiter(source) as receive: async for v in receive: ..."
+    handed_out = frozenset(n for n in dir(PumpedReceiver) if not n.startswith("_"))
 
     def __init__(self, source: AsyncIterable[T], buffer: int | None) -> None:
         self._source = source
@@ -848,8 +858,8 @@ def from_aiter(
 
     ``async with channels.from_aiter(source, buffer=0) as receive:`` starts a
     pump task in a task group that the ``async with`` owns and yields a
-    :class:`PumpedReceiver`: a ``trio.abc.ReceiveChannel`` under trio and an
-    ``anyio.abc.ObjectReceiveStream`` on every backend.
+    [`PumpedReceiver`][bridges.channels.PumpedReceiver]: a ``trio.abc.ReceiveChannel`` under trio
+    and an ``anyio.abc.ObjectReceiveStream`` on every backend.
 
     * Backpressure (R10): the source is pulled only when the channel can take
       the value: at most ``buffer`` values wait in it; with ``buffer=0`` (the
@@ -903,7 +913,7 @@ async def pump(
 ) -> None:
     """Send every value of ``source`` into a send side, then close it.
 
-    The send side is the send end of :func:`bridges.open_channel` (the
+    The send side is the send end of [`bridges.open_channel`][bridges.open_channel] (the
     receiver may iterate on another thread or event loop), a
     ``trio.abc.SendChannel`` or an ``anyio.abc.ObjectSendStream``.  ``pump``
     runs in the calling task and returns when the source is done.

@@ -1,21 +1,22 @@
 """Pipeline helpers from the async-iterator playbook, on asyncio and trio alike.
 
-* :func:`paginate` - a paginated API as one flat async iterator.
-* :func:`batch` - lists of up to ``size`` values, optionally flushed after ``within`` seconds.
-* :func:`merge` - values from many sources as they arrive, one in flight per source.
-* :func:`share` - multicast one source to many subscribers, each with its own buffer.
-* :func:`rate_limit` - a token bucket.
+* [`paginate`][bridges.ops.paginate] - a paginated API as one flat async iterator.
+* [`batch`][bridges.ops.batch] - lists of up to ``size`` values, optionally flushed after ``within``
+  seconds.
+* [`merge`][bridges.ops.merge] - values from many sources as they arrive, one in flight per source.
+* [`share`][bridges.ops.share] - multicast one source to many subscribers, each with its own buffer.
+* [`rate_limit`][bridges.ops.rate_limit] - a token bucket.
 
 The chainable TC39-style methods (``map``, ``filter``, ``take``, ``drop``,
 ``flat_map``, ``reduce``, ``to_list``, ``for_each``) live on every iterator
-this library returns (:class:`bridges.BridgeIterator`); their implementations
+this library returns ([`bridges.BridgeIterator`][bridges.BridgeIterator]); their implementations
 are here too.
 
 Every iterator returned is an async context manager with ``aclose()``: it
 owns its sources, and closing it (``aclose()``, leaving ``async with``)
 closes them before it returns.  The helpers that read a source in a helper
 task (``batch(within=...)``, ``merge``, ``paginate(prefetch=True)``) and
-:func:`share` run that task in a task group they own, which lives between
+[`share`][bridges.ops.share] run that task in a task group they own, which lives between
 entering and leaving their ``async with`` block: use them as
 ``async with merge(a, b) as it: async for v in it: ...``.  (A task group
 cannot be opened inside one ``__anext__`` call and closed in a later one
@@ -39,6 +40,7 @@ from anyio.lowlevel import checkpoint
 
 from ._backend import async_waiter, current_library
 from ._buffer import FULL, Handoff, Overflow, validate_buffer
+from ._enter import not_entered
 from ._iterator import (
     _NOTHING,
     CHECKPOINT_EVERY,
@@ -371,11 +373,11 @@ class _Hosted(_Op[T]):
     def _spawn(self, fn: Callable[[anyio.CancelScope], Awaitable[None]]) -> anyio.CancelScope:
         tg = self._tg
         if tg is None:
-            raise RuntimeError(
-                f"{self._what()} reads its source in a helper task, which needs an owner: "
-                f"use it as 'async with {self._what()} as it: async for v in it: ...' "
-                "(entering an iterator chained on it, or to_list()/reduce()/for_each(), "
-                "enters it too)"
+            raise not_entered(
+                self._what(),
+                f"async with {self._what()} as it: async for v in it: ...",
+                "it reads its source in a helper task, which needs an owner; entering an "
+                "iterator chained on it, or to_list()/reduce()/for_each(), enters it too",
             )
         # the scope exists (and can be cancelled) before the task first runs
         scope = anyio.CancelScope()
@@ -827,7 +829,7 @@ class _Paginate(_Hosted[T]):
     async def _fetch_page(self) -> tuple[list[T], Any]:
         """The page of the current token: awaited, or taken from the sync call in its worker.
 
-        A sync ``fetch_page`` runs in a worker thread as one :class:`WorkerCall`
+        A sync ``fetch_page`` runs in a worker thread as one `WorkerCall`
         per token: a cancelled wait leaves it running, and the next request
         waits for that same call, so there is never a second call at once and
         no page is lost (R21).
@@ -1464,7 +1466,8 @@ class _Run(Generic[T]):
 
 
 class _Subscriber(BufferedIterator[T]):
-    """One subscriber of a :class:`Shared`: its own buffer, fed by the share's pump."""
+    """One subscriber of a [`Shared`][bridges.ops.Shared]: its own buffer, fed by the share's
+    pump."""
 
     __slots__ = ("_run", "_shared")
 
@@ -1495,11 +1498,12 @@ class _Subscriber(BufferedIterator[T]):
 
 
 class Shared(Generic[T]):
-    """One source multicast to many subscribers; made by :func:`share`.
+    """One source multicast to many subscribers; made by [`share`][bridges.ops.share].
 
     Use it as ``async with share(source) as shared:``; inside the block each
     ``aiter(shared)`` (each ``async for v in shared``) or
-    :meth:`subscribe` is one subscriber.  See :func:`share` for the semantics.
+    [`subscribe`][bridges.ops.Shared.subscribe] is one subscriber.  See [`share`][bridges.ops.share]
+    for the semantics.
     """
 
     __slots__ = (
@@ -1621,9 +1625,10 @@ class Shared(Generic[T]):
             return
         tg = self._tg
         if tg is None:
-            raise RuntimeError(
-                "share() reads its source in a helper task, which needs an owner: use "
-                "'async with bridges.ops.share(source) as shared:' and subscribe inside the block"
+            raise not_entered(
+                "share()",
+                "async with bridges.ops.share(source) as shared: ... subscribe inside the block",
+                "it reads its source in a helper task, which needs an owner",
             )
         it = self._source.__aiter__()
         if it is self._source and self._started_once:
@@ -1732,8 +1737,8 @@ def share(
     / ``drop_newest`` subscribers never hold the pump back: they drop for
     themselves alone and count it (``stats.dropped``);
     an ``error`` subscriber whose buffer overflows gets its buffered values,
-    then :class:`bridges.BufferOverflowError`, while the others go on.  With no
-    ``block`` subscriber the source is read as fast as it yields.
+    then [`bridges.BufferOverflowError`][bridges.BufferOverflowError], while the others go on.  With
+    no ``block`` subscriber the source is read as fast as it yields.
 
     Leaving a subscriber (``aclose()``, its ``async with``) releases its
     buffer.  Reference counting: when the last subscriber leaves, the pump is
@@ -1747,7 +1752,7 @@ def share(
 
     :param source: any async iterable
     :param buffer: each subscriber's capacity (an int >= 0, or None: unbounded)
-    :param overflow: each subscriber's policy (:class:`bridges.Overflow`)
+    :param overflow: each subscriber's policy ([`bridges.Overflow`][bridges.Overflow])
     :raises TypeError: ``source`` is not an async iterable; a bad ``buffer`` type
     :raises ValueError: a bad ``buffer`` / ``overflow``
     """

@@ -1,16 +1,16 @@
 """reactivex Observables <-> async iterables, and a reactivex scheduler for trio.
 
-Needs the ``rx`` extra (``pip install bridges[rx]``).
+Needs the ``rx`` extra (``pip install "streambridges[rx]"``).
 
-* :func:`to_aiter` turns an Observable into an async iterator.  reactivex
+* [`to_aiter`][bridges.rx.to_aiter] turns an Observable into an async iterator.  reactivex
   has no backpressure: an Observable pushes.  The iterator buffers what the
   consumer has not taken yet (unbounded by default), or, with ``buffer=``,
   holds at most that many values and applies an overflow policy; with
   ``subscribe_on=`` a cold synchronous Observable runs on a worker thread
   where ``overflow="block"`` really slows it down.
-* :func:`from_aiter` turns an async iterable into a cold Observable whose
+* [`from_aiter`][bridges.rx.from_aiter] turns an async iterable into a cold Observable whose
   pump task pulls the next value only after ``on_next`` returned.
-* :func:`open_trio_scheduler` gives a reactivex scheduler that runs its
+* [`open_trio_scheduler`][bridges.rx.open_trio_scheduler] gives a reactivex scheduler that runs its
   actions (and therefore Rx time operators) in a trio run.
 """
 
@@ -23,9 +23,10 @@ import itertools
 import math
 import sys
 import threading
+from abc import update_abstractmethods
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
@@ -49,6 +50,7 @@ from ._buffer import (
     Overflow,
     validate_buffer,
 )
+from ._enter import MustEnter
 from ._hooks import refuse_awaitable, require_sync
 from ._iterator import CHECKPOINT_EVERY, BufferedIterator, log_cleanup_error, logger
 
@@ -287,16 +289,16 @@ def to_aiter(
     happens to one more: ``"block"`` blocks ``on_next`` when it runs on a
     foreign thread (a reactivex thread-pool, new-thread or timeout scheduler)
     until the consumer makes room, and fails the stream with
-    :class:`~bridges.BufferOverflowError` when it runs on the event-loop thread
+    [`BufferOverflowError`][bridges.BufferOverflowError] when it runs on the event-loop thread
     (which must never block); ``"drop_oldest"`` / ``"drop_newest"`` drop and
     count (``stats.dropped``); ``"error"`` ends the stream with
-    :class:`~bridges.BufferOverflowError` after the buffered values.  Once the
+    [`BufferOverflowError`][bridges.BufferOverflowError] after the buffered values.  Once the
     stream has ended or the consumer left, the subscription is disposed and
     a blocked ``on_next`` returns at once.
 
     :param observable: the Observable to subscribe to
     :param buffer: the most values held (``None``: unbounded, the default)
-    :param overflow: what a full buffer does (:class:`~bridges.Overflow` or its string)
+    :param overflow: what a full buffer does ([`Overflow`][bridges.Overflow] or its string)
     :param subscribe_on: a reactivex scheduler to subscribe on, e.g.
         ``ThreadPoolScheduler()``: a cold synchronous Observable (``range``,
         ``from_iterable``) then emits on that scheduler's thread, where
@@ -343,7 +345,7 @@ def _is_task_group(obj: object) -> bool:
 
 
 class _Pump(abc.DisposableBase, Generic[T]):
-    """One subscription of :func:`from_aiter`: a pump task and its disposable."""
+    """One subscription of [`from_aiter`][bridges.rx.from_aiter]: a pump task and its disposable."""
 
     __slots__ = (
         "_disposed",
@@ -564,7 +566,8 @@ async def _aiter_of_awaited(made: Awaitable[object]) -> AsyncIterator[Any]:
 
 
 class _FromAiter:
-    """The subscribe function of the Observable that :func:`from_aiter` returns."""
+    """The subscribe function of the Observable that [`from_aiter`][bridges.rx.from_aiter]
+    returns."""
 
     __slots__ = ("_home", "_kind", "_lock", "_source", "_task_group", "_used")
 
@@ -718,8 +721,8 @@ class _Item:
 class TrioScheduler(PeriodicScheduler):
     """A reactivex scheduler whose actions run in a trio run.
 
-    Made by :func:`open_trio_scheduler`, which owns the task that runs the
-    actions.  Like reactivex's ``AsyncIOThreadSafeScheduler``, every method
+    Made by [`open_trio_scheduler`][bridges.rx.open_trio_scheduler], which owns the task that runs
+    the actions.  Like reactivex's ``AsyncIOThreadSafeScheduler``, every method
     may be called from any thread; actions always run on the trio thread,
     in the order they fall due (first scheduled, first run for equal times).
     ``now`` follows trio's clock, so under a ``MockClock`` (autojump) Rx
@@ -729,7 +732,8 @@ class TrioScheduler(PeriodicScheduler):
     """
 
     def __init__(self, token: trio.lowlevel.TrioToken, clock: trio.abc.Clock) -> None:
-        """Use :func:`open_trio_scheduler` instead, which owns the task that runs the actions.
+        """Use [`open_trio_scheduler`][bridges.rx.open_trio_scheduler] instead, which owns the task
+        that runs the actions.
 
         :param token: the trio run's ``trio.lowlevel.current_trio_token()``
         :param clock: the trio run's ``trio.lowlevel.current_clock()``
@@ -905,15 +909,51 @@ def _raise_saving_context(exc: BaseException) -> NoReturn:
         del exc, context
 
 
-@asynccontextmanager
-async def open_trio_scheduler() -> AsyncIterator[TrioScheduler]:
+if TYPE_CHECKING:
+
+    class _LooksLikeAScheduler:
+        """To a checker, no scheduler until entered."""
+
+else:
+    # reactivex asks isinstance(scheduler, PeriodicScheduler) before it uses one; passing
+    # that check lets the use itself raise the error that names the fix
+    _LooksLikeAScheduler = PeriodicScheduler
+
+
+class _OpenTrioScheduler(
+    MustEnter, _LooksLikeAScheduler, AbstractAsyncContextManager[TrioScheduler]
+):
+    """What ``open_trio_scheduler()`` returns: it is not a scheduler until entered."""
+
+    what = "rx.open_trio_scheduler()"
+    usage = "async with rx.open_trio_scheduler() as scheduler: ... scheduler=scheduler ..."
+    handed_out = frozenset(n for n in dir(TrioScheduler) if not n.startswith("_"))
+
+    def __init__(self) -> None:
+        self._cm = _trio_scheduler_block()
+
+    async def __aenter__(self) -> TrioScheduler:
+        return await self._cm.__aenter__()
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        return await self._cm.__aexit__(*exc_info)
+
+
+# every scheduler name, inherited ones included, raises on access (none is abstract then)
+for _name in _OpenTrioScheduler.handed_out:
+    setattr(_OpenTrioScheduler, _name, property(MustEnter._not_entered))
+update_abstractmethods(_OpenTrioScheduler)
+del _name
+
+
+def open_trio_scheduler() -> AbstractAsyncContextManager[TrioScheduler]:
     """A reactivex scheduler for trio, for the duration of an ``async with`` block.
 
     ``async with rx.open_trio_scheduler() as scheduler:`` — pass ``scheduler``
     to Rx operators (``interval``, ``debounce``, ``delay``, ``observe_on``,
     ``subscribe(..., scheduler=...)``) so that their timers and actions run
     in this trio run, in a nursery the block owns.  Safe to call from any
-    thread (see :class:`TrioScheduler`).
+    thread (see [`TrioScheduler`][bridges.rx.TrioScheduler]).
 
     Leaving the block cancels whatever is still scheduled.  An exception
     raised by a scheduled action cancels the block and comes out of it
@@ -921,8 +961,14 @@ async def open_trio_scheduler() -> AsyncIterator[TrioScheduler]:
     exception and an action's coincide, the block's comes out and the
     action's is logged on the ``bridges`` logger.
 
-    :raises RuntimeError: not running under trio
+    :raises RuntimeError: not running under trio (on entering), or used without
+        ``async with``
     """
+    return _OpenTrioScheduler()
+
+
+@asynccontextmanager
+async def _trio_scheduler_block() -> AsyncIterator[TrioScheduler]:
     if _loop_kind() != "trio":
         raise RuntimeError(
             "rx.open_trio_scheduler() needs trio; on asyncio use reactivex's "

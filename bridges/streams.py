@@ -5,12 +5,16 @@ Byte streams carry ``bytes``; the async iterables here yield ``bytes`` chunks
 forms:
 
 * asyncio ``StreamReader`` / ``StreamWriter`` (asyncio and uvloop only):
-  :func:`to_aiter`, :func:`from_aiter`, :func:`write`, :func:`open_pipe`;
-* anyio byte streams (asyncio, uvloop and trio): :func:`byte_stream_to_aiter`,
-  :func:`byte_stream_from_aiter`, :func:`byte_stream_write`,
-  :func:`open_byte_stream_pipe`;
+  [`to_aiter`][bridges.streams.to_aiter], [`from_aiter`][bridges.streams.from_aiter],
+  [`write`][bridges.streams.write], [`open_pipe`][bridges.streams.open_pipe];
+* anyio byte streams (asyncio, uvloop and trio):
+  [`byte_stream_to_aiter`][bridges.streams.byte_stream_to_aiter],
+  [`byte_stream_from_aiter`][bridges.streams.byte_stream_from_aiter],
+  [`byte_stream_write`][bridges.streams.byte_stream_write],
+  [`open_byte_stream_pipe`][bridges.streams.open_byte_stream_pipe];
 
-and :func:`queue_to_aiter` / :func:`queue_from_aiter` for ``asyncio.Queue``.
+and [`queue_to_aiter`][bridges.streams.queue_to_aiter] /
+[`queue_from_aiter`][bridges.streams.queue_from_aiter] for ``asyncio.Queue``.
 
 Backpressure is always the stream's own: a ``StreamWriter`` is drained
 between chunks, a ``StreamReader`` pauses the transport that feeds it, an
@@ -39,6 +43,7 @@ from ._backend import in_trio_run
 from ._buffer import CLOSED, GONE, Handoff
 from ._cancel import CancelProbe, cancel_point
 from ._channel import exit_error
+from ._enter import MustEnter
 from ._iterator import BridgeIterator, log_cleanup_error
 
 if sys.version_info < (3, 11):  # pragma: no cover
@@ -79,8 +84,9 @@ class _End(enum.Enum):
         return "bridges.streams.END"
 
 
-#: The default end-of-stream sentinel of :func:`queue_from_aiter` and
-#: :func:`queue_to_aiter` on Pythons without ``asyncio.Queue.shutdown()`` (before 3.13).
+#: The default end-of-stream sentinel of [`queue_from_aiter`][bridges.streams.queue_from_aiter] and
+#: [`queue_to_aiter`][bridges.streams.queue_to_aiter] on Pythons without
+#: ``asyncio.Queue.shutdown()`` (before 3.13).
 END: Final = _End.END
 
 
@@ -287,7 +293,8 @@ def to_aiter(
     without reading, even when the reader holds a whole record (R19).
 
     :param reader: the reader (from ``asyncio.open_connection``, a server
-        callback, :func:`open_pipe`, :func:`from_aiter` ...)
+        callback, [`open_pipe`][bridges.streams.open_pipe],
+        [`from_aiter`][bridges.streams.from_aiter] ...)
     :param chunk_size: the most bytes per chunk (without a separator)
     :param separator: split on these bytes (not included in the records)
     :raises asyncio.LimitOverrunError: (from iteration) a record is longer than
@@ -295,7 +302,8 @@ def to_aiter(
     :raises TypeError: ``reader`` is not an ``asyncio.StreamReader``, or a bad
         ``chunk_size`` / ``separator`` type
     :raises ValueError: ``chunk_size < 1`` or an empty separator
-    :raises RuntimeError: called under trio (use :func:`byte_stream_to_aiter`)
+    :raises RuntimeError: called under trio (use
+        [`byte_stream_to_aiter`][bridges.streams.byte_stream_to_aiter])
     """
     _check_kind(
         "to_aiter",
@@ -490,7 +498,7 @@ def open_pipe(limit: int = _DEFAULT_LIMIT) -> tuple[asyncio.StreamReader, asynci
     :raises TypeError: ``limit`` is not an int
     :raises ValueError: ``limit < 1``
     :raises RuntimeError: no running asyncio loop, or called under trio (use
-        :func:`open_byte_stream_pipe`)
+        [`open_byte_stream_pipe`][bridges.streams.open_byte_stream_pipe])
     """
     size = _check_positive("limit", limit)
     loop = _running_loop("open_pipe")
@@ -535,7 +543,8 @@ async def write(writer: asyncio.StreamWriter, source: AsyncIterable[Bytes]) -> i
     :returns: the number of bytes written
     :raises TypeError: ``writer`` is not an ``asyncio.StreamWriter``, ``source``
         is not an async iterable, or it yields something other than bytes
-    :raises RuntimeError: called under trio (use :func:`byte_stream_write`)
+    :raises RuntimeError: called under trio (use
+        [`byte_stream_write`][bridges.streams.byte_stream_write])
     """
     _check_kind(
         "write",
@@ -559,7 +568,7 @@ async def write(writer: asyncio.StreamWriter, source: AsyncIterable[Bytes]) -> i
 # ------------------------------------------------------- asyncio: a fed reader
 
 
-class _Fed(ABC, Generic[S]):
+class _Fed(MustEnter, ABC, Generic[S]):
     """A stream fed from a source by a pump task that the ``async with`` block owns (R14).
 
     The pump ends the stream in-band when the source ends or fails, and closes
@@ -673,6 +682,9 @@ class _Fed(ABC, Generic[S]):
 
 class _ReaderFromAiter(_Fed[asyncio.StreamReader]):
     _name = "from_aiter"
+    what = "streams.from_aiter()"
+    usage = "async with streams.from_aiter(source) as reader: line = await reader.readline()"
+    handed_out = frozenset(n for n in dir(asyncio.StreamReader) if not n.startswith("_"))
 
     def _open(self) -> asyncio.StreamReader:
         loop = _running_loop("from_aiter")
@@ -726,7 +738,8 @@ def from_aiter(
         line ``readline()`` takes)
     :raises TypeError: ``source`` is not an async iterable; (from reads) it
         yielded something other than bytes
-    :raises RuntimeError: used under trio (use :func:`byte_stream_from_aiter`)
+    :raises RuntimeError: used under trio (use
+        [`byte_stream_from_aiter`][bridges.streams.byte_stream_from_aiter])
     """
     _check_source("from_aiter", source)
     size = _check_positive("limit", limit)
@@ -823,10 +836,10 @@ def byte_stream_to_aiter(
     """Iterate an anyio ``ByteReceiveStream``: chunks, or records split on a separator.
 
     Works on every backend (asyncio, uvloop, trio): sockets from
-    ``anyio.connect_tcp()``, TLS streams, :func:`open_byte_stream_pipe` ...
-    Without a separator each value is one ``stream.receive(chunk_size)``.
-    With one, each value is a record without its separator; a last record
-    with no separator before the end is delivered too.
+    ``anyio.connect_tcp()``, TLS streams,
+    [`open_byte_stream_pipe`][bridges.streams.open_byte_stream_pipe] ... Without a separator each
+    value is one ``stream.receive(chunk_size)``. With one, each value is a record without its
+    separator; a last record with no separator before the end is delivered too.
 
     Nothing is received before the first ``__anext__``; the next receive
     happens only when the next value is asked for, so a slow consumer slows
@@ -862,7 +875,7 @@ def byte_stream_to_aiter(
 
 
 class _PipeSendStream(anyio.abc.ByteSendStream):
-    """The send end of :func:`open_byte_stream_pipe`."""
+    """The send end of [`open_byte_stream_pipe`][bridges.streams.open_byte_stream_pipe]."""
 
     def __init__(self, handoff: Handoff[bytes], limit: int) -> None:
         self._h = handoff
@@ -929,7 +942,7 @@ class _PipeSendStream(anyio.abc.ByteSendStream):
 
 
 class _PipeReceiveStream(anyio.abc.ByteReceiveStream):
-    """The receive end of :func:`open_byte_stream_pipe`."""
+    """The receive end of [`open_byte_stream_pipe`][bridges.streams.open_byte_stream_pipe]."""
 
     def __init__(self, handoff: Handoff[bytes]) -> None:
         self._h = handoff
@@ -1060,6 +1073,9 @@ async def byte_stream_write(stream: anyio.abc.ByteSendStream, source: AsyncItera
 
 class _ByteStreamFromAiter(_Fed[anyio.abc.ByteReceiveStream]):
     _name = "byte_stream_from_aiter"
+    what = "streams.byte_stream_from_aiter()"
+    usage = "async with streams.byte_stream_from_aiter(source) as stream: ..."
+    handed_out = frozenset(n for n in dir(anyio.abc.ByteReceiveStream) if not n.startswith("_"))
 
     def _open(self) -> anyio.abc.ByteReceiveStream:
         handoff: Handoff[bytes] = Handoff(1)
@@ -1088,8 +1104,8 @@ def byte_stream_from_aiter(
     ``async with streams.byte_stream_from_aiter(source) as stream:`` gives a
     stream for code that takes one (``BufferedByteReceiveStream``, protocol
     libraries).  A pump task owned by the block sends the source's chunks
-    through :func:`open_byte_stream_pipe`: it pulls the next chunk only once
-    the previous one was taken, so at most about ``2 * limit`` bytes are
+    through [`open_byte_stream_pipe`][bridges.streams.open_byte_stream_pipe]: it pulls the next
+    chunk only once the previous one was taken, so at most about ``2 * limit`` bytes are
     held plus the chunk in hand.
 
     The source's end is ``anyio.EndOfStream``; a source error is raised by
@@ -1161,7 +1177,7 @@ def queue_to_aiter(queue: asyncio.Queue[T], *, sentinel: object = END) -> Bridge
 
     The end is ``queue.shutdown()`` (Python 3.13+; the values put before it
     are delivered first) or ``sentinel`` taken from the queue (the default
-    :data:`END` is what :func:`queue_from_aiter` puts on older Pythons; give
+    `END` is what [`queue_from_aiter`][bridges.streams.queue_from_aiter] puts on older Pythons; give
     both the same ``sentinel=`` to use your own).  The sentinel is consumed:
     with several consumers on Python < 3.13, put one per consumer.
 
@@ -1175,7 +1191,7 @@ def queue_to_aiter(queue: asyncio.Queue[T], *, sentinel: object = END) -> Bridge
 
     :raises TypeError: ``queue`` is not an ``asyncio.Queue``
     :raises RuntimeError: called under trio (use a trio memory channel or
-        :func:`bridges.open_channel`)
+        [`bridges.open_channel`][bridges.open_channel])
     """
     _check_queue("queue_to_aiter", queue)
     _require_asyncio("queue_to_aiter")
@@ -1191,8 +1207,8 @@ async def queue_from_aiter(
     backpressure (the next value is pulled only once this one is in;
     ``maxsize=0``, asyncio's unbounded queue, gives none).  When the source
     ends the queue is ended: ``queue.shutdown()`` on Python 3.13+, else
-    ``sentinel`` is put after the last value (:data:`END` by default; give
-    :func:`queue_to_aiter` the same one).
+    ``sentinel`` is put after the last value (`END` by default; give
+    [`queue_to_aiter`][bridges.streams.queue_to_aiter] the same one).
 
     A source error propagates from here (a queue cannot carry it) and the
     queue is not ended: run the consumer in the same task group so that the
@@ -1205,7 +1221,7 @@ async def queue_from_aiter(
     :raises TypeError: ``source`` is not an async iterable or ``queue`` not an
         ``asyncio.Queue``
     :raises RuntimeError: called under trio (use a trio memory channel or
-        :func:`bridges.open_channel`)
+        [`bridges.open_channel`][bridges.open_channel])
     """
     _check_source("queue_from_aiter", source, "an async iterable")
     _check_queue("queue_from_aiter", queue)

@@ -1,9 +1,9 @@
-"""The conformance kit: run the semantics contract (R1-R20) against any adapter.
+"""The conformance kit: run the semantics contract (R1-R21) against any adapter.
 
 Describe an adapter in a few lines with a *harness*, and the checks here
 exercise every rule it claims, on whatever backend runs them (asyncio,
 uvloop, trio).  This project runs its own adapters through the same kit
-(``tests/conformance``); a library author can run theirs::
+(``tests/conformance``); a library author can run theirs:
 
     from bridges import testing
 
@@ -26,13 +26,13 @@ backend, under anyio's pytest plugin (see ``docs/testing.md``).
 
 Two kinds of harness:
 
-* :class:`PushHarness` - something pushes values and the adapter returns an
+* [`PushHarness`][bridges.testing.PushHarness] - something pushes values and the adapter returns an
   async iterator (rules R1-R9, R14-R20).
-* :class:`PullHarness` - an async iterable drives something that is pushed
+* [`PullHarness`][bridges.testing.PullHarness] - an async iterable drives something that is pushed
   to (rules R10-R15).
 
 Each harness says, rule by rule, whether it claims it or why it does not
-apply (:class:`Claims`); a rule that does not apply is listed with its
+apply ([`Claims`][bridges.testing.Claims]); a rule that does not apply is listed with its
 reason, never silently skipped.
 """
 
@@ -125,8 +125,8 @@ class ConsumerError(Exception):
 class Claims:
     """Which rules a harness claims, and why the others do not apply."""
 
-    #: rule -> None when claimed, or the reason it does not apply
     rules: Mapping[str, str | None]
+    """rule -> None when claimed, or the reason it does not apply"""
 
     def applicable(self) -> list[str]:
         """The claimed rules, in order."""
@@ -149,12 +149,12 @@ def _claims(all_rules: Sequence[str], na: Mapping[str, str] | None) -> Claims:
 
 
 def claim_push(na: Mapping[str, str] | None = None) -> Claims:
-    """Claims for a push -> pull harness: every rule of :data:`PUSH_RULES` but those in ``na``."""
+    """Claims for a push -> pull harness: every rule of `PUSH_RULES` but those in ``na``."""
     return _claims(PUSH_RULES, na)
 
 
 def claim_pull(na: Mapping[str, str] | None = None) -> Claims:
-    """Claims for a pull -> push harness: every rule of :data:`PULL_RULES` but those in ``na``."""
+    """Claims for a pull -> push harness: every rule of `PULL_RULES` but those in ``na``."""
     return _claims(PULL_RULES, na)
 
 
@@ -163,8 +163,8 @@ class End(enum.Enum):
 
     COMPLETE = "complete"
     FAIL = "fail"
-    #: stays open (emits nothing more) until it is released
     HANG = "hang"
+    """stays open (emits nothing more) until it is released"""
 
 
 @dataclass
@@ -185,18 +185,18 @@ class Script:
 class Probe:
     """What a harness reports about its source; every field is thread-safe to update."""
 
-    #: times the source was started (subscribed, registered, thread started)
     started: int = 0
-    #: times the source was released (unsubscribed, closed, disposed)
+    """times the source was started (subscribed, registered, thread started)"""
     released: int = 0
-    #: set when the source is released
+    """times the source was released (unsubscribed, closed, disposed)"""
     released_event: threading.Event = field(default_factory=threading.Event)
-    #: set when the source is started
+    """set when the source is released"""
     started_event: threading.Event = field(default_factory=threading.Event)
-    #: set by the checks to let a gated source go on
+    """set when the source is started"""
     open_gate: threading.Event = field(default_factory=threading.Event)
-    #: what the producer was told when it emitted after the stream closed
+    """set by the checks to let a gated source go on"""
     late_results: list[object] = field(default_factory=list)
+    """what the producer was told when it emitted after the stream closed"""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> None:
@@ -219,13 +219,14 @@ _PRODUCER_WHY = (
 
 
 class ScriptedProducer:
-    """Plays a :class:`Script` on a producer thread through send / close / fail callables.
+    """Plays a [`Script`][bridges.testing.Script] on a producer thread through send / close / fail
+    callables.
 
     ``send(value)`` should block under ``block`` and return False (or raise)
     once the stream is closed; the thread then stops.  ``send``, ``close``
     and ``fail`` are plain functions (the thread calls them synchronously):
     an async one is refused with ``TypeError`` (pass the blocking form, such
-    as ``ChannelSender.send_blocking``).  :meth:`stop` asks the
+    as ``ChannelSender.send_blocking``).  [`stop`][bridges.testing.ScriptedProducer.stop] asks the
     thread to stop (it ends as soon as its current call returns).  The
     thread's name starts with ``bridges-test-producer``.
     """
@@ -302,15 +303,15 @@ class HookedSource:
     """A source on the event-loop thread with pause / resume / release hooks (R18).
 
     Like an asyncio transport: while it is not paused it produces
-    synchronously, in :meth:`start` and inside :meth:`resume` too, so it
-    re-enters the adapter from inside the adapter's own call of ``resume()``
-    (the adapter must pause it again, from inside that call, as soon as its
-    buffer fills).  It produces ``values`` values (0, 1, ...), then closes.
+    synchronously, in [`start`][bridges.testing.HookedSource.start] and inside
+    [`resume`][bridges.testing.HookedSource.resume] too, so it re-enters the adapter from inside the
+    adapter's own call of ``resume()`` (the adapter must pause it again, from inside that call, as
+    soon as its buffer fills).  It produces ``values`` values (0, 1, ...), then closes.
 
-    A harness's :meth:`PushHarness.open_hooked` wires it: it calls
-    ``start(send, close)`` when the adapter starts its source, and hands the
-    adapter the callables in :attr:`hooks` where the adapter takes hooks.
-    The check may have swapped some of them for async callables, to see what
+    A harness's [`PushHarness.open_hooked`][bridges.testing.PushHarness.open_hooked] wires it: it
+    calls ``start(send, close)`` when the adapter starts its source, and hands the
+    adapter the callables in [`hooks`][bridges.testing.PushHarness.hooks] where the adapter takes
+    hooks. The check may have swapped some of them for async callables, to see what
     the adapter does with those.
     """
 
@@ -326,7 +327,7 @@ class HookedSource:
             raise TypeError(f"values must be an int (how many to produce), not {values!r}")
         if values < 0:
             raise ValueError(f"values must be >= 0, not {values}")
-        #: hook name (one of :data:`HOOKS`) -> what to give the adapter for it
+        #: hook name (one of `HOOKS`) -> what to give the adapter for it
         self.hooks: dict[str, Callable[[], object]] = {
             "pause": self.pause,
             "resume": self.resume,
@@ -422,22 +423,24 @@ class PushHarness(ABC):
 
     name: str = "adapter"
     claims: Claims = claim_push()
-    #: backends this adapter runs on
     backends: frozenset[str] = frozenset({"asyncio", "uvloop", "trio"})
-    #: overflow policies the adapter takes (R9 checks the drop ones)
+    """backends this adapter runs on"""
     overflows: tuple[str, ...] = ("block", "drop_oldest", "drop_newest", "error")
-    #: True when the source runs in a worker thread that may be inside a call
-    #: of the source (a blocking ``next()``) when the consumer leaves.  Such a
-    #: call cannot be interrupted (R14's one exception): leaving returns at
-    #: once and the source is released as soon as the call returns, so R6
-    #: waits for the release (still exactly once) instead of expecting it
-    #: before the exit completes.
+    """overflow policies the adapter takes (R9 checks the drop ones)"""
     blocking_calls: bool = False
-    #: For R18: the hooks the adapter takes, each of :data:`HOOKS` it has -> the
-    #: adapter's own name for it (its TypeError for an async one must name
-    #: it), e.g. ``{"pause": "pause", "resume": "resume", "release": "unsubscribe"}``.
-    #: Empty when the adapter takes no hooks (then declare R18 n/a).
+    """True when the source runs in a worker thread that may be inside a call
+    of the source (a blocking ``next()``) when the consumer leaves.  Such a
+    call cannot be interrupted (R14's one exception): leaving returns at
+    once and the source is released as soon as the call returns, so R6
+    waits for the release (still exactly once) instead of expecting it
+    before the exit completes.
+    """
     hooks: Mapping[str, str] = MappingProxyType({})
+    """For R18: the hooks the adapter takes, each of `HOOKS` it has -> the
+    adapter's own name for it (its TypeError for an async one must name
+    it), e.g. ``{"pause": "pause", "resume": "resume", "release": "unsubscribe"}``.
+    Empty when the adapter takes no hooks (then declare R18 n/a).
+    """
 
     @abstractmethod
     def open(
@@ -469,7 +472,7 @@ class PushHarness(ABC):
     def open_producer(self, *, buffer: int) -> tuple[Any, AsyncIterator[int]] | None:
         """For R16, R17, R20 and R19's producer side: a fresh producer end and its iterator.
 
-        The producer end (``open_channel``'s :class:`~bridges.ChannelSender` is
+        The producer end (``open_channel``'s [`ChannelSender`][bridges.ChannelSender] is
         one) has ``async send(value)``, ``send_nowait(value)`` (raising
         ``anyio.WouldBlock`` when full) and ``close()``, and is a context
         manager, sync (``with``), async (``async with``) or both.  Keep no
@@ -484,9 +487,10 @@ class PushHarness(ABC):
 
         When the adapter starts its source, call ``source.start(send, close)``
         with the adapter's loop-thread ``send(value)`` and ``close()``; give the
-        adapter ``source.hooks[name]`` for each hook of :attr:`hooks`, as it
-        is (some may be async callables: the check watches what the adapter
-        does with them).  Return None when the adapter takes no hooks.
+        adapter ``source.hooks[name]`` for each hook of
+        [`hooks`][bridges.testing.PushHarness.hooks], as it is (some may be async callables: the
+        check watches what the adapter does with them).  Return None when the adapter takes no
+        hooks.
         """
         return None
 
@@ -497,16 +501,16 @@ class PullHarness(ABC):
     ``drive()`` connects ``source`` to the adapter's receiving side and
     consumes it following ``plan``: call ``plan.seen(v)`` for each value as
     it is received, stop early after ``plan.take`` values, raise
-    :class:`ConsumerError` from the receiving side after ``plan.fail_after``
-    values.  Return the :class:`Outcome`; a receiver-side error that the
-    adapter reports (raises) is caught and returned in ``Outcome.error``.
+    [`ConsumerError`][bridges.testing.ConsumerError] from the receiving side after
+    ``plan.fail_after`` values.  Return the [`Outcome`][bridges.testing.Outcome]; a receiver-side
+    error that the adapter reports (raises) is caught and returned in ``Outcome.error``.
     """
 
     name: str = "adapter"
     claims: Claims = claim_pull()
     backends: frozenset[str] = frozenset({"asyncio", "uvloop", "trio"})
-    #: values the adapter may pull ahead of the receiving side (R10)
     in_flight: int = 1
+    """values the adapter may pull ahead of the receiving side (R10)"""
 
     @abstractmethod
     async def drive(self, source: AsyncIterable[int], plan: Plan) -> Outcome:
@@ -535,14 +539,16 @@ class PullHarness(ABC):
 class Plan:
     """What a scripted consumer does."""
 
-    #: stop (early exit) after this many values
     take: int | None = None
-    #: raise :class:`ConsumerError` from the receiving side after this many values
+    """stop (early exit) after this many values"""
     fail_after: int | None = None
-    #: yield to the scheduler this many times per value (a slow consumer)
+    """raise [`ConsumerError`][bridges.testing.ConsumerError] from the receiving side after this
+    many values
+    """
     slow: int = 0
-    #: called with each value as it is received
+    """yield to the scheduler this many times per value (a slow consumer)"""
     on_value: Callable[[int], None] | None = None
+    """called with each value as it is received"""
 
     def seen(self, value: int) -> None:
         if self.on_value is not None:
@@ -1517,8 +1523,8 @@ class Case(NamedTuple):
 
     harness: PushHarness | PullHarness | CallHarness
     rule: str
-    #: ``"asyncio"``, ``"uvloop"`` or ``"trio"``
     backend: str
+    """``"asyncio"``, ``"uvloop"`` or ``"trio"``"""
 
 
 def cases(harness: PushHarness | PullHarness | CallHarness) -> list[Case]:
@@ -1553,12 +1559,13 @@ async def check(
     """Check one rule against a harness, in the running event loop.
 
     ``backend`` names the running backend (``"uvloop"`` is not visible from
-    inside the loop); ``check(*case)`` passes it from a :class:`Case`.
+    inside the loop); ``check(*case)`` passes it from a [`Case`][bridges.testing.Case].
 
     :raises AssertionError: the rule does not hold (the message says how)
     :raises ValueError: the harness does not claim ``rule``
-    :raises TypeError: ``harness`` is not a :class:`PushHarness`, :class:`PullHarness`
-        or :class:`CallHarness`
+    :raises TypeError: ``harness`` is not a [`PushHarness`][bridges.testing.PushHarness],
+        [`PullHarness`][bridges.testing.PullHarness]
+        or [`CallHarness`][bridges.testing.CallHarness]
     """
     _require_harness(harness, "check()")
     why = harness.claims.rules.get(rule, "not a rule of this direction")
@@ -1582,7 +1589,8 @@ CALL_RULES: tuple[str, ...] = ("R21",)
 
 
 def claim_call(na: Mapping[str, str] | None = None) -> Claims:
-    """Claims for a :class:`CallHarness`: every rule of :data:`CALL_RULES` but those in ``na``."""
+    """Claims for a [`CallHarness`][bridges.testing.CallHarness]: every rule of `CALL_RULES` but
+    those in ``na``."""
     return _claims(CALL_RULES, na)
 
 
@@ -1591,8 +1599,8 @@ class CallSource:
 
     An iterator with ``close()`` (a cursor's shape): each ``next()`` is one
     call.  The call that would return a value in ``hold`` blocks until
-    :attr:`release` is set (:attr:`inside` says it has begun): a slow read.
-    Thread-safe; it counts calls running at once (:attr:`most`), calls
+    `release` is set (`inside` says it has begun): a slow read.
+    Thread-safe; it counts calls running at once (`most`), calls
     after ``close()``, and ``close()`` while a call ran.
     """
 
@@ -1601,15 +1609,11 @@ class CallSource:
     def __init__(self, n: int, hold: Sequence[int] = ()) -> None:
         self.n = n
         self.hold = frozenset(hold)
-        #: set when a held call has begun
         self.inside = threading.Event()
-        #: set (by the checks) to let held calls return
         self.release = threading.Event()
-        #: calls made, calls running now, the most ever running at once
         self.calls = 0
         self.active = 0
         self.most = 0
-        #: values returned by calls, in order
         self.returned: list[int] = []
         self.closed = 0
         self.closed_during_call = 0
@@ -1628,6 +1632,11 @@ class CallSource:
             if self.closed:
                 self.called_after_close += 1
             i = self._next
+            """set when a held call has begun
+            set (by the checks) to let held calls return
+            calls made, calls running now, the most ever running at once
+            values returned by calls, in order
+            """
         try:
             if i in self.hold:
                 self.inside.set()
@@ -1654,7 +1663,7 @@ class CallHarness(ABC):
     """Describes an adapter that runs a sync call of the user's in a worker thread (R21).
 
     ``open(source)`` returns the adapter's async iterator over the values of
-    ``source`` (a :class:`CallSource`), making one call of it per value:
+    ``source`` (a [`CallSource`][bridges.testing.CallSource]), making one call of it per value:
     ``threads.to_aiter(source)``, or a ``fetch_page`` that returns
     ``([next(source)], token)``.
     """
@@ -1662,8 +1671,8 @@ class CallHarness(ABC):
     name: str = "adapter"
     claims: Claims = claim_call()
     backends: frozenset[str] = frozenset({"asyncio", "uvloop", "trio"})
-    #: True when the adapter calls ``source.close()`` itself (at the end, on early exit)
     closes_source: bool = True
+    """True when the adapter calls ``source.close()`` itself (at the end, on early exit)"""
 
     @abstractmethod
     def open(self, source: CallSource) -> AsyncIterator[int]:

@@ -1,13 +1,13 @@
 """Blocking iterables and sync consumers <-> async iterables.
 
-:func:`to_aiter` iterates a blocking iterable (a database cursor, a file, a
+[`to_aiter`][bridges.threads.to_aiter] iterates a blocking iterable (a database cursor, a file, a
 generator that does I/O) in a worker thread, so that async code can
 ``async for`` over it without blocking its event loop.  The worker pulls
 ahead at most ``buffer`` values and then waits; rows are handed over in
 chunks, so a fast source costs the event loop one wake-up per chunk, not
 one per row.
 
-:func:`from_aiter` is the other direction: it gives sync code (a plain
+[`from_aiter`][bridges.threads.from_aiter] is the other direction: it gives sync code (a plain
 thread, a legacy library, a CSV writer) an ordinary iterator over an async
 iterable, which runs in an event loop on a helper thread or in an anyio
 ``BlockingPortal`` you already have.
@@ -56,7 +56,7 @@ logger = logging.getLogger("bridges")
 #: How long a consumer that has run dry lets the worker collect a chunk before
 #: it takes what is there (seconds).  A full buffer or the end of the stream
 #: wakes it earlier; a source slower than one row per wake-up is handed over
-#: row by row with no added latency (see :class:`PrefetchIterator`).
+#: row by row with no added latency (see [`PrefetchIterator`][bridges.threads.PrefetchIterator]).
 LINGER = 0.001
 
 _WORKER_NAME = "bridges-threads-worker"
@@ -70,14 +70,15 @@ _LOOP_NAME = "bridges-threads-loop"
 class ConsumerGone:
     """Tells a blocking source, in its worker thread, that its consumer has left.
 
-    :func:`consumer_gone` returns it, in the worker thread of a
-    :func:`to_aiter` stream (in the factory, or in the source's own code
+    [`consumer_gone`][bridges.threads.consumer_gone] returns it, in the worker thread of a
+    [`to_aiter`][bridges.threads.to_aiter] stream (in the factory, or in the source's own code
     that ``next()`` runs).  A source that waits for something that may never
-    come (an idle subscription, a queue) can poll it (:meth:`is_set`,
-    :meth:`wait`) between short waits of its own, or register a callback
-    that wakes it (:meth:`add_callback`), and return: the worker then closes
-    the source and the consumer's exit, which waits for that (``grace``),
-    completes at once.
+    come (an idle subscription, a queue) can poll it
+    ([`is_set`][bridges.threads.ConsumerGone.is_set],
+    [`wait`][bridges.threads.ConsumerGone.wait]) between short waits of its own, or register a
+    callback that wakes it ([`add_callback`][bridges.threads.ConsumerGone.add_callback]), and
+    return: the worker then closes the source and the consumer's exit, which waits for that
+    (``grace``), completes at once.
     """
 
     __slots__ = ("_callbacks", "_event", "_lock")
@@ -144,10 +145,11 @@ _local = threading.local()
 
 
 def consumer_gone() -> ConsumerGone:
-    """The :class:`ConsumerGone` of the :func:`to_aiter` stream this worker thread serves.
+    """The [`ConsumerGone`][bridges.threads.ConsumerGone] of the
+    [`to_aiter`][bridges.threads.to_aiter] stream this worker thread serves.
 
     Call it in the source's own code: in the factory, or in a generator that
-    the worker iterates::
+    the worker iterates:
 
         def messages():
             gone = threads.consumer_gone()
@@ -156,7 +158,7 @@ def consumer_gone() -> ConsumerGone:
                 if message is not None:
                     yield message
 
-    :raises RuntimeError: called outside a worker thread of :func:`to_aiter`
+    :raises RuntimeError: called outside a worker thread of [`to_aiter`][bridges.threads.to_aiter]
     """
     gone: ConsumerGone | None = getattr(_local, "gone", None)
     if gone is None:
@@ -169,10 +171,11 @@ def consumer_gone() -> ConsumerGone:
 
 
 class _Prefetch(Handoff[T]):
-    """The hand-off of :func:`to_aiter`: a parked consumer is woken once per chunk.
+    """The hand-off of [`to_aiter`][bridges.threads.to_aiter]: a parked consumer is woken once per
+    chunk.
 
     When the consumer runs dry right after a wake-up that found more than one
-    row (the source is fast), it *lingers*: it waits at most :data:`LINGER`
+    row (the source is fast), it *lingers*: it waits at most `LINGER`
     seconds while the worker appends rows without waking it, and is woken
     early when the buffer fills or the stream ends.  Otherwise (the source is
     slow) the next row wakes it at once, as in the plain hand-off.  Every row
@@ -213,7 +216,7 @@ class _Prefetch(Handoff[T]):
 
 
 class _Worker(Generic[T]):
-    """The worker thread of one :func:`to_aiter` stream.
+    """The worker thread of one [`to_aiter`][bridges.threads.to_aiter] stream.
 
     Holds no reference to the iterator, so that an iterator dropped without
     ``aclose()`` is collected (and its source released) while the worker waits.
@@ -269,7 +272,7 @@ class _Worker(Generic[T]):
         """BufferedIterator's release hook: at the end of the stream, join the worker.
 
         It has closed the source by then (``done``), so joining is immediate
-        and no thread outlives the stream.  (On early exit, :meth:`wait_closed`
+        and no thread outlives the stream.  (On early exit, `wait_closed`
         does the waiting, without blocking the event loop.)
         """
         if self.h._ended and not self.done.open and self.thread is not None:
@@ -460,9 +463,10 @@ def _close(it: object, owned: object) -> BaseException | None:
 
 
 class PrefetchIterator(BufferedIterator[T]):
-    """The async iterator :func:`to_aiter` returns: a worker thread prefetches the rows.
+    """The async iterator [`to_aiter`][bridges.threads.to_aiter] returns: a worker thread prefetches
+    the rows.
 
-    Besides what every :class:`~bridges.BufferedIterator` does (lazy start,
+    Besides what every [`BufferedIterator`][bridges.BufferedIterator] does (lazy start,
     ``async with``, ``aclose()``, ``stats``, a ``ResourceWarning`` when
     dropped while running), leaving it waits for the worker to close the
     source, so that the generator's ``finally`` or the cursor's ``close()``
@@ -476,7 +480,7 @@ class PrefetchIterator(BufferedIterator[T]):
     consumer that has run dry is woken by the next row, except right after a
     wake-up that found several rows (a fast source): then it lets the worker
     collect a chunk, and is woken when the buffer is full, the stream ends,
-    or after at most :data:`LINGER` seconds.
+    or after at most `LINGER` seconds.
     """
 
     __slots__ = ("_worker",)
@@ -559,7 +563,7 @@ def to_aiter(
     :param buffer: how many rows the worker pulls ahead at most (it waits for
         room *before* calling ``next()``; ``0``: it calls ``next()`` only when
         the consumer asks; ``None``: unbounded)
-    :param overflow: what a full buffer does (:class:`~bridges.Overflow`); the
+    :param overflow: what a full buffer does ([`Overflow`][bridges.Overflow]); the
         default ``"block"`` makes the worker wait, the others never make it
         wait (``"drop_oldest"`` keeps the latest rows)
     :param grace: how long leaving waits for a call of the source in
@@ -567,7 +571,8 @@ def to_aiter(
         closes the source before the exit completes (seconds; ``None``: as
         long as it takes).  A call still running then is left to the worker,
         with a ``RuntimeWarning``
-    :return: a :class:`PrefetchIterator`; leaving its ``async with`` (or
+    :return: a [`PrefetchIterator`][bridges.threads.PrefetchIterator]; leaving its ``async with``
+        (or
         ``aclose()``, or cancellation) stops the worker and closes the source:
         ``close()`` is called on the iterator if it has one (a generator's
         ``finally`` runs in the worker thread, a cursor is closed) after the
@@ -580,7 +585,7 @@ def to_aiter(
     :raises ValueError: a bad ``buffer`` / ``overflow`` / ``grace``
 
     The source's own code can see that the consumer left:
-    :func:`consumer_gone`, called in the worker thread.
+    [`consumer_gone`][bridges.threads.consumer_gone], called in the worker thread.
 
     An exception raised by the source (or by the factory) is raised by the
     iterator once, as itself, after the rows before it; an error from
@@ -622,7 +627,7 @@ class _Pump(Generic[T]):
         self.orphaned = False
 
     def run_loop(self, backend: str) -> None:
-        """The helper thread: a fresh event loop that runs :meth:`main`."""
+        """The helper thread: a fresh event loop that runs `main`."""
         try:
             anyio.run(self.main, backend=backend)
         except BaseException as exc:  # the loop itself failed: tell the consumer
@@ -714,7 +719,8 @@ class _Pump(Generic[T]):
 
 
 class BlockingIterator(Iterator[T]):
-    """The iterator :func:`from_aiter` returns: sync code iterates an async source.
+    """The iterator [`from_aiter`][bridges.threads.from_aiter] returns: sync code iterates an async
+    source.
 
     A plain iterator and a context manager.  ``next()`` blocks the calling
     thread (one that runs no event loop) until the source, running in its
@@ -755,7 +761,7 @@ class BlockingIterator(Iterator[T]):
 
     @property
     def stats(self) -> Stats:
-        """A snapshot of the buffer's counters (:class:`bridges.Stats`)."""
+        """A snapshot of the buffer's counters ([`bridges.Stats`][bridges.Stats])."""
         return self._h.stats
 
     def _begin(self) -> None:
@@ -904,7 +910,8 @@ def from_aiter(
     :param backend: the loop of the helper thread: ``"asyncio"`` or ``"trio"``
         (ignored with ``portal``)
     :param portal: run the source in this portal's loop instead of a new thread
-    :return: a :class:`BlockingIterator`; use it in ``with`` so that leaving
+    :return: a [`BlockingIterator`][bridges.threads.BlockingIterator]; use it in ``with`` so that
+        leaving
         (by the end, ``break``, ``return`` or an exception) cancels the source,
         runs its cleanup and joins the thread before the block exits
     :raises TypeError: ``source`` is not an async iterable; ``portal`` is not a
@@ -932,5 +939,5 @@ def from_aiter(
     elif backend not in _BACKENDS:
         raise ValueError(f"backend must be 'asyncio' or 'trio', not {backend!r}")
     elif backend == "trio" and importlib.util.find_spec("trio") is None:
-        raise RuntimeError("backend='trio' needs trio: pip install 'bridges[trio]'")
+        raise RuntimeError("backend='trio' needs trio: pip install 'streambridges[trio]'")
     return BlockingIterator(source, buffer, backend, portal)

@@ -301,6 +301,11 @@ async def _reduce_empty() -> None:
     await bridges.iterate(_agen(0)).reduce(lambda a, b: a + b)
 
 
+async def _reduce_two_initial() -> None:
+    async with bridges.iterate(_agen()) as it:
+        await it.reduce(lambda a, b: a + b, 0, 1)
+
+
 async def _flat_map_returns_text() -> None:
     async with bridges.iterate(_agen()).flat_map(lambda v: "text") as it:
         await it.__anext__()
@@ -553,6 +558,13 @@ ROWS: list[Row] = [
         "int",
     ),
     Row("bridges.BridgeIterator.reduce", "empty-no-initial", _reduce_empty, TypeError, "initial"),
+    Row(
+        "bridges.BridgeIterator.reduce",
+        "two-initial",
+        _reduce_two_initial,
+        TypeError,
+        "at most one",
+    ),
     Row(
         "bridges.BridgeIterator.for_each",
         "not-callable",

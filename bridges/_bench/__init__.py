@@ -1,7 +1,7 @@
 """``python -m bridges bench``: each scenario is timed against its baselines, side by side.
 
 A scenario module in this package defines ``SCENARIOS``: a list of
-:class:`Scenario`.  Every case of a scenario (the bridge and each baseline)
+`Scenario`.  Every case of a scenario (the bridge and each baseline)
 runs in the same process and on the same kind of loop, alternating, best of
 ``repeat``; the table reports each baseline's ratio (bridge time / baseline
 time: below 1.0 the bridge is faster) against its budget.
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib
+import importlib.util
 import json
 import pkgutil
 import sys
@@ -80,7 +81,7 @@ def _modules() -> list[Any]:
             out.append(importlib.import_module(f"{__name__}.{info.name}"))
         except ImportError as exc:
             print(
-                f"(skipping bench module {info.name}: {exc}; install bridges[bench])",
+                f"(skipping bench module {info.name}: {exc}; pip install 'streambridges[bench]')",
                 file=sys.stderr,
             )
     return out
@@ -166,10 +167,21 @@ def _fmt_measure(r: dict[str, Any]) -> str:
     return f"{r['scenario']:<34} {r['backend']:<7} n={r['n']:,}  {extra}  {verdict}"
 
 
+#: what ``--help`` says: plain text, not this module's docstring markup
+DESCRIPTION = (
+    "Time each bridge against its baselines, side by side in the same process and on "
+    "the same kind of loop, best of --repeat runs. Each row is a ratio (bridge time / "
+    "baseline time: below 1.0 the bridge is faster) checked against its budget."
+)
+#: the peers and ecosystems the scenarios import (the bench extra)
+NEEDS = ("janus", "culsans", "aiologic", "aiostream", "trio", "reactivex")
+
+
 def main(argv: list[str]) -> int:
+    """``python -m bridges bench``: parse ``argv``, run the scenarios, print the table."""
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m bridges bench", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m bridges bench", description=DESCRIPTION)
     p.add_argument("-k", "--select", help="only scenarios whose name contains this")
     p.add_argument(
         "--backend",
@@ -186,6 +198,14 @@ def main(argv: list[str]) -> int:
     )
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     args = p.parse_args(argv)
+    missing = [name for name in NEEDS if importlib.util.find_spec(name) is None]
+    if missing:
+        print(
+            f"python -m bridges bench needs the bench extra (missing: {', '.join(missing)}): "
+            "pip install 'streambridges[bench]'",
+            file=sys.stderr,
+        )
+        return 2
     scenarios = collect(args.select, set(args.backend) if args.backend else None)
     if args.list:
         for s in scenarios:
