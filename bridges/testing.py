@@ -176,9 +176,13 @@ class Script:
     """
 
     values: Sequence[int]
+    """the values the source emits, in this order"""
     end: End = End.COMPLETE
+    """what the source does after its values: complete, fail with ``error``, or hang"""
     error: BaseException | None = None
+    """the error a source with ``end=End.FAIL`` fails with"""
     gate: int | None = None
+    """emit this many values, then wait for ``probe.open_gate`` (None: no gate)"""
 
 
 @dataclass
@@ -422,7 +426,9 @@ class PushHarness(ABC):
     """
 
     name: str = "adapter"
+    """the adapter's name in reports and in the rules table"""
     claims: Claims = claim_push()
+    """which rules the adapter claims, and why each other one is n/a"""
     backends: frozenset[str] = frozenset({"asyncio", "uvloop", "trio"})
     """backends this adapter runs on"""
     overflows: tuple[str, ...] = ("block", "drop_oldest", "drop_newest", "error")
@@ -507,8 +513,11 @@ class PullHarness(ABC):
     """
 
     name: str = "adapter"
+    """the adapter's name in reports and in the rules table"""
     claims: Claims = claim_pull()
+    """which rules the adapter claims, and why each other one is n/a"""
     backends: frozenset[str] = frozenset({"asyncio", "uvloop", "trio"})
+    """backends this adapter runs on"""
     in_flight: int = 1
     """values the adapter may pull ahead of the receiving side (R10)"""
 
@@ -560,8 +569,11 @@ class Outcome:
     """What a scripted consumer saw."""
 
     values: list[int] = field(default_factory=list)
+    """the values received, in order"""
     error: BaseException | None = None
+    """the error the receiving side got (None: a clean end, or it left early)"""
     errors_seen: int = 0
+    """how many errors the receiving side was handed (an error arrives once: R5, R12)"""
 
 
 class TestSource:
@@ -1522,7 +1534,9 @@ class Case(NamedTuple):
     """
 
     harness: PushHarness | PullHarness | CallHarness
+    """the adapter's harness"""
     rule: str
+    """the rule to check, ``"R1"`` to ``"R21"``"""
     backend: str
     """``"asyncio"``, ``"uvloop"`` or ``"trio"``"""
 
@@ -1669,8 +1683,11 @@ class CallHarness(ABC):
     """
 
     name: str = "adapter"
+    """the adapter's name in reports and in the rules table"""
     claims: Claims = claim_call()
+    """which rules the adapter claims (R21), or why it is n/a"""
     backends: frozenset[str] = frozenset({"asyncio", "uvloop", "trio"})
+    """backends this adapter runs on"""
     closes_source: bool = True
     """True when the adapter calls ``source.close()`` itself (at the end, on early exit)"""
 

@@ -81,10 +81,18 @@ def _is_cache_worker(thread: threading.Thread) -> bool:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    """One random hypothesis seed per run, shared by the xdist workers and printed.
+    """Refuse to run without uvloop where it exists; one hypothesis seed per run, printed.
+
+    The seed is random, shared by the xdist workers (through the environment).
 
     ``BRIDGES_SEED=N`` (or ``--hypothesis-seed=N``) replays a run.
     """
+    if not HAVE_UVLOOP and sys.platform != "win32":
+        # a third of the matrix would be skipped without a word: refuse instead
+        raise pytest.UsageError(
+            "uvloop is not installed, so the uvloop backend cannot run: "
+            "pip install -e '.[test]' (it brings uvloop wherever it builds)"
+        )
     seed = config.getoption("hypothesis_seed", None)
     if seed is None:
         seed = os.environ.get("BRIDGES_SEED") or str(random.SystemRandom().randrange(2**32))
