@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -12,6 +13,8 @@ from reactivex import operators as rx_ops
 from bridges import channels, ops, rx, streams
 
 pytestmark = pytest.mark.anyio
+
+_REACTIVEX_MAJOR = int(importlib.metadata.version("reactivex").split(".")[0])
 
 MESSAGE = "must be entered with 'async with' first"
 
@@ -74,8 +77,9 @@ async def test_trio_scheduler_used_without_async_with() -> None:
     reactivex.timer(0.0, scheduler=scheduler).subscribe(on_error=errors.append)
     assert len(errors) == 1
     assert MESSAGE in str(errors[0])
-    with pytest.raises(RuntimeError, match=MESSAGE):
-        reactivex.of(1).pipe(rx_ops.observe_on(scheduler)).subscribe()
+    if _REACTIVEX_MAJOR >= 6:  # reactivex 5 (Python 3.10) loses what observe_on's schedule raises
+        with pytest.raises(RuntimeError, match=MESSAGE):
+            reactivex.of(1).pipe(rx_ops.observe_on(scheduler)).subscribe()
     with pytest.raises(RuntimeError, match=MESSAGE):
         reactivex.interval(1.0).subscribe(scheduler=scheduler)
     async with scheduler as entered:  # the same object, entered, works
