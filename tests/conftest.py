@@ -110,8 +110,14 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """List every rule recorded as n/a, with its reason: never silently skipped."""
+    """List every rule recorded as n/a, with its reason: never silently skipped.
+
+    The hypothesis seed is repeated here, where ``-q`` does not hide it.
+    """
     from .conformance.registry import HARNESSES
+
+    seed = terminalreporter.config.option.hypothesis_seed
+    terminalreporter.write_line(f"hypothesis seed {seed}: replay with BRIDGES_SEED={seed}")
 
     rows = [
         (h.name, rule, why) for h in HARNESSES for rule, why in h.claims.not_applicable().items()
