@@ -492,6 +492,41 @@ class ReleasesLateHarness(_EarlyExitHarness):
         _soon(release)  # the bug: the exit completes first
 
 
+#: tasks the R14 mutant left behind (held so that they are not collected while they run)
+_LINGERING: set[Any] = set()
+
+
+def _leave_a_task() -> None:
+    """Start a task nobody owns on the running loop; it ends a second later."""
+
+    async def linger() -> None:
+        await anyio.sleep(1)
+
+    if sniffio.current_async_library() == "trio":
+        trio.lowlevel.spawn_system_task(linger)
+    else:
+        task = asyncio.get_running_loop().create_task(linger())
+        _LINGERING.add(task)
+        task.add_done_callback(_LINGERING.discard)
+
+
+class LeavesATaskHarness(ChannelHarness):
+    """Breaks R14: releasing the source starts a task that outlives the bridge."""
+
+    name = "mutant:leaves-a-task"
+
+    def release(
+        self, script: Script, probe: Probe, producer: ScriptedProducer
+    ) -> Callable[[], None]:
+        release = super().release(script, probe, producer)
+
+        def and_a_task() -> None:
+            release()
+            _leave_a_task()  # the bug: a task of the bridge's own that nobody waits for
+
+        return and_a_task
+
+
 class _PopsBeforeCheckpoint(_Receiver):
     """Takes the value, then takes its coalesced schedule point (every 64th call)."""
 
@@ -592,6 +627,7 @@ PUSH_RULE_MUTANTS: list[tuple[PushHarness, str]] = [
     (ReleasesLateHarness(), "R6"),
     (PopsBeforeCheckpointHarness(), "R6"),
     (SaysYesWhenClosedHarness(), "R7"),
+    (LeavesATaskHarness(), "R14"),
     (SleepsOnOverflowHarness(), "R8"),
     (IgnoresPauseHarness(), "R8"),
     (MiscountsDropsHarness(), "R9"),
