@@ -535,7 +535,10 @@ class PushHarness(ABC):
     ) -> AsyncIterator[int] | None:
         """For R8: an iterator whose source emits synchronously on the loop thread.
 
-        Return None when the adapter has no loop-thread producer.
+        The source emits ``script.values`` (more than ``buffer`` of them) and
+        completes.  Set [`pause_hooks`][bridges.testing.PushHarness.pause_hooks]
+        when it gives the adapter pause/resume hooks.  Return None when the
+        adapter has no loop-thread producer.
         """
         return None
 
