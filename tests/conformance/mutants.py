@@ -582,7 +582,7 @@ class SleepsOnOverflowHarness(ToAiterThreadHarness):
         def subscribe(emit: Emitter[int]) -> None:
             for v in script.values:
                 if not emit.send(v):
-                    time.sleep(1.0)  # the bug: blocks the loop thread
+                    time.sleep(2.0)  # the bug: blocks the loop thread
                     return
             emit.close()
 
