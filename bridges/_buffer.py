@@ -26,6 +26,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
+import anyio
+
 from ._backend import ThreadWaiter, async_waiter, current_library, in_event_loop_thread
 
 if TYPE_CHECKING:
@@ -39,7 +41,10 @@ __all__ = [
     "BufferOverflowError",
     "Handoff",
     "Overflow",
+    "Result",
+    "State",
     "Stats",
+    "WithdrawnError",
     "validate_buffer",
     "validate_timeout",
 ]
@@ -157,13 +162,48 @@ def validate_timeout(timeout: object) -> float | None:
 
 
 class Result(enum.IntEnum):
+    """What an offer of one value to a `Handoff` did with it.
+
+    Compare members by identity (``result is TAKEN``); ask the predicates
+    (`refused`) instead of relying on the order of the values.  ``TAKEN`` is
+    the only false member, so ``if result:`` singles out the rare paths.
+    """
+
+    #: The value is in the buffer (or handed to a waiting consumer).
     TAKEN = 0
+    #: ``drop_newest``: the buffer was full and the value was discarded (counted).
     DROPPED = 1
+    #: ``block``: no room now; only the no-wait calls return it (the waits park).
     FULL = 2
-    CLOSED = 3  # the producer side closed or failed it
-    GONE = 4  # the consumer side left
-    OVERFLOWED = 5  # overflow="error" tripped just now
-    WITHDRAWN = 6  # the producer's own end was closed while it waited: not sent
+    #: The producer side closed or failed the stream: not sent.
+    CLOSED = 3
+    #: The consumer side left: not sent, and nothing will be delivered any more.
+    GONE = 4
+    #: ``overflow="error"`` tripped on this value (or R8 failed the stream): not sent.
+    OVERFLOWED = 5
+    #: The producer's own end was closed while it waited: not sent.
+    WITHDRAWN = 6
+
+    @property
+    def refused(self) -> bool:
+        """True when the stream takes no more values: the producer should stop.
+
+        ``CLOSED``, ``GONE``, ``OVERFLOWED`` and ``WITHDRAWN``; not ``TAKEN``,
+        ``DROPPED`` (a drop policy at work) or ``FULL`` (wait and retry).
+        """
+        return self in _REFUSED
+
+
+class State(enum.IntEnum):
+    """Where a `Handoff` is in its life; only ever moves forward (``OPEN`` is the only
+    false member)."""
+
+    #: Values are taken.
+    OPEN = 0
+    #: Completed or failed by the producer side; buffered values are still delivered.
+    CLOSED = 1
+    #: The consumer side left; nothing will be delivered any more.
+    GONE = 2
 
 
 TAKEN: Final = Result.TAKEN
@@ -173,10 +213,12 @@ CLOSED: Final = Result.CLOSED
 GONE: Final = Result.GONE
 OVERFLOWED: Final = Result.OVERFLOWED
 WITHDRAWN: Final = Result.WITHDRAWN
+_REFUSED: Final = frozenset({CLOSED, GONE, OVERFLOWED, WITHDRAWN})
 
-_OPEN: Final = 0
-_CLOSED: Final = 1  # completed or failed by the producer side; values may remain
-_GONE: Final = 2  # the consumer side left; nothing will be delivered any more
+# module-level aliases: the hot paths compare without an attribute lookup
+_OPEN: Final = State.OPEN
+_CLOSED: Final = State.CLOSED
+_GONE: Final = State.GONE
 
 
 class WithdrawnError(Exception):
@@ -233,6 +275,15 @@ class Handoff(Generic[T]):
     in the order they parked (a value put while a consumer waits goes to that
     consumer), and parked producers' values enter the buffer in the order
     they parked, before any value put later.
+
+    ``linger`` (seconds, bounded buffers only) is for a producer that hands
+    values over in bursts from another thread: a consumer that ran dry right
+    after a wake-up that found more than one value waits up to ``linger``
+    seconds while the producer appends without waking it, and is woken early
+    when the buffer fills or the stream ends.  After a wake-up that found one
+    value (the producer is slow) the next value wakes it at once.  Every value
+    is in the buffer the moment it is put, so a producer that stalls in the
+    middle of a burst holds nothing back for longer than ``linger``.
     """
 
     __slots__ = (
@@ -249,6 +300,9 @@ class Handoff(Generic[T]):
         "_handed",
         "_high_water",
         "_items",
+        "_linger",
+        "_linger_next",
+        "_lingering",
         "_lock",
         "_low",
         "_low_water",
@@ -272,6 +326,7 @@ class Handoff(Generic[T]):
         pause: Callable[[], object] | None = None,
         resume: Callable[[], object] | None = None,
         low_water: int | None = None,
+        linger: float | None = None,
     ) -> None:
         self._cap = validate_buffer(buffer)
         self._overflow = Overflow.parse(overflow)
@@ -294,6 +349,13 @@ class Handoff(Generic[T]):
                 f"low_water must be >= 0 and below buffer ({self._cap}), not {low_water}"
             )
         self._low_water = low_water
+        if linger is not None and (
+            isinstance(linger, bool) or not isinstance(linger, (int, float)) or not linger > 0
+        ):
+            raise ValueError(f"linger must be a number of seconds > 0, or None, not {linger!r}")
+        self._linger = linger
+        self._linger_next = False  # the last wait found the producer fast: linger next time
+        self._lingering = False  # a consumer is parked and collecting a chunk
         # parked producers' values enter the buffer at or below this many values
         self._low = -1 if self._cap is None else self._cap // 2
         # the consumer looks at producers / the pause state only at or below this
@@ -351,6 +413,28 @@ class Handoff(Generic[T]):
             open_senders=self._senders if self._state == _OPEN else 0,
             open_receivers=self._receivers if self._state != _GONE else 0,
         )
+
+    @property
+    def state(self) -> State:
+        """Where the stream is: `State` ``OPEN``, ``CLOSED`` or ``GONE``."""
+        return self._state
+
+    @property
+    def ended(self) -> bool:
+        """True once a consumer has been given the end (or the producer's error)."""
+        return self._ended
+
+    def take_end(self) -> BaseException | None:
+        """The end, for a consumer that found no value after the stream closed (no waiting).
+
+        Returns the producer's exception, once (its later calls return None),
+        or None for a clean end; from then on `ended` is True.  The no-wait
+        counterpart of the end that `get` raises.
+        """
+        with self._lock:
+            exc, self._exc = self._exc, None
+            self._ended = True
+        return exc
 
     @property
     def open(self) -> bool:
@@ -542,6 +626,8 @@ class Handoff(Generic[T]):
 
     def _wake_getters(self) -> None:
         """After values were appended without the lock: serve the parked consumers."""
+        if self._lingering and self._slots:
+            return  # a lingering consumer is woken by its timer, a full buffer or the end
         with self._lock:
             woken = self._serve_locked()
         _wake(woken)
@@ -982,8 +1068,27 @@ class Handoff(Generic[T]):
         the producer's exception once if it failed (then the end), and
         `WithdrawnError` if ``owner``'s end was withdrawn while it waited.
         Cancellation while waiting takes nothing: a value handed to a consumer
-        cancelled before it ran goes to the next consumer, in order.
+        cancelled before it ran goes to the next consumer, in order.  With
+        ``linger``, a consumer that runs dry may wait for a burst (see the class).
         """
+        if self._linger is None or self._items or not self._cap or self._state != _OPEN:
+            return await self._get(owner)
+        if self._linger_next:
+            self._lingering = True
+            try:
+                with anyio.move_on_after(self._linger):
+                    item = await self._get(owner)
+                    self._linger_next = bool(self._items)
+                    return item
+            finally:
+                # after _get() has withdrawn its waiter: from here on a value wakes us
+                self._lingering = False
+        item = await self._get(owner)
+        # more than the one value that woke us: the producer is fast, collect bursts
+        self._linger_next = bool(self._items)
+        return item
+
+    async def _get(self, owner: object) -> T:
         while True:
             ok, item = self._pop_ready()
             if ok:

@@ -35,9 +35,9 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from ._backend import async_waiter
 from ._buffer import FULL, GONE, Handoff, Stats, validate_buffer
 from ._cancel import CancelProbe, cancel_point
-from ._channel import ChannelReceiver, ChannelSender
+from ._channel import ChannelReceiver, ChannelSender, handoff_of
 from ._enter import MustEnter
-from ._iterator import CHECKPOINT_EVERY, DONE, BridgeIterator, log_cleanup_error
+from ._iterator import CHECKPOINT_EVERY, DONE, NEW, RUNNING, BridgeIterator, log_cleanup_error
 
 if TYPE_CHECKING:
     import trio
@@ -239,7 +239,7 @@ class ChannelIterator(BridgeIterator[T]):
 
     def __init__(self, receive: Any) -> None:
         self._receive = receive
-        self._state = 0  # 0 new, 1 iterating, 2 closed
+        self._state = NEW  # then RUNNING, then DONE (closed)
         self._trio_only = _is_trio_only(receive, _is_trio_receive)
         self._delivered = 0
         self._tick = 0
@@ -280,16 +280,16 @@ class ChannelIterator(BridgeIterator[T]):
             _require_trio("a trio receive channel given to channels.to_aiter()")
 
     async def __aenter__(self) -> Self:
-        if self._state == 0:
+        if self._state == NEW:
             self._check_backend()
         return self
 
     async def __anext__(self) -> T:
-        if self._state != 1:
-            if self._state == 2:
+        if self._state != RUNNING:
+            if self._state == DONE:
                 raise StopAsyncIteration
             self._check_backend()
-            self._state = 1
+            self._state = RUNNING
         nowait = self._nowait
         if nowait is not None:
             if self._probe.cancelled():  # a cancelled scope takes nothing (R19)
@@ -321,7 +321,7 @@ class ChannelIterator(BridgeIterator[T]):
 
     def _close(self) -> bool:
         """Close a memory channel at once; False when only ``await aclose()`` can."""
-        self._state = 2
+        self._state = DONE
         close = getattr(self._receive, "close", None)
         if close is None:
             return False
@@ -335,7 +335,7 @@ class ChannelIterator(BridgeIterator[T]):
         channels) is closed without waiting; any other is closed with its
         ``aclose()``, whose errors are raised here.
         """
-        if self._state == 2:
+        if self._state == DONE:
             return
         if not self._close():
             await self._receive.aclose()
@@ -358,9 +358,9 @@ class ChannelIterator(BridgeIterator[T]):
                 log_cleanup_error(cleanup_exc, "closing the receive channel")
 
     def __del__(self) -> None:
-        if getattr(self, "_state", 2) != 1:
+        if getattr(self, "_state", DONE) != RUNNING:
             return
-        self._state = 2
+        self._state = DONE
         warnings.warn(
             f"{type(self).__name__} was dropped while iterating; use 'async with' or "
             "aclose() to close its channel deterministically",
@@ -584,7 +584,7 @@ class PumpedReceiver(ChannelReceiver[T], ObjectReceiveStream[T], _TrioReceiveCha
 
     def __init__(self, pump: _Pump[T]) -> None:
         super().__init__(pump.handoff)
-        self._begin()
+        self.begin()
         self._closed = False
         self._pump = pump
         pump.open_ends += 1
@@ -604,7 +604,7 @@ class PumpedReceiver(ChannelReceiver[T], ObjectReceiveStream[T], _TrioReceiveCha
             return await super().__anext__()
         except StopAsyncIteration:
             # woken by the close, not by the source's end: say so, as receive() does
-            if self._closed or self._h.consumer_gone:
+            if self._closed or self.handoff.consumer_gone:
                 raise _closed_error(self._closed_message()) from None
             raise
 
@@ -629,7 +629,7 @@ class PumpedReceiver(ChannelReceiver[T], ObjectReceiveStream[T], _TrioReceiveCha
         try:
             return await super().__anext__()
         except StopAsyncIteration:
-            if self._closed or self._h.consumer_gone:
+            if self._closed or self.handoff.consumer_gone:
                 raise _closed_error(self._closed_message()) from None
             raise _end_error() from None
 
@@ -643,7 +643,7 @@ class PumpedReceiver(ChannelReceiver[T], ObjectReceiveStream[T], _TrioReceiveCha
         """
         if self._closed:
             raise _closed_error(self._closed_message())
-        h = self._h
+        h = self.handoff
         ok, item = h.get_nowait()
         if ok:
             return item  # type: ignore[return-value]
@@ -654,10 +654,7 @@ class PumpedReceiver(ChannelReceiver[T], ObjectReceiveStream[T], _TrioReceiveCha
             return item  # type: ignore[return-value]
         if h.consumer_gone:
             raise _closed_error(self._closed_message())
-        # the hand-off raises the end (or the source's error, once) from get();
-        # its sync twin is spelled out here
-        exc, h._exc = h._exc, None
-        h._ended = True
+        exc = h.take_end()  # the source's error, once, or None for its end
         if exc is not None:
             raise exc
         raise _end_error()
@@ -681,7 +678,7 @@ class PumpedReceiver(ChannelReceiver[T], ObjectReceiveStream[T], _TrioReceiveCha
         if self._closed:
             return
         self._closed = True
-        self._phase = DONE
+        self.retire()
         self._pump.end_closed()
 
     async def aclose(self) -> None:
@@ -704,7 +701,7 @@ class PumpedReceiver(ChannelReceiver[T], ObjectReceiveStream[T], _TrioReceiveCha
         if getattr(self, "_closed", True):
             return
         self._closed = True
-        self._phase = DONE
+        self.retire()
         if not self._pump.shut:
             self._pump.end_closed()
 
@@ -954,7 +951,7 @@ async def pump(
             f"channels.pump() takes an async iterable as its source, not {type(source).__name__}"
         )
     if isinstance(send, ChannelSender):
-        if send._closed:
+        if send.closed:
             # checked before the source is pulled: nothing is computed for nobody
             closed = anyio.ClosedResourceError(
                 "channels.pump() got a ChannelSender that was already closed; pass an open "
@@ -995,7 +992,7 @@ async def _close_source(source: AsyncIterator[Any], pending: BaseException | Non
 
 
 async def _pump_open_channel(source: AsyncIterator[T], send: ChannelSender[T]) -> None:
-    h = send._h
+    h = handoff_of(send)
     gone = async_waiter()
     h.on_consumer_gone(gone.wake)
     error: Exception | None = None  # raised after the source is closed
@@ -1034,7 +1031,7 @@ async def _pump_open_channel(source: AsyncIterator[T], send: ChannelSender[T]) -
 
 
 async def _feed(source: AsyncIterator[T], send: ChannelSender[T]) -> None:
-    h = send._h
+    h = handoff_of(send)
     while True:
         if not h.has_room():
             await h.wait_room()  # R10: pull only when the channel can take the value

@@ -42,7 +42,6 @@ from reactivex.scheduler.periodicscheduler import PeriodicScheduler
 
 from ._backend import in_event_loop_thread, in_trio_run
 from ._buffer import (
-    DROPPED,
     FULL,
     OVERFLOWED,
     BufferOverflowError,
@@ -208,7 +207,7 @@ class _HandoffObserver(abc.ObserverBase[T]):
         if result:  # anything but TAKEN: the rare paths
             if result is FULL:
                 result = self._wait(value)
-            if result > DROPPED:
+            if result.refused:
                 self._refused()
 
     def _wait(self, value: T) -> Result:
