@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import sys
 import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from types import TracebackType
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar, overload
 
 from anyio.lowlevel import checkpoint
 
-from ._backend import CancelProbe
+from ._backend import CancelProbe, loaded
 from ._buffer import Handoff, Stats, WithdrawnError
 from ._hooks import refuse_awaitable, require_sync
 
@@ -66,7 +65,7 @@ async def enter_foreign_context(it: object) -> None:
     aiostream's ``Streamer`` warns when it is iterated outside ``async with``;
     entering it only marks it as in use, and its ``aclose()`` leaves it.
     """
-    aiter_utils = sys.modules.get("aiostream.aiter_utils")
+    aiter_utils = loaded("aiostream.aiter_utils")
     if aiter_utils is None:
         return
     context = getattr(aiter_utils, "AsyncIteratorContext", None)

@@ -27,12 +27,11 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import anyio
-import sniffio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream, UnreliableObjectReceiveStream
 from anyio.lowlevel import checkpoint
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from ._backend import async_waiter
+from ._backend import async_waiter, library_name, loaded, trio_exceptions, under_trio
 from ._buffer import FULL, GONE, Handoff, Stats, validate_buffer
 from ._cancel import CancelProbe, cancel_point
 from ._channel import ChannelReceiver, ChannelSender, handoff_of
@@ -71,15 +70,6 @@ __all__ = ["ChannelIterator", "PumpedReceiver", "from_aiter", "pump", "to_aiter"
 # ----------------------------------------------------------------- exception classes
 
 
-def _under_trio() -> bool:
-    if sys.modules.get("trio") is None:
-        return False
-    try:
-        return sniffio.current_async_library() == "trio"
-    except sniffio.AsyncLibraryNotFoundError:
-        return False
-
-
 @functools.cache
 def _trio_classes() -> tuple[type[Exception], type[Exception], type[Exception]]:
     """Exception classes that are trio's and anyio's at once (created on first use)."""
@@ -102,17 +92,17 @@ def _trio_classes() -> tuple[type[Exception], type[Exception], type[Exception]]:
 
 
 def _closed_error(message: str) -> Exception:
-    if _under_trio():
+    if under_trio():
         return _trio_classes()[0](message)
     return anyio.ClosedResourceError(message)
 
 
 def _end_error() -> Exception:
-    return _trio_classes()[1]() if _under_trio() else anyio.EndOfStream()
+    return _trio_classes()[1]() if under_trio() else anyio.EndOfStream()
 
 
 def _would_block() -> Exception:
-    return _trio_classes()[2]() if _under_trio() else anyio.WouldBlock()
+    return _trio_classes()[2]() if under_trio() else anyio.WouldBlock()
 
 
 _trio_registered = False
@@ -122,7 +112,7 @@ def _register_trio() -> None:
     """Make [`PumpedReceiver`][bridges.channels.PumpedReceiver] a virtual
     ``trio.abc.ReceiveChannel`` (idempotent)."""
     global _trio_registered
-    if _trio_registered or sys.modules.get("trio") is None:
+    if _trio_registered or loaded("trio") is None:
         return
     import trio
 
@@ -131,38 +121,29 @@ def _register_trio() -> None:
 
 
 def _end_classes() -> tuple[type[BaseException], ...]:
-    trio = sys.modules.get("trio")
-    if trio is None:
-        return (anyio.EndOfStream,)
-    return (anyio.EndOfStream, trio.EndOfChannel)
+    return (anyio.EndOfStream, *trio_exceptions("EndOfChannel"))
 
 
 def _would_block_classes() -> tuple[type[BaseException], ...]:
-    trio = sys.modules.get("trio")
-    if trio is None:
-        return (anyio.WouldBlock,)
-    return (anyio.WouldBlock, trio.WouldBlock)
+    return (anyio.WouldBlock, *trio_exceptions("WouldBlock"))
 
 
 def _broken_classes() -> tuple[type[BaseException], ...]:
-    trio = sys.modules.get("trio")
-    if trio is None:
-        return (anyio.BrokenResourceError,)
-    return (anyio.BrokenResourceError, trio.BrokenResourceError)
+    return (anyio.BrokenResourceError, *trio_exceptions("BrokenResourceError"))
 
 
 def _is_trio_receive(obj: object) -> bool:
-    trio = sys.modules.get("trio")
+    trio = loaded("trio")
     return trio is not None and isinstance(obj, trio.abc.ReceiveChannel)
 
 
 def _is_trio_send(obj: object) -> bool:
-    trio = sys.modules.get("trio")
+    trio = loaded("trio")
     return trio is not None and isinstance(obj, trio.abc.SendChannel)
 
 
 def _is_trio_memory_receive(obj: object) -> bool:
-    trio = sys.modules.get("trio")
+    trio = loaded("trio")
     return trio is not None and type(obj) is trio.MemoryReceiveChannel
 
 
@@ -179,9 +160,8 @@ def _require_trio(what: str, *, lazy: bool = False) -> None:
     :param lazy: no async library running (a call from sync code) is no error: the
         check is made again where the channel is first used
     """
-    try:
-        library = sniffio.current_async_library()
-    except sniffio.AsyncLibraryNotFoundError:
+    library = library_name()
+    if library is None:
         if lazy:
             return
         library = "no event loop"

@@ -40,7 +40,7 @@ from reactivex.disposable import CompositeDisposable, Disposable, SingleAssignme
 from reactivex.scheduler import CurrentThreadScheduler
 from reactivex.scheduler.periodicscheduler import PeriodicScheduler
 
-from ._backend import in_event_loop_thread, in_trio_run
+from ._backend import in_event_loop_thread, loaded, loop_kind, running_asyncio_loop
 from ._buffer import (
     FULL,
     OVERFLOWED,
@@ -69,18 +69,6 @@ __all__ = ["TrioScheduler", "from_aiter", "open_trio_scheduler", "to_aiter"]
 _get_ident = threading.get_ident
 
 
-def _loop_kind() -> str | None:
-    """``"asyncio"`` or ``"trio"`` when this thread runs that loop, else None.
-
-    Unlike sniffio this also answers in loop callbacks that run outside any task.
-    """
-    if asyncio._get_running_loop() is not None:
-        return "asyncio"
-    if in_trio_run():
-        return "trio"
-    return None
-
-
 class _Hop:
     """Runs a callback on one event loop from any thread, without waiting for it."""
 
@@ -88,7 +76,7 @@ class _Hop:
 
     def __init__(self) -> None:
         self.thread = _get_ident()
-        self._loop = asyncio._get_running_loop()
+        self._loop = running_asyncio_loop()
         self._token: trio.lowlevel.TrioToken | None = None
         if self._loop is None:
             import trio
@@ -339,7 +327,7 @@ _UNOWNED_PUMPS: set[asyncio.Task[None]] = set()
 def _is_task_group(obj: object) -> bool:
     if isinstance(obj, anyio.abc.TaskGroup):
         return True
-    trio = sys.modules.get("trio")
+    trio = loaded("trio")
     return trio is not None and isinstance(obj, trio.Nursery)
 
 
@@ -383,7 +371,7 @@ class _Pump(abc.DisposableBase, Generic[T]):
 
     def start_here(self) -> None:
         """Start the pump on this thread's loop (raises when it cannot)."""
-        kind = _loop_kind()
+        kind = loop_kind()
         if kind == "asyncio" and asyncio.current_task() is None:
             # a loop callback (a hop from another thread, an AsyncIOScheduler
             # action) runs in no task, where sniffio, and so anyio's start_soon,
@@ -684,7 +672,7 @@ def from_aiter(
             f"not {type(task_group).__name__}"
         )
     home = _Hop.here()
-    if task_group is None and _loop_kind() == "trio":
+    if task_group is None and loop_kind() == "trio":
         raise RuntimeError(
             "rx.from_aiter() under trio needs a task group for its pump: "
             "rx.from_aiter(source, task_group=nursery_or_anyio_task_group)"
@@ -968,7 +956,7 @@ def open_trio_scheduler() -> AbstractAsyncContextManager[TrioScheduler]:
 
 @asynccontextmanager
 async def _trio_scheduler_block() -> AsyncIterator[TrioScheduler]:
-    if _loop_kind() != "trio":
+    if loop_kind() != "trio":
         raise RuntimeError(
             "rx.open_trio_scheduler() needs trio; on asyncio use reactivex's "
             "AsyncIOThreadSafeScheduler(asyncio.get_running_loop())"

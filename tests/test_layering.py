@@ -219,3 +219,22 @@ def test_no_module_outside_the_core_touches_its_internals(module: Module) -> Non
             and (module.name, ast.unparse(node)) not in NOT_THE_CORES
         ]
     assert not found, "the core's internals touched outside the core:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize(
+    "module", [m for m in MODULES if m.name != "bridges._backend"], ids=lambda m: m.name
+)
+def test_only_the_backend_module_asks_which_libraries_are_loaded(module: Module) -> None:
+    """``sys.modules`` lookups ("is trio imported?") and asyncio's private calls live in
+    ``_backend.py``; the rest asks it (``loaded()``, ``under_trio()``, ``loop_kind()``)."""
+    found = [
+        f"{_where(module, node)}: {ast.unparse(node)}"
+        for node in ast.walk(module.tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and (
+            (node.value.id == "sys" and node.attr == "modules")
+            or (node.value.id == "asyncio" and _is_private(node.attr))
+        )
+    ]
+    assert not found, "backend knowledge outside _backend.py:\n" + "\n".join(found)

@@ -14,13 +14,8 @@ from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 import anyio
 import anyio.lowlevel
 
-from .._backend import current_library
 from .._enter import not_entered
-from .._iterator import (
-    BridgeIterator,
-    enter_foreign_context,
-    log_cleanup_error,
-)
+from .._iterator import BridgeIterator, enter_foreign_context, log_cleanup_error
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -28,10 +23,6 @@ if TYPE_CHECKING:
 
 
 T = TypeVar("T")
-U = TypeVar("U")
-
-
-# --------------------------------------------------------------------------- helpers
 
 
 def require_aiterable(source: object, what: str = "source") -> None:
@@ -94,17 +85,6 @@ def is_awaitable(result: object) -> bool:
     if t is not types.GeneratorType and len(_PLAIN_TYPES) < 512:
         _PLAIN_TYPES.add(t)
     return False
-
-
-def clock_of() -> Callable[[], float]:
-    """The running loop's clock (what ``anyio.current_time()`` reads), looked up once."""
-    if current_library() == "trio":
-        import trio
-
-        return trio.current_time
-    import asyncio
-
-    return asyncio.get_running_loop().time
 
 
 def log_cleanup(exc: BaseException, what: str) -> None:

@@ -10,28 +10,14 @@ import anyio
 import anyio.lowlevel
 
 from .._backend import async_waiter
-from .._iterator import (
-    BridgeIterator,
-    log_cleanup_error,
-)
-from ._base import (
-    Hosted,
-    Op,
-    cancelled_class,
-    clock_of,
-    require_aiterable,
-    require_count,
-    require_seconds,
-)
+from .._backend import clock as loop_clock
+from .._iterator import BridgeIterator, log_cleanup_error
+from ._base import Hosted, Op, cancelled_class, require_aiterable, require_count, require_seconds
 
 if TYPE_CHECKING:
     from .._backend import AsyncWaiter
 
 T = TypeVar("T")
-U = TypeVar("U")
-
-
-# --------------------------------------------------------------------------- batch
 
 
 class _Batch(Op[list[T]]):
@@ -139,7 +125,7 @@ class _BatchWithin(Hosted[list[T]]):
         try:
             it = await up.open()
             nxt = it.__anext__
-            size, within, clock = self._size, self._within, clock_of()
+            size, within, clock = self._size, self._within, loop_clock()
             while True:
                 if self._sealed is not None:
                     await self._wait_room()  # at most one batch in hand

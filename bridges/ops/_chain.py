@@ -7,10 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, Callable, Iterable
 from typing import Any, TypeVar
 
-from .._iterator import (
-    NOTHING,
-    BridgeIterator,
-)
+from .._iterator import NOTHING, BridgeIterator
 from ._base import (
     STRINGS,
     Op,
@@ -25,9 +22,6 @@ from ._base import (
 
 T = TypeVar("T")
 U = TypeVar("U")
-
-
-# --------------------------------------------------------------------------- TC39 helpers
 
 
 class Map(Op[U]):

@@ -11,21 +11,13 @@ import anyio.lowlevel
 from anyio.lowlevel import checkpoint
 
 from .._backend import async_waiter
-from .._iterator import (
-    CHECKPOINT_EVERY,
-    BridgeIterator,
-    log_cleanup_error,
-)
+from .._iterator import CHECKPOINT_EVERY, BridgeIterator, log_cleanup_error
 from ._base import Hosted, Upstream, require_aiterable
 
 if TYPE_CHECKING:
     from .._backend import AsyncWaiter
 
 T = TypeVar("T")
-U = TypeVar("U")
-
-
-# --------------------------------------------------------------------------- merge
 
 
 class _Merge(Hosted[T]):

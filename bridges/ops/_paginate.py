@@ -12,10 +12,7 @@ import anyio.lowlevel
 from anyio.lowlevel import checkpoint
 
 from .._backend import async_waiter
-from .._iterator import (
-    CHECKPOINT_EVERY,
-    BridgeIterator,
-)
+from .._iterator import CHECKPOINT_EVERY, BridgeIterator
 from .._workers import GRACE, WorkerCall, validate_grace, wait_returned, warn_left_behind
 from ._base import STRINGS, Hosted, cancelled_class, is_async_callable, require_callable
 
@@ -23,10 +20,6 @@ if TYPE_CHECKING:
     from .._backend import AsyncWaiter
 
 T = TypeVar("T")
-U = TypeVar("U")
-
-
-# --------------------------------------------------------------------------- paginate
 
 
 class _Paginate(Hosted[T]):

@@ -8,19 +8,13 @@ from typing import TYPE_CHECKING, TypeVar
 import anyio
 import anyio.lowlevel
 
-from .._iterator import (
-    BridgeIterator,
-)
+from .._iterator import BridgeIterator
 from ._base import Op, cancelled_class, require_aiterable, require_count, require_seconds
 
 if TYPE_CHECKING:
     pass
 
 T = TypeVar("T")
-U = TypeVar("U")
-
-
-# --------------------------------------------------------------------------- rate_limit
 
 
 class _RateLimit(Op[T]):

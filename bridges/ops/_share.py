@@ -31,10 +31,6 @@ if TYPE_CHECKING:
 
 
 T = TypeVar("T")
-U = TypeVar("U")
-
-
-# --------------------------------------------------------------------------- share
 
 
 class _Run(Generic[T]):
