@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, TypeVar
 import anyio
 import anyio.lowlevel
 
-from .._backend import async_waiter
 from .._backend import clock as loop_clock
 from .._iterator import BridgeIterator, log_cleanup_error
+from .._parking import Slot
 from ._base import Hosted, Op, cancelled_class, require_aiterable, require_count, require_seconds
 
 if TYPE_CHECKING:
-    from .._backend import AsyncWaiter
+    pass
 
 T = TypeVar("T")
 
@@ -94,30 +94,17 @@ class _BatchWithin(Hosted[list[T]]):
         self._deadline = 0.0
         self._ended = False
         self._error: BaseException | None = None
-        self._waiter: AsyncWaiter | None = None
-        self._room: AsyncWaiter | None = None
+        self._waiter = Slot()  # the consumer, waiting for a batch
+        self._room = Slot()  # the reader, waiting until the sealed batch is taken
         self._started = False
         self._finished = False
 
     def _what(self) -> str:
         return "batch(..., within=...)"
 
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            waiter.wake()
-
-    def _give_room(self) -> None:
-        room = self._room
-        if room is not None:
-            self._room = None
-            room.wake()
-
     async def _wait_room(self) -> None:
         while self._sealed is not None:
-            room = self._room = async_waiter()
-            await room.wait()
+            await self._room.park()
 
     async def _read(self, scope: anyio.CancelScope) -> None:
         up = self._ups[0]
@@ -137,7 +124,7 @@ class _BatchWithin(Hosted[list[T]]):
                 if self._current and now >= self._deadline:
                     # the batch was due before this value came: it goes without it
                     self._sealed, self._current = self._current, []
-                    self._wake()
+                    self._waiter.wake()
                     await self._wait_room()
                 current = self._current
                 if not current:
@@ -145,7 +132,7 @@ class _BatchWithin(Hosted[list[T]]):
                 current.append(value)
                 if len(current) >= size:
                     self._sealed, self._current = current, []
-                self._wake()
+                self._waiter.wake()
         except Exception as exc:
             error = exc
         finally:
@@ -161,7 +148,7 @@ class _BatchWithin(Hosted[list[T]]):
             finally:
                 self._error = error
                 self._ended = True
-                self._wake()
+                self._waiter.wake()
 
     async def __anext__(self) -> list[T]:
         if not self._started:
@@ -175,7 +162,7 @@ class _BatchWithin(Hosted[list[T]]):
                 raise StopAsyncIteration  # closed by the consumer
             if sealed is not None:
                 self._sealed = None
-                self._give_room()
+                self._room.wake()
                 return sealed
             current = self._current
             if current:
@@ -190,15 +177,11 @@ class _BatchWithin(Hosted[list[T]]):
                 if error is not None:
                     raise error
                 raise StopAsyncIteration
-            waiter = self._waiter = async_waiter()
-            try:
-                if current:
-                    with anyio.move_on_after(self._deadline - anyio.current_time()):
-                        await waiter.wait()
-                else:
-                    await waiter.wait()
-            finally:
-                self._waiter = None
+            if current:
+                with anyio.move_on_after(self._deadline - anyio.current_time()):
+                    await self._waiter.park()
+            else:
+                await self._waiter.park()
 
     async def aclose(self) -> None:
         self._started = True  # nothing to start any more

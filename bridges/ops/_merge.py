@@ -12,6 +12,7 @@ from anyio.lowlevel import checkpoint
 
 from .._backend import async_waiter
 from .._iterator import CHECKPOINT_EVERY, BridgeIterator, log_cleanup_error
+from .._parking import Slot
 from ._base import Hosted, Upstream, require_aiterable
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ class _Merge(Hosted[T]):
         super().__init__(*sources)
         # values pulled and not yet delivered, each with the waiter of its source's helper
         self._ready: deque[tuple[T, AsyncWaiter]] = deque()
-        self._waiter: AsyncWaiter | None = None
+        self._waiter = Slot()  # the consumer, waiting for a value or the end
         self._active = 0
         self._error: BaseException | None = None
         self._raised = False
@@ -37,19 +38,13 @@ class _Merge(Hosted[T]):
     def _what(self) -> str:
         return "merge()"
 
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            waiter.wake()
-
     def _fail(self, exc: BaseException, scope: anyio.CancelScope) -> None:
         if self._closed:
             self._cleanup_error(exc)
         elif self._error is None and not self._raised:
             self._error = exc
             self._cancel_helpers(but=scope)  # the first error cancels the others
-            self._wake()
+            self._waiter.wake()
         else:
             log_cleanup_error(exc, "merging (another error came first)")
 
@@ -66,10 +61,7 @@ class _Merge(Hosted[T]):
                         return
                     delivered = async_waiter()
                     ready.append((value, delivered))
-                    waiter = self._waiter
-                    if waiter is not None:
-                        self._waiter = None
-                        waiter.wake()
+                    self._waiter.wake()
                     await delivered.wait()  # one in flight: pull again once delivered
             except Exception as exc:
                 self._fail(exc, scope)
@@ -80,7 +72,7 @@ class _Merge(Hosted[T]):
                     self._fail(exc, scope)
                 finally:
                     self._active -= 1
-                    self._wake()
+                    self._waiter.wake()
 
         return feed
 
@@ -119,12 +111,7 @@ class _Merge(Hosted[T]):
             if self._active <= 0:
                 self._raised = True
                 raise StopAsyncIteration
-            waiter = self._waiter = async_waiter()
-            try:
-                await waiter.wait()
-            finally:
-                if self._waiter is waiter:
-                    self._waiter = None
+            await self._waiter.park()
 
     async def aclose(self) -> None:
         self._ready.clear()

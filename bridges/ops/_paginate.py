@@ -11,13 +11,13 @@ import anyio
 import anyio.lowlevel
 from anyio.lowlevel import checkpoint
 
-from .._backend import async_waiter
 from .._iterator import CHECKPOINT_EVERY, BridgeIterator
+from .._parking import Slot
 from .._workers import GRACE, WorkerCall, validate_grace, wait_returned, warn_left_behind
 from ._base import STRINGS, Hosted, cancelled_class, is_async_callable, require_callable
 
 if TYPE_CHECKING:
-    from .._backend import AsyncWaiter
+    pass
 
 T = TypeVar("T")
 
@@ -57,7 +57,7 @@ class _Paginate(Hosted[T]):
         self._error: BaseException | None = None
         # prefetch: the page fetched ahead (items, next token), or the error it raised
         self._next: tuple[list[T], Any] | BaseException | None = None
-        self._waiter: AsyncWaiter | None = None
+        self._waiter = Slot()  # the consumer, waiting for the prefetched page
         self._fetching = False
         self._tick = 0
 
@@ -169,11 +169,7 @@ class _Paginate(Hosted[T]):
         if not self._fetching and self._next is None:
             self._start_fetch()  # the first page
         while self._next is None:
-            waiter = self._waiter = async_waiter()
-            try:
-                await waiter.wait()
-            finally:
-                self._waiter = None
+            await self._waiter.park()
         page, self._next = self._next, None
         self._fetching = False
         return page
@@ -184,9 +180,7 @@ class _Paginate(Hosted[T]):
         except Exception as exc:
             self._next = exc
         finally:
-            waiter = self._waiter
-            if waiter is not None:
-                waiter.wake()
+            self._waiter.wake()
 
 
 def _check_page(result: object) -> tuple[list[Any], Any]:
