@@ -37,6 +37,7 @@ from ._cancel import CancelProbe, cancel_point
 from ._channel import ChannelReceiver, ChannelSender, handoff_of
 from ._enter import MustEnter
 from ._iterator import CHECKPOINT_EVERY, DONE, NEW, RUNNING, BridgeIterator, log_cleanup_error
+from ._pump import cancelled_now, close_source
 
 if TYPE_CHECKING:
     import trio
@@ -175,12 +176,6 @@ def _require_trio(what: str, *, lazy: bool = False) -> None:
 
 def _is_async_iterable(obj: object) -> bool:
     return hasattr(type(obj), "__aiter__")
-
-
-def _cancelled_now() -> bool:
-    """True when the calling task is being cancelled (its effective deadline is -inf)."""
-    deadline = anyio.current_effective_deadline()
-    return math.isinf(deadline) and deadline < 0
 
 
 # ----------------------------------------------------------------- channel -> aiter
@@ -453,7 +448,7 @@ class _Pump(Generic[T]):
                     await self._close_source(source)
                     guard.shield = False
             if interrupted is not None:
-                if scope.cancel_called or _cancelled_now():
+                if scope.cancel_called or cancelled_now():
                     raise interrupted  # ours (the block ended) or from outside
                 # A cancel scope of the source's own (its task group, after one of its
                 # tasks failed; a timeout it keeps across yield) cancelled the pump
@@ -478,7 +473,7 @@ class _Pump(Generic[T]):
                 h.close()
                 return
             except Exception as exc:
-                if _cancelled_now():
+                if cancelled_now():
                     # raised while being cancelled: that is the source's cleanup
                     self.cleanup_error = exc
                 else:
@@ -938,7 +933,7 @@ async def pump(
                 "sender (pump() closes it when the source ends) or a clone() taken before "
                 "closing"
             )
-            await _close_source(source.__aiter__(), closed)
+            await close_source(source.__aiter__(), closed)
             raise closed
         try:
             await _pump_open_channel(source.__aiter__(), send)
@@ -953,22 +948,6 @@ async def pump(
             "channels.pump() sends into a bridges.ChannelSender, a trio SendChannel or an "
             f"anyio ObjectSendStream, not {type(send).__name__}"
         )
-
-
-async def _close_source(source: AsyncIterator[Any], pending: BaseException | None) -> None:
-    aclose = getattr(source, "aclose", None)
-    if aclose is None:
-        return
-    try:
-        # shielded: when pump() is cancelled (from outside, or by the task group of a
-        # receiver that failed), a cleanup of the source that awaits must still run (R11)
-        with anyio.CancelScope(shield=True):
-            await aclose()
-    except BaseException as exc:
-        if pending is None:
-            raise
-        if not isinstance(exc, anyio.get_cancelled_exc_class()):
-            log_cleanup_error(exc, "closing the source")
 
 
 async def _pump_open_channel(source: AsyncIterator[T], send: ChannelSender[T]) -> None:
@@ -1002,10 +981,10 @@ async def _pump_open_channel(source: AsyncIterator[T], send: ChannelSender[T]) -
             )
         if error is not None:
             log_cleanup_error(error, "pumping into the channel")
-        await _close_source(source, exc)
+        await close_source(source, exc)
         raise
     # a cancellation of our own (the receiver left) ended in the task group
-    await _close_source(source, error)
+    await close_source(source, error)
     if error is not None:
         raise error
 
@@ -1023,7 +1002,7 @@ async def _feed(source: AsyncIterator[T], send: ChannelSender[T]) -> None:
             send.close()
             return
         except Exception as exc:
-            if h.consumer_gone or _cancelled_now():
+            if h.consumer_gone or cancelled_now():
                 raise  # raised while being closed: the source's cleanup error
             send.fail(exc)  # in-band: the receiver raises it after the values
             return
@@ -1053,4 +1032,4 @@ async def _pump_send_channel(source: AsyncIterator[T], send: Any) -> None:
             else:
                 await send.aclose()
         finally:
-            await _close_source(source, pending)
+            await close_source(source, pending)

@@ -52,6 +52,7 @@ from ._buffer import (
 from ._enter import MustEnter
 from ._hooks import refuse_awaitable, require_sync
 from ._iterator import CHECKPOINT_EVERY, BufferedIterator, log_cleanup_error, logger
+from ._pump import aclose_shielded
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
@@ -428,7 +429,7 @@ class _Pump(abc.DisposableBase, Generic[T]):
                     disposed = self._disposed
                 if disposed:  # unsubscribed before the pump started
                     if self._one_shot is not None:
-                        await _aclose(self._one_shot)
+                        await aclose_shielded(self._one_shot)
                     return None
                 try:
                     it = self._open()
@@ -477,7 +478,7 @@ class _Pump(abc.DisposableBase, Generic[T]):
                     await checkpoint()
         finally:
             try:
-                await _aclose(it)
+                await aclose_shielded(it)
             except Exception as exc:
                 cleanup_error = exc
         if self._stopped() or self._failure is not None or error is not None:
@@ -528,15 +529,6 @@ class _Pump(abc.DisposableBase, Generic[T]):
         scope = self._scope
         if scope is not None and not self._finished:
             scope.cancel()
-
-
-async def _aclose(it: object) -> None:
-    aclose = getattr(it, "aclose", None)
-    if aclose is not None:
-        # shielded: the pump is usually being cancelled here (dispose, the task group
-        # ending), and a cleanup of the source that awaits must still run (R11)
-        with anyio.CancelScope(shield=True):
-            await aclose()
 
 
 def _aiter_of(made: object) -> AsyncIterator[Any]:

@@ -16,6 +16,7 @@ import anyio.lowlevel
 
 from .._enter import not_entered
 from .._iterator import BridgeIterator, enter_foreign_context, log_cleanup_error
+from .._pump import aclose_shielded
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -91,15 +92,6 @@ def log_cleanup(exc: BaseException, what: str) -> None:
     """Log a cleanup error that lost to another exception; a cancellation is no error."""
     if not isinstance(exc, cancelled_class()):
         log_cleanup_error(exc, what)
-
-
-async def aclose_shielded(obj: object) -> None:
-    aclose = getattr(obj, "aclose", None)
-    if aclose is not None:
-        # shielded: a source is often closed while the consumer or a helper task is
-        # being cancelled, and a cleanup that awaits must still run to the end (R11)
-        with anyio.CancelScope(shield=True):
-            await aclose()
 
 
 class Upstream(Generic[T]):

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterable, Callable, Iterable
 from typing import Any, TypeVar
 
 from .._iterator import NOTHING, BridgeIterator
+from .._pump import aclose_shielded
 from ._base import (
     STRINGS,
     Op,
-    aclose_shielded,
     cancelled_class,
     enter_if_needed,
     is_async_callable,

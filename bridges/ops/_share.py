@@ -23,7 +23,8 @@ from .._iterator import (
     enter_foreign_context,
     log_cleanup_error,
 )
-from ._base import aclose_shielded, require_aiterable
+from .._pump import aclose_shielded
+from ._base import require_aiterable
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
