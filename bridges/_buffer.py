@@ -487,19 +487,14 @@ class Handoff(Generic[T]):
             try:
                 slots.pop()
             except IndexError:
-                pass
+                took = False
             else:
-                if self._state == _OPEN:
-                    items = self._items
-                    items.append(item)
-                    n = len(items)
-                    if n > self._high_water:
-                        self._high_water = n
-                    if self._getters:
-                        self._wake_getters()
-                    return TAKEN
-                slots.append(None)
-        elif self._cap is None and self._state == _OPEN:
+                took = self._state == _OPEN
+                if not took:
+                    slots.append(None)
+        else:
+            took = self._cap is None and self._state == _OPEN
+        if took:
             items = self._items
             items.append(item)
             n = len(items)

@@ -299,27 +299,24 @@ class _Worker(Generic[T]):
         wait = h.overflow is Overflow.BLOCK and h.capacity is not None
         wait_room = h.wait_room_sync
         has_room = h.has_room
-        if wait and not has_room():
-            wait_room()
-            if not h.is_open():
-                return False
-        # Announce the call, then look at the state: aclose() leaves, then
-        # looks at in_call, so one of the two always sees the other.
-        self.in_call = True
-        if not h.is_open():
-            return False
-        for row in it:
-            self.in_call = False
-            if put(row) is not TAKEN and not h.is_open():
-                return False
+        is_open = h.is_open
+        while True:
             if wait and not has_room():
                 wait_room()
-                if not h.is_open():
+                if not is_open():
                     return False
+            # Announce the call, then look at the state: aclose() leaves, then
+            # looks at in_call, so one of the two always sees the other.
             self.in_call = True
-            if not h.is_open():
+            if not is_open():
                 return False
-        return True
+            try:
+                row = next(it)
+            except StopIteration:
+                return True
+            self.in_call = False
+            if put(row) is not TAKEN and not is_open():
+                return False
 
     def detach(self, because: str) -> bool:
         """The consumer leaves without waiting: a later close() error is the worker's to log.
