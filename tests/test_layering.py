@@ -238,3 +238,42 @@ def test_only_the_backend_module_asks_which_libraries_are_loaded(module: Module)
         )
     ]
     assert not found, "backend knowledge outside _backend.py:\n" + "\n".join(found)
+
+
+def _module_level_imports(module: Module) -> set[str]:
+    """The bridges modules ``module`` imports when it is imported (not in functions or
+    ``if TYPE_CHECKING``)."""
+    names = {m.name for m in MODULES}
+    found: set[str] = set()
+    for node in module.tree.body:
+        if isinstance(node, ast.ImportFrom):
+            source = module.resolve(node)
+            for a in node.names:
+                if f"{source}.{a.name}" in names:
+                    found.add(f"{source}.{a.name}")
+                elif source in names:
+                    found.add(source)
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name in names}
+    found.discard(module.name)
+    return found
+
+
+def test_the_import_picture_has_no_cycle() -> None:
+    graph = {m.name: _module_level_imports(m) for m in MODULES}
+    done: set[str] = set()
+
+    def visit(name: str, path: list[str]) -> None:
+        if name in path:
+            cycle = [*path[path.index(name) :], name]
+            pytest.fail("import cycle: " + " -> ".join(cycle))
+        if name in done:
+            return
+        for dep in sorted(graph.get(name, ())):
+            # a package imported for one of its modules is that module's parent, not a cycle
+            if not dep.startswith(name + "."):
+                visit(dep, [*path, name])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
