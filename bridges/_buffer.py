@@ -652,6 +652,33 @@ class Handoff(Generic[T]):
             if woken is not None:
                 return woken
 
+    def put_then_wait_room_sync(self, item: T) -> bool:
+        """Put ``item`` from the one producer thread of a bounded ``block`` buffer that
+        pulled it only once there was room, then block until there is room for the next.
+
+        The hot loop of a thread that pulls its source on demand (at most ``buffer``
+        values pulled ahead): start with `wait_room_sync`, then call this per value.
+        False once the stream takes no more values: stop pulling.
+        """
+        slots = self._slots
+        assert slots is not None, "put_then_wait_room_sync() needs a bounded buffer"
+        try:
+            slots.pop()  # the place waited for
+        except IndexError:  # rendezvous, or a place still on its way back
+            if self.put_sync(item) is not TAKEN and self._state:
+                return False
+        else:
+            items = self._items
+            items.append(item)
+            n = len(items)
+            if n > self._high_water:
+                self._high_water = n
+            if self._getters:
+                self._wake_getters()
+        if not slots:
+            self.wait_room_sync()
+        return not self._state
+
     def _filled_on_loop(self) -> None:
         """A loop-thread producer took the last free place: pause the source now.
 
@@ -1031,22 +1058,55 @@ class Handoff(Generic[T]):
         cancelled before it ran goes to the next consumer, in order.  With
         ``linger``, a consumer that runs dry may wait for a burst (see the class).
         """
-        if self._linger is None or self._items or not self._cap or self._state != _OPEN:
-            return await self._get(owner)
-        if self._linger_next:
-            self._lingering = True
-            try:
-                with anyio.move_on_after(self._linger):
-                    item = await self._get(owner)
-                    self._linger_next = bool(self._items)
-                    return item
-            finally:
-                # after _get() has withdrawn its waiter: from here on a value wakes us
-                self._lingering = False
-        item = await self._get(owner)
-        # more than the one value that woke us: the producer is fast, collect bursts
-        self._linger_next = bool(self._items)
-        return item
+        # with linger=: a consumer that ran dry waits for a burst (see the class)
+        watch = self._linger is not None and not self._items and self._cap and not self._state
+        linger = watch and self._linger_next
+        try:
+            while True:
+                ok, item = self._pop_ready()
+                if ok:
+                    return item  # type: ignore[return-value]
+                try:
+                    ok, item = self._take_or_park(Parked.task(None, owner))
+                except StopIteration:
+                    raise StopAsyncIteration from None
+                if ok:
+                    return item  # type: ignore[no-any-return]
+                if item is None:
+                    continue
+                try:
+                    if not linger:
+                        await item.waiter.wait()
+                    elif not await self._linger_wait(item):
+                        linger = False  # the timer ran out: from here on a value wakes us
+                        continue
+                except BaseException:
+                    self._abandon_get(item)
+                    raise
+                item = self._woken_consumer(item)
+                if item is not _AGAIN:
+                    return item  # type: ignore[no-any-return]
+        finally:
+            if watch:
+                # more than the one value that woke us: the producer is fast, collect bursts
+                self._linger_next = bool(self._items)
+
+    async def _linger_wait(self, parked: Parked) -> bool:
+        """Wait for ``parked`` to be served at most ``linger`` seconds, while producers
+        append without waking it (a full buffer or the end still does).
+
+        False when the timer ran out: ``parked`` is out of the queue then.
+        """
+        self._lingering = True
+        try:
+            with anyio.move_on_after(self._linger):
+                await parked.waiter.wait()
+                return True
+            self._abandon_get(parked)
+            return False
+        finally:
+            # after the waiter is withdrawn: from here on a value wakes the consumer
+            self._lingering = False
 
     def _take_or_park(self, parked: Parked) -> tuple[bool, Any]:
         """The consumer's no-wait call, then park: ``(True, value)``, or ``(False, parked)``
@@ -1072,28 +1132,6 @@ class Handoff(Generic[T]):
         if parked.withdrawn:
             raise WithdrawnError
         return _AGAIN
-
-    async def _get(self, owner: object) -> T:
-        while True:
-            ok, item = self._pop_ready()
-            if ok:
-                return item  # type: ignore[return-value]
-            try:
-                ok, item = self._take_or_park(Parked.task(None, owner))
-            except StopIteration:
-                raise StopAsyncIteration from None
-            if ok:
-                return item  # type: ignore[no-any-return]
-            if item is None:
-                continue
-            try:
-                await item.waiter.wait()
-            except BaseException:
-                self._abandon_get(item)
-                raise
-            item = self._woken_consumer(item)
-            if item is not _AGAIN:
-                return item  # type: ignore[no-any-return]
 
     def get_sync(self, owner: object = None) -> T:
         """The next value, blocking this thread (one that runs no event loop) until there is one.

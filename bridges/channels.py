@@ -599,13 +599,9 @@ class PumpedReceiver(ChannelReceiver[T], ObjectReceiveStream[T], _TrioReceiveCha
             block has ended
         :raises Exception: the source's own error, once, after the values before it
         """
-        if self._closed:
-            raise _closed_error(self._closed_message())
         try:
-            return await super().__anext__()
-        except StopAsyncIteration:
-            if self._closed or self.handoff.consumer_gone:
-                raise _closed_error(self._closed_message()) from None
+            return await self.__anext__()
+        except StopAsyncIteration:  # the source's end (a closed end raised its own error)
             raise _end_error() from None
 
     def receive_nowait(self) -> T:

@@ -297,14 +297,11 @@ class _Worker(Generic[T]):
         # ``buffer`` rows are ever pulled ahead (buffer=0: next() runs only on
         # demand).  A drop policy, or an unbounded buffer, never waits.
         wait = h.overflow is Overflow.BLOCK and h.capacity is not None
-        wait_room = h.wait_room_sync
-        has_room = h.has_room
+        put_next = h.put_then_wait_room_sync
         is_open = h.is_open
+        if wait:
+            h.wait_room_sync()  # room for the first row
         while True:
-            if wait and not has_room():
-                wait_room()
-                if not is_open():
-                    return False
             # Announce the call, then look at the state: aclose() leaves, then
             # looks at in_call, so one of the two always sees the other.
             self.in_call = True
@@ -315,7 +312,10 @@ class _Worker(Generic[T]):
             except StopIteration:
                 return True
             self.in_call = False
-            if put(row) is not TAKEN and not is_open():
+            if wait:
+                if not put_next(row):
+                    return False
+            elif put(row) is not TAKEN and not is_open():
                 return False
 
     def detach(self, because: str) -> bool:

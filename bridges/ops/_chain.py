@@ -24,18 +24,25 @@ T = TypeVar("T")
 U = TypeVar("U")
 
 
-class Map(Op[U]):
+class _Apply(Op[U]):
+    """An op that calls ``fn`` on each value of its source (sync or async), in turn."""
+
     __slots__ = ("_async", "_done", "_fn", "_held")
 
-    def __init__(self, source: AsyncIterable[T], fn: Callable[[T], Any]) -> None:
-        require_callable(fn, "map()'s argument")
+    def __init__(self, source: AsyncIterable[Any], fn: Callable[[Any], Any], what: str) -> None:
+        require_callable(fn, what)
         super().__init__(source)
         self._fn = fn
         self._async = is_async_callable(fn)
         self._held: Any = NOTHING
         self._done = False
 
-    async def __anext__(self) -> U:
+    async def _apply_next(self) -> tuple[Any, Any]:
+        """The source's next value and what ``fn`` made of it.
+
+        A cancellation while ``fn`` runs keeps the value held: the next request
+        calls ``fn`` on it again.  An error of ``fn`` ends the op with it.
+        """
         if self._done:
             raise StopAsyncIteration
         value = self._held
@@ -57,51 +64,32 @@ class Map(Op[U]):
                 result = await result
         except BaseException as exc:
             if isinstance(exc, cancelled_class()):
-                raise  # the value stays held: the next request calls the function again
+                raise
             self._held = NOTHING
             await self._end_with(exc)
         self._held = NOTHING
-        return result  # type: ignore[no-any-return]
+        return value, result
 
 
-class Filter(Op[T]):
-    __slots__ = ("_async", "_done", "_fn", "_held")
+class Map(_Apply[U]):
+    __slots__ = ()
 
     def __init__(self, source: AsyncIterable[T], fn: Callable[[T], Any]) -> None:
-        require_callable(fn, "filter()'s argument")
-        super().__init__(source)
-        self._fn = fn
-        self._async = is_async_callable(fn)
-        self._held: Any = NOTHING
-        self._done = False
+        super().__init__(source, fn, "map()'s argument")
+
+    async def __anext__(self) -> U:
+        return (await self._apply_next())[1]  # type: ignore[no-any-return]
+
+
+class Filter(_Apply[T]):
+    __slots__ = ()
+
+    def __init__(self, source: AsyncIterable[T], fn: Callable[[T], Any]) -> None:
+        super().__init__(source, fn, "filter()'s argument")
 
     async def __anext__(self) -> T:
         while True:
-            if self._done:
-                raise StopAsyncIteration
-            value = self._held
-            if value is NOTHING:
-                nxt = self._nxt
-                if nxt is None:
-                    value = await self._pull_source()
-                else:
-                    try:
-                        value = await nxt()
-                    except StopAsyncIteration:
-                        await self._source_ended()
-                    except BaseException as exc:
-                        await self._source_failed(exc)
-                self._held = value
-            try:
-                keep = self._fn(value)
-                if self._async or is_awaitable(keep):
-                    keep = await keep
-            except BaseException as exc:
-                if isinstance(exc, cancelled_class()):
-                    raise
-                self._held = NOTHING
-                await self._end_with(exc)
-            self._held = NOTHING
+            value, keep = await self._apply_next()
             if keep:
                 return value  # type: ignore[no-any-return]
 
