@@ -20,6 +20,7 @@ import sniffio
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from types import ModuleType
 
 _get_ident = threading.get_ident
 _get_running_loop = asyncio._get_running_loop  # C-level, no exception when absent
@@ -79,6 +80,67 @@ def current_library() -> str:
             "this call needs a running event loop (asyncio or trio); "
             "from a plain thread use the blocking form of the call"
         ) from None
+
+
+def loaded(module: str) -> ModuleType | None:
+    """``module`` if something has imported it already, else None; never imports it.
+
+    For "is this a trio channel?" and the like: when trio was never imported
+    nothing can be one, and the question costs no import.
+    """
+    return sys.modules.get(module)
+
+
+def library_name() -> str | None:
+    """The async library running the calling task (``"asyncio"``, ``"trio"``), or None."""
+    try:
+        return sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        return None
+
+
+def under_trio() -> bool:
+    """True when the calling task runs under trio (False outside any async library)."""
+    if sys.modules.get("trio") is None:
+        return False
+    try:
+        return sniffio.current_async_library() == "trio"
+    except sniffio.AsyncLibraryNotFoundError:
+        return False
+
+
+def running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
+    """The asyncio loop running on this thread, or None (no exception when there is none)."""
+    return _get_running_loop()
+
+
+def loop_kind() -> str | None:
+    """``"asyncio"`` or ``"trio"`` when this thread runs that loop, else None.
+
+    Unlike sniffio this also answers in loop callbacks that run outside any task.
+    """
+    if _get_running_loop() is not None:
+        return "asyncio"
+    if in_trio_run():
+        return "trio"
+    return None
+
+
+def clock() -> Callable[[], float]:
+    """The running loop's clock function (what ``anyio.current_time()`` reads), looked up once."""
+    if current_library() == "trio":
+        import trio
+
+        return trio.current_time
+    return asyncio.get_running_loop().time
+
+
+def trio_exceptions(*names: str) -> tuple[type[BaseException], ...]:
+    """trio's exception classes of these names, or none when trio was never imported."""
+    trio = sys.modules.get("trio")
+    if trio is None:
+        return ()
+    return tuple(getattr(trio, name) for name in names)
 
 
 def _set_future(fut: asyncio.Future[None]) -> None:

@@ -26,12 +26,15 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
-from ._backend import ThreadWaiter, async_waiter, current_library, in_event_loop_thread
+import anyio
+
+from ._backend import current_library, in_event_loop_thread
+from ._parking import Parked, ParkingLot, wake_all
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ._backend import AsyncWaiter
+    from ._parking import Waiter
 
 T = TypeVar("T")
 
@@ -39,7 +42,10 @@ __all__ = [
     "BufferOverflowError",
     "Handoff",
     "Overflow",
+    "Result",
+    "State",
     "Stats",
+    "WithdrawnError",
     "validate_buffer",
     "validate_timeout",
 ]
@@ -157,13 +163,48 @@ def validate_timeout(timeout: object) -> float | None:
 
 
 class Result(enum.IntEnum):
+    """What an offer of one value to a `Handoff` did with it.
+
+    Compare members by identity (``result is TAKEN``); ask the predicates
+    (`refused`) instead of relying on the order of the values.  ``TAKEN`` is
+    the only false member, so ``if result:`` singles out the rare paths.
+    """
+
+    #: The value is in the buffer (or handed to a waiting consumer).
     TAKEN = 0
+    #: ``drop_newest``: the buffer was full and the value was discarded (counted).
     DROPPED = 1
+    #: ``block``: no room now; only the no-wait calls return it (the waits park).
     FULL = 2
-    CLOSED = 3  # the producer side closed or failed it
-    GONE = 4  # the consumer side left
-    OVERFLOWED = 5  # overflow="error" tripped just now
-    WITHDRAWN = 6  # the producer's own end was closed while it waited: not sent
+    #: The producer side closed or failed the stream: not sent.
+    CLOSED = 3
+    #: The consumer side left: not sent, and nothing will be delivered any more.
+    GONE = 4
+    #: ``overflow="error"`` tripped on this value (or R8 failed the stream): not sent.
+    OVERFLOWED = 5
+    #: The producer's own end was closed while it waited: not sent.
+    WITHDRAWN = 6
+
+    @property
+    def refused(self) -> bool:
+        """True when the stream takes no more values: the producer should stop.
+
+        ``CLOSED``, ``GONE``, ``OVERFLOWED`` and ``WITHDRAWN``; not ``TAKEN``,
+        ``DROPPED`` (a drop policy at work) or ``FULL`` (wait and retry).
+        """
+        return self in _REFUSED
+
+
+class State(enum.IntEnum):
+    """Where a `Handoff` is in its life; only ever moves forward (``OPEN`` is the only
+    false member)."""
+
+    #: Values are taken.
+    OPEN = 0
+    #: Completed or failed by the producer side; buffered values are still delivered.
+    CLOSED = 1
+    #: The consumer side left; nothing will be delivered any more.
+    GONE = 2
 
 
 TAKEN: Final = Result.TAKEN
@@ -173,10 +214,12 @@ CLOSED: Final = Result.CLOSED
 GONE: Final = Result.GONE
 OVERFLOWED: Final = Result.OVERFLOWED
 WITHDRAWN: Final = Result.WITHDRAWN
+_REFUSED: Final = frozenset({CLOSED, GONE, OVERFLOWED, WITHDRAWN})
 
-_OPEN: Final = 0
-_CLOSED: Final = 1  # completed or failed by the producer side; values may remain
-_GONE: Final = 2  # the consumer side left; nothing will be delivered any more
+# module-level aliases: the hot paths compare without an attribute lookup
+_OPEN: Final = State.OPEN
+_CLOSED: Final = State.CLOSED
+_GONE: Final = State.GONE
 
 
 class WithdrawnError(Exception):
@@ -185,25 +228,8 @@ class WithdrawnError(Exception):
 
 #: the "value" of a producer parked for room only (``wait_room``), which has none yet
 _ROOM: Any = object()
-
-
-class _Parked:
-    """One party parked on the hand-off, in the queue it waits in (first come, first served).
-
-    A parked consumer is *served* with a value; a parked producer carries its
-    value (or `_ROOM`) and is served when the value is taken.  Either is
-    *withdrawn* when its own end is closed, and otherwise woken when the
-    stream ends, to look again.
-    """
-
-    __slots__ = ("item", "owner", "served", "waiter", "withdrawn")
-
-    def __init__(self, waiter: Any, item: Any, owner: object) -> None:
-        self.waiter = waiter  # an AsyncWaiter or a ThreadWaiter: the party's own kind
-        self.item = item
-        self.owner = owner
-        self.served = False
-        self.withdrawn = False
+#: a woken consumer found the stream ended: look again
+_AGAIN: Any = object()
 
 
 def _r8_message(capacity: int | None) -> str:
@@ -213,11 +239,6 @@ def _r8_message(capacity: int | None) -> str:
         "so the source can be slowed, produce from another thread (it will block "
         'there), raise buffer=, or choose overflow="drop_oldest"/"drop_newest"'
     )
-
-
-def _wake(waiters: list[AsyncWaiter | ThreadWaiter]) -> None:
-    for w in waiters:
-        w.wake()
 
 
 class Handoff(Generic[T]):
@@ -233,6 +254,15 @@ class Handoff(Generic[T]):
     in the order they parked (a value put while a consumer waits goes to that
     consumer), and parked producers' values enter the buffer in the order
     they parked, before any value put later.
+
+    ``linger`` (seconds, bounded buffers only) is for a producer that hands
+    values over in bursts from another thread: a consumer that ran dry right
+    after a wake-up that found more than one value waits up to ``linger``
+    seconds while the producer appends without waking it, and is woken early
+    when the buffer fills or the stream ends.  After a wake-up that found one
+    value (the producer is slow) the next value wakes it at once.  Every value
+    is in the buffer the moment it is put, so a producer that stalls in the
+    middle of a burst holds nothing back for longer than ``linger``.
     """
 
     __slots__ = (
@@ -249,6 +279,9 @@ class Handoff(Generic[T]):
         "_handed",
         "_high_water",
         "_items",
+        "_linger",
+        "_linger_next",
+        "_lingering",
         "_lock",
         "_low",
         "_low_water",
@@ -272,6 +305,7 @@ class Handoff(Generic[T]):
         pause: Callable[[], object] | None = None,
         resume: Callable[[], object] | None = None,
         low_water: int | None = None,
+        linger: float | None = None,
     ) -> None:
         self._cap = validate_buffer(buffer)
         self._overflow = Overflow.parse(overflow)
@@ -294,6 +328,13 @@ class Handoff(Generic[T]):
                 f"low_water must be >= 0 and below buffer ({self._cap}), not {low_water}"
             )
         self._low_water = low_water
+        if linger is not None and (
+            isinstance(linger, bool) or not isinstance(linger, (int, float)) or not linger > 0
+        ):
+            raise ValueError(f"linger must be a number of seconds > 0, or None, not {linger!r}")
+        self._linger = linger
+        self._linger_next = False  # the last wait found the producer fast: linger next time
+        self._lingering = False  # a consumer is parked and collecting a chunk
         # parked producers' values enter the buffer at or below this many values
         self._low = -1 if self._cap is None else self._cap // 2
         # the consumer looks at producers / the pause state only at or below this
@@ -307,11 +348,11 @@ class Handoff(Generic[T]):
         # the consumer repays these first
         self._debt = 0
         self._lock = threading.Lock()
-        self._getters: deque[_Parked] = deque()
-        self._putters: deque[_Parked] = deque()
+        self._getters = ParkingLot()  # consumers waiting for a value
+        self._putters = ParkingLot()  # producers waiting for room, with their values
         # consumers served with a value they have not returned yet (it still
         # holds its place: R3), in the order they were served
-        self._handed: deque[_Parked] = deque()
+        self._handed: deque[Parked] = deque()
         self._state = _OPEN
         self._exc: BaseException | None = None
         self._high_water = 0
@@ -351,6 +392,28 @@ class Handoff(Generic[T]):
             open_senders=self._senders if self._state == _OPEN else 0,
             open_receivers=self._receivers if self._state != _GONE else 0,
         )
+
+    @property
+    def state(self) -> State:
+        """Where the stream is: `State` ``OPEN``, ``CLOSED`` or ``GONE``."""
+        return self._state
+
+    @property
+    def ended(self) -> bool:
+        """True once a consumer has been given the end (or the producer's error)."""
+        return self._ended
+
+    def take_end(self) -> BaseException | None:
+        """The end, for a consumer that found no value after the stream closed (no waiting).
+
+        Returns the producer's exception, once (its later calls return None),
+        or None for a clean end; from then on `ended` is True.  The no-wait
+        counterpart of the end that `get` raises.
+        """
+        with self._lock:
+            exc, self._exc = self._exc, None
+            self._ended = True
+        return exc
 
     @property
     def open(self) -> bool:
@@ -409,19 +472,13 @@ class Handoff(Generic[T]):
         A parked `put` of ``owner`` returns ``WITHDRAWN``; a parked
         `get` raises `WithdrawnError`.  Values already taken stay taken.
         """
-        woken: list[AsyncWaiter | ThreadWaiter] = []
         with self._lock:
-            for queue in (self._getters, self._putters):
-                mine = [p for p in queue if p.owner is owner]
-                for p in mine:
-                    queue.remove(p)
-                    p.withdrawn = True
-                    woken.append(p.waiter)
-        _wake(woken)
+            woken = self._getters.withdraw(owner) + self._putters.withdraw(owner)
+        wake_all(woken)
 
     # ------------------------------------------------------------- producers
 
-    def _offer(self, item: T, parked: _Parked | None) -> Result:
+    def _offer(self, item: T, parked: Parked | None) -> Result:
         """Try to take ``item``; on FULL park ``parked`` (if given) atomically."""
         # Fast path, no lock: take a slot token (an atomic deque.pop), then append.
         # Producers parked before this one go first: then the locked path.
@@ -430,19 +487,14 @@ class Handoff(Generic[T]):
             try:
                 slots.pop()
             except IndexError:
-                pass
+                took = False
             else:
-                if self._state == _OPEN:
-                    items = self._items
-                    items.append(item)
-                    n = len(items)
-                    if n > self._high_water:
-                        self._high_water = n
-                    if self._getters:
-                        self._wake_getters()
-                    return TAKEN
-                slots.append(None)
-        elif self._cap is None and self._state == _OPEN:
+                took = self._state == _OPEN
+                if not took:
+                    slots.append(None)
+        else:
+            took = self._cap is None and self._state == _OPEN
+        if took:
             items = self._items
             items.append(item)
             n = len(items)
@@ -459,8 +511,8 @@ class Handoff(Generic[T]):
             # another thread and is between two steps.  Let it finish.
             time.sleep(0)
 
-    def _offer_locked(self, item: T, parked: _Parked | None) -> Result | None:
-        woken: list[AsyncWaiter | ThreadWaiter] = []
+    def _offer_locked(self, item: T, parked: Parked | None) -> Result | None:
+        woken: list[Waiter] = []
         with self._lock:
             state = self._state
             if state != _OPEN:
@@ -508,8 +560,8 @@ class Handoff(Generic[T]):
                         f'buffer full ({cap} values) under overflow="error"; raise buffer= '
                         'or choose overflow="block", "drop_oldest" or "drop_newest"'
                     )
-                    woken = self._release_getters_locked()
-                    _wake(woken)
+                    woken = self._getters.release_all()
+                    wake_all(woken)
                     return OVERFLOWED
             items.append(item)
             n = len(items)
@@ -518,12 +570,12 @@ class Handoff(Generic[T]):
                 self._high_water = n
             if self._getters:
                 woken = self._serve_locked()
-        _wake(woken)
+        wake_all(woken)
         return TAKEN
 
-    def _serve_locked(self) -> list[AsyncWaiter | ThreadWaiter]:
+    def _serve_locked(self) -> list[Waiter]:
         """Hand buffered values to parked consumers, first come first served (lock held)."""
-        woken: list[AsyncWaiter | ThreadWaiter] = []
+        woken: list[Waiter] = []
         getters = self._getters
         items = self._items
         while getters and items:
@@ -534,17 +586,13 @@ class Handoff(Generic[T]):
             woken.append(g.waiter)
         return woken
 
-    def _release_getters_locked(self) -> list[AsyncWaiter | ThreadWaiter]:
-        """Wake every parked consumer to look again (the stream ended); lock held."""
-        woken = [g.waiter for g in self._getters]
-        self._getters.clear()
-        return woken
-
     def _wake_getters(self) -> None:
         """After values were appended without the lock: serve the parked consumers."""
+        if self._lingering and self._slots:
+            return  # a lingering consumer is woken by its timer, a full buffer or the end
         with self._lock:
             woken = self._serve_locked()
-        _wake(woken)
+        wake_all(woken)
 
     def put_nowait(self, item: T) -> Result:
         """Offer ``item`` without waiting: TAKEN, DROPPED, FULL, CLOSED, GONE or OVERFLOWED."""
@@ -590,7 +638,7 @@ class Handoff(Generic[T]):
             return self._full_on_loop(item)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            parked = _Parked(ThreadWaiter(), item, owner)
+            parked = Parked.thread(item, owner)
             result = self._offer(item, parked)
             if result is not FULL:
                 return result
@@ -600,11 +648,36 @@ class Handoff(Generic[T]):
                     f"no room in the buffer within {timeout} seconds "
                     "(the consumer is slower than the producer)"
                 )
-            if parked.served:
-                return TAKEN
-            if parked.withdrawn:
-                return WITHDRAWN
-            # woken by the end of the stream: the next offer says so
+            woken = self._woken_producer(parked)
+            if woken is not None:
+                return woken
+
+    def put_then_wait_room_sync(self, item: T) -> bool:
+        """Put ``item`` from the one producer thread of a bounded ``block`` buffer that
+        pulled it only once there was room, then block until there is room for the next.
+
+        The hot loop of a thread that pulls its source on demand (at most ``buffer``
+        values pulled ahead): start with `wait_room_sync`, then call this per value.
+        False once the stream takes no more values: stop pulling.
+        """
+        slots = self._slots
+        assert slots is not None, "put_then_wait_room_sync() needs a bounded buffer"
+        try:
+            slots.pop()  # the place waited for
+        except IndexError:  # rendezvous, or a place still on its way back
+            if self.put_sync(item) is not TAKEN and self._state:
+                return False
+        else:
+            items = self._items
+            items.append(item)
+            n = len(items)
+            if n > self._high_water:
+                self._high_water = n
+            if self._getters:
+                self._wake_getters()
+        if not slots:
+            self.wait_room_sync()
+        return not self._state
 
     def _filled_on_loop(self) -> None:
         """A loop-thread producer took the last free place: pause the source now.
@@ -641,7 +714,7 @@ class Handoff(Generic[T]):
                     self._paused = True
                     self._pauses += 1
                 woken = self._serve_locked()
-            _wake(woken)
+            wake_all(woken)
             if need_pause:
                 self._call_hook(self._pause)
             return TAKEN
@@ -664,7 +737,7 @@ class Handoff(Generic[T]):
         """
         result = self._offer(item, None)
         while result is FULL:
-            parked = _Parked(async_waiter(), item, owner)
+            parked = Parked.task(item, owner)
             result = self._offer(item, parked)
             if result is not FULL:
                 return result
@@ -674,25 +747,28 @@ class Handoff(Generic[T]):
                 if not self._abandon_put(parked) and parked.served and current_library() == "trio":
                     return TAKEN  # sent: trio re-raises the cancellation at the next checkpoint
                 raise
-            if parked.served:
-                return TAKEN
-            if parked.withdrawn:
-                return WITHDRAWN
-            result = self._offer(item, None)  # woken by the end of the stream: it says so
+            woken = self._woken_producer(parked)
+            result = self._offer(item, None) if woken is None else woken
         return result
 
-    def _abandon_put(self, parked: _Parked) -> bool:
+    @staticmethod
+    def _woken_producer(parked: Parked) -> Result | None:
+        """What a parked producer was woken with: ``TAKEN``, ``WITHDRAWN``, or None (the
+        stream ended: offer again, the offer says how)."""
+        if parked.served:
+            return TAKEN
+        if parked.withdrawn:
+            return WITHDRAWN
+        return None
+
+    def _abandon_put(self, parked: Parked) -> bool:
         """A parked producer gives up (cancelled, timed out): True if it was still parked.
 
         False when it was woken first (served, withdrawn or the stream ended):
         then its flags say what happened.
         """
         with self._lock:
-            try:
-                self._putters.remove(parked)
-            except ValueError:
-                return False
-            return True
+            return self._putters.unpark(parked)
 
     def has_room(self) -> bool:
         """True when a put would not wait: a free place, a consumer waiting for a
@@ -716,16 +792,22 @@ class Handoff(Generic[T]):
         `put`, in its turn.  Cancellation takes nothing.
         """
         while not self.has_room():
-            parked = _Parked(async_waiter(), _ROOM, None)
-            with self._lock:
-                if self.has_room():
-                    return
-                self._putters.append(parked)
+            parked = Parked.task(_ROOM)
+            if self._room_or_park(parked):
+                return
             try:
                 await parked.waiter.wait()
             except BaseException:
                 self._abandon_put(parked)
                 raise
+
+    def _room_or_park(self, parked: Parked) -> bool:
+        """`wait_room`'s no-wait call, then park: True when there is room now."""
+        with self._lock:
+            if self.has_room():
+                return True
+            self._putters.append(parked)
+            return False
 
     def wait_room_sync(self) -> None:
         """Block this thread (one that runs no event loop) until `has_room`.
@@ -739,11 +821,9 @@ class Handoff(Generic[T]):
         if (self._slots and not self._putters) or self._cap is None or self._state != _OPEN:
             return  # the hot path of a producer thread: a free place
         while True:
-            parked = _Parked(ThreadWaiter(), _ROOM, None)
-            with self._lock:
-                if self.has_room():
-                    return
-                self._putters.append(parked)
+            parked = Parked.thread(_ROOM)
+            if self._room_or_park(parked):
+                return
             try:
                 parked.waiter.wait(None)
             except BaseException:
@@ -764,11 +844,9 @@ class Handoff(Generic[T]):
                 return False
             self._state = _CLOSED
             self._exc = exc
-            woken = self._release_getters_locked()
             # parked producers look again, see the end, and their values are not sent
-            woken.extend(p.waiter for p in self._putters)
-            self._putters.clear()
-        _wake(woken)
+            woken = self._getters.release_all() + self._putters.release_all()
+        wake_all(woken)
         return True
 
     # ------------------------------------------------------------- consumers
@@ -789,12 +867,10 @@ class Handoff(Generic[T]):
                 self._slots = deque([None] * self._cap)
             self._debt = 0
             self._exc = None
-            woken = self._release_getters_locked()
-            woken.extend(p.waiter for p in self._putters)
-            self._putters.clear()
+            woken = self._getters.release_all() + self._putters.release_all()
             hooks = self._gone_hooks
             self._gone_hooks = []
-        _wake(woken)
+        wake_all(woken)
         for hook in hooks:
             hook()
         return True
@@ -809,7 +885,7 @@ class Handoff(Generic[T]):
 
     def _admit_putters(self) -> None:
         """Move parked producers' values into the free places, in the order they parked."""
-        woken: list[AsyncWaiter | ThreadWaiter] = []
+        woken: list[Waiter] = []
         with self._lock:
             putters = self._putters
             items = self._items
@@ -831,7 +907,7 @@ class Handoff(Generic[T]):
                 woken.append(p.waiter)  # a room waiter puts its value itself
             if self._getters:
                 woken.extend(self._serve_locked())
-        _wake(woken)
+        wake_all(woken)
 
     def _do_resume(self) -> None:
         with self._lock:
@@ -851,7 +927,7 @@ class Handoff(Generic[T]):
         if slots is not None:
             slots.append(None)
 
-    def _take_parked_locked(self) -> _Parked | None:
+    def _take_parked_locked(self) -> Parked | None:
         """The first parked producer that carries a value, taken off the queue (lock held)."""
         for p in self._putters:
             if p.item is not _ROOM:
@@ -860,7 +936,7 @@ class Handoff(Generic[T]):
                 return p
         return None
 
-    def _next_locked(self, parked: _Parked | None) -> tuple[bool, T | None]:
+    def _next_locked(self, parked: Parked | None) -> tuple[bool, T | None]:
         """The consumer's slow path, lock held: ``(True, value)``, the end raised, or parked.
 
         A parked producer's value is taken directly (a rendezvous, or its
@@ -911,7 +987,7 @@ class Handoff(Generic[T]):
             self._after_pop()
         return True, item
 
-    def _received(self, parked: _Parked) -> T:
+    def _received(self, parked: Parked) -> T:
         """A parked consumer was served: its value is delivered and its place given back."""
         with self._lock:
             try:
@@ -929,15 +1005,12 @@ class Handoff(Generic[T]):
                 self._after_pop()
         return item
 
-    def _abandon_get(self, parked: _Parked) -> None:
+    def _abandon_get(self, parked: Parked) -> None:
         """A parked consumer gave up (cancelled); a value handed to it goes to the next one."""
-        woken: list[AsyncWaiter | ThreadWaiter] = []
+        woken: list[Waiter] = []
         with self._lock:
             if not parked.served:
-                try:
-                    self._getters.remove(parked)
-                except ValueError:
-                    pass  # woken by the end of the stream, or withdrawn
+                self._getters.unpark(parked)  # False: woken by the end, or withdrawn
                 return
             handed = self._handed
             try:
@@ -954,7 +1027,7 @@ class Handoff(Generic[T]):
             self._items.appendleft(carry)
             if self._getters:
                 woken = self._serve_locked()
-        _wake(woken)
+        wake_all(woken)
 
     def get_nowait(self) -> tuple[bool, T | None]:
         """(True, value) if one is ready, else (False, None). Terminal states are not raised.
@@ -982,33 +1055,83 @@ class Handoff(Generic[T]):
         the producer's exception once if it failed (then the end), and
         `WithdrawnError` if ``owner``'s end was withdrawn while it waited.
         Cancellation while waiting takes nothing: a value handed to a consumer
-        cancelled before it ran goes to the next consumer, in order.
+        cancelled before it ran goes to the next consumer, in order.  With
+        ``linger``, a consumer that runs dry may wait for a burst (see the class).
         """
-        while True:
-            ok, item = self._pop_ready()
-            if ok:
-                return item  # type: ignore[return-value]
-            parked = _Parked(async_waiter(), None, owner)
-            try:
-                with self._lock:
-                    if self._items:
+        # with linger=: a consumer that ran dry waits for a burst (see the class)
+        watch = self._linger is not None and not self._items and self._cap and not self._state
+        linger = watch and self._linger_next
+        try:
+            while True:
+                ok, item = self._pop_ready()
+                if ok:
+                    return item  # type: ignore[return-value]
+                try:
+                    ok, item = self._take_or_park(Parked.task(None, owner))
+                except StopIteration:
+                    raise StopAsyncIteration from None
+                if ok:
+                    return item  # type: ignore[no-any-return]
+                if item is None:
+                    continue
+                try:
+                    if not linger:
+                        await item.waiter.wait()
+                    elif not await self._linger_wait(item):
+                        linger = False  # the timer ran out: from here on a value wakes us
                         continue
-                    ok, item = self._next_locked(parked)
-            except StopIteration:
-                raise StopAsyncIteration from None
-            if ok:
-                return item  # type: ignore[return-value]
-            if self._paused:
-                self._do_resume()
-            try:
+                except BaseException:
+                    self._abandon_get(item)
+                    raise
+                item = self._woken_consumer(item)
+                if item is not _AGAIN:
+                    return item  # type: ignore[no-any-return]
+        finally:
+            if watch:
+                # more than the one value that woke us: the producer is fast, collect bursts
+                self._linger_next = bool(self._items)
+
+    async def _linger_wait(self, parked: Parked) -> bool:
+        """Wait for ``parked`` to be served at most ``linger`` seconds, while producers
+        append without waking it (a full buffer or the end still does).
+
+        False when the timer ran out: ``parked`` is out of the queue then.
+        """
+        self._lingering = True
+        try:
+            with anyio.move_on_after(self._linger):
                 await parked.waiter.wait()
-            except BaseException:
-                self._abandon_get(parked)
-                raise
-            if parked.served:
-                return self._received(parked)
-            if parked.withdrawn:
-                raise WithdrawnError
+                return True
+            self._abandon_get(parked)
+            return False
+        finally:
+            # after the waiter is withdrawn: from here on a value wakes the consumer
+            self._lingering = False
+
+    def _take_or_park(self, parked: Parked) -> tuple[bool, Any]:
+        """The consumer's no-wait call, then park: ``(True, value)``, or ``(False, parked)``
+        once it is parked, or ``(False, None)`` when values arrived meanwhile (look again).
+
+        Raises ``StopIteration`` at the end, or the producer's exception once.
+        """
+        with self._lock:
+            if self._items:
+                return False, None
+            ok, item = self._next_locked(parked)
+        if ok:
+            return True, item
+        if self._paused:
+            self._do_resume()
+        return False, parked
+
+    def _woken_consumer(self, parked: Parked) -> Any:
+        """What a parked consumer was woken with: its value, `WithdrawnError`, or
+        `_AGAIN` (the stream ended: look again, the next look says how)."""
+        if parked.served:
+            return self._received(parked)
+        if parked.withdrawn:
+            raise WithdrawnError
+        return _AGAIN
 
     def get_sync(self, owner: object = None) -> T:
         """The next value, blocking this thread (one that runs no event loop) until there is one.
@@ -1022,21 +1145,16 @@ class Handoff(Generic[T]):
             ok, item = self._pop_ready()
             if ok:
                 return item  # type: ignore[return-value]
-            parked = _Parked(ThreadWaiter(), None, owner)
-            with self._lock:
-                if self._items:
-                    continue
-                ok, item = self._next_locked(parked)
+            ok, item = self._take_or_park(Parked.thread(None, owner))
             if ok:
-                return item  # type: ignore[return-value]
-            if self._paused:
-                self._do_resume()
+                return item  # type: ignore[no-any-return]
+            if item is None:
+                continue
             try:
-                parked.waiter.wait(None)
+                item.waiter.wait(None)
             except BaseException:
-                self._abandon_get(parked)
+                self._abandon_get(item)
                 raise
-            if parked.served:
-                return self._received(parked)
-            if parked.withdrawn:
-                raise WithdrawnError
+            item = self._woken_consumer(item)
+            if item is not _AGAIN:
+                return item  # type: ignore[no-any-return]

@@ -59,6 +59,11 @@ def exit_error(exc: BaseException) -> BaseException:
     return error
 
 
+def handoff_of(sender: ChannelSender[T]) -> Handoff[T]:
+    """The hand-off behind ``sender``, for pumps that wait for room before they pull (R10)."""
+    return sender._h
+
+
 class ChannelSender(Generic[T]):
     """The send end of [`open_channel`][bridges.open_channel]; usable from any thread and any event
     loop.
@@ -87,6 +92,14 @@ class ChannelSender(Generic[T]):
     def stats(self) -> Stats:
         """A snapshot of the channel's counters ([`Stats`][bridges.Stats])."""
         return self._h.stats
+
+    @property
+    def closed(self) -> bool:
+        """True once this end was closed (``close()``, ``fail()``, leaving its block).
+
+        Other clones may still be open; ``stats.open_senders`` counts them.
+        """
+        return self._closed
 
     def _check(self, result: Result) -> None:
         if result is GONE:

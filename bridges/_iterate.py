@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import AsyncIterable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from anyio.abc import ByteReceiveStream
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from ._backend import loaded
 from ._iterator import BridgeIterator, WrappedIterator
 
 if TYPE_CHECKING:
@@ -25,12 +25,12 @@ _ACCEPTS = (
 
 
 def _is_observable(source: object) -> bool:
-    rx = sys.modules.get("reactivex")
+    rx = loaded("reactivex")
     return rx is not None and isinstance(source, rx.Observable)
 
 
 def _is_trio_receive_channel(source: object) -> bool:
-    trio = sys.modules.get("trio")
+    trio = loaded("trio")
     return trio is not None and isinstance(source, trio.abc.ReceiveChannel)
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import enum
 import logging
-import sys
 import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from types import TracebackType
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar, overload
 
 from anyio.lowlevel import checkpoint
 
-from ._backend import CancelProbe
+from ._backend import CancelProbe, loaded
 from ._buffer import Handoff, Stats, WithdrawnError
 from ._hooks import refuse_awaitable, require_sync
 
@@ -22,7 +22,7 @@ T = TypeVar("T")
 U = TypeVar("U")
 
 #: "no value given" (reduce() without an initial value, a slot holding nothing)
-_NOTHING: Any = object()
+NOTHING: Any = object()
 
 logger = logging.getLogger("bridges")
 
@@ -36,10 +36,22 @@ _START_WHY = (
     "function; start async work in it with a task group you own, or use callbacks.to_aiter"
 )
 
-#: a BufferedIterator's phase: not started, iterating, released (for subclasses)
-NEW = 0
-RUNNING = 1
-DONE = 2
+
+class Phase(enum.IntEnum):
+    """Where an iterator of this library is in its life; only ever moves forward."""
+
+    #: Not started: nothing is subscribed or started yet (R1).
+    NEW = 0
+    #: Iterating: the source is started.
+    RUNNING = 1
+    #: Released: the stream ended, or the consumer left; ``__anext__`` ends at once.
+    DONE = 2
+
+
+# module-level aliases: the hot paths compare without an attribute lookup
+NEW = Phase.NEW
+RUNNING = Phase.RUNNING
+DONE = Phase.DONE
 
 
 def log_cleanup_error(exc: BaseException, what: str) -> None:
@@ -53,7 +65,7 @@ async def enter_foreign_context(it: object) -> None:
     aiostream's ``Streamer`` warns when it is iterated outside ``async with``;
     entering it only marks it as in use, and its ``aclose()`` leaves it.
     """
-    aiter_utils = sys.modules.get("aiostream.aiter_utils")
+    aiter_utils = loaded("aiostream.aiter_utils")
     if aiter_utils is None:
         return
     context = getattr(aiter_utils, "AsyncIteratorContext", None)
@@ -121,9 +133,9 @@ class BridgeIterator(AsyncIterator[T]):
 
         :raises TypeError: ``fn`` is not callable
         """
-        from .ops import _Map
+        from .ops._chain import Map
 
-        return _Map(self, fn)
+        return Map(self, fn)
 
     def filter(self, fn: Callable[[T], object], /) -> BridgeIterator[T]:
         """The values for which ``fn`` (sync or async) returns something true.
@@ -132,9 +144,9 @@ class BridgeIterator(AsyncIterator[T]):
 
         :raises TypeError: ``fn`` is not callable
         """
-        from .ops import _Filter
+        from .ops._chain import Filter
 
-        return _Filter(self, fn)
+        return Filter(self, fn)
 
     def take(self, n: int, /) -> BridgeIterator[T]:
         """The first ``n`` values; the source is closed as soon as it has given them.
@@ -146,9 +158,9 @@ class BridgeIterator(AsyncIterator[T]):
         :raises TypeError: ``n`` is not an int
         :raises ValueError: ``n`` < 0
         """
-        from .ops import _Take
+        from .ops._chain import Take
 
-        return _Take(self, n)
+        return Take(self, n)
 
     def drop(self, n: int, /) -> BridgeIterator[T]:
         """All values but the first ``n``, which are pulled and discarded at the first request.
@@ -156,9 +168,9 @@ class BridgeIterator(AsyncIterator[T]):
         :raises TypeError: ``n`` is not an int
         :raises ValueError: ``n`` < 0
         """
-        from .ops import _Drop
+        from .ops._chain import Drop
 
-        return _Drop(self, n)
+        return Drop(self, n)
 
     @overload
     def flat_map(
@@ -180,9 +192,9 @@ class BridgeIterator(AsyncIterator[T]):
         :raises TypeError: ``fn`` is not callable (at once); it returned
             something that is not an iterable, or a string (at the consumer)
         """
-        from .ops import _FlatMap
+        from .ops._chain import FlatMap
 
-        return _FlatMap(self, fn)
+        return FlatMap(self, fn)
 
     @overload
     async def reduce(self, fn: Callable[[T, T], T | Awaitable[T]], /) -> T: ...
@@ -205,15 +217,15 @@ class BridgeIterator(AsyncIterator[T]):
         # *initial, not a sentinel default: a private sentinel would show in the signature
         if len(initial) > 1:
             raise TypeError(f"reduce() takes at most one initial value, got {len(initial)}")
-        from .ops import _reduce
+        from .ops._chain import reduce_op
 
-        return await _reduce(self, fn, initial[0] if initial else _NOTHING)
+        return await reduce_op(self, fn, initial[0] if initial else NOTHING)
 
     async def to_list(self) -> list[T]:
         """Every value, in a list; consumes this iterator and closes it."""
-        from .ops import _to_list
+        from .ops._chain import collect_list
 
-        return await _to_list(self)
+        return await collect_list(self)
 
     async def for_each(self, fn: Callable[[T], object], /) -> None:
         """Call ``fn`` (sync or async) with each value, in order; consumes and closes this iterator.
@@ -222,9 +234,9 @@ class BridgeIterator(AsyncIterator[T]):
 
         :raises TypeError: ``fn`` is not callable
         """
-        from .ops import _for_each
+        from .ops._chain import for_each_op
 
-        await _for_each(self, fn)
+        await for_each_op(self, fn)
 
 
 class BufferedIterator(BridgeIterator[T], Generic[T]):
@@ -259,6 +271,33 @@ class BufferedIterator(BridgeIterator[T], Generic[T]):
     def stats(self) -> Stats:
         """A snapshot of the buffer's counters: buffered, high_water, delivered, dropped."""
         return self._h.stats
+
+    @property
+    def handoff(self) -> Handoff[T]:
+        """The hand-off this iterator consumes (for subclasses that add receive calls)."""
+        return self._h
+
+    @property
+    def phase(self) -> Phase:
+        """`Phase.NEW` before the source started, `Phase.RUNNING`, then `Phase.DONE`."""
+        return self._phase
+
+    def begin(self) -> None:
+        """Start the source now, as the first ``__anext__`` or entering ``async with`` does.
+
+        Does nothing once started.  An error of the start hook is raised here,
+        and the iterator is then done.
+        """
+        if self._phase == NEW:
+            self._begin()
+
+    def retire(self) -> None:
+        """Mark this end done without leaving the hand-off: ``__anext__`` ends at once.
+
+        For subclasses whose own ``close()`` leaves in another way (one clone
+        of several closing, say); the source is not released here.
+        """
+        self._phase = DONE
 
     def _begin(self) -> None:
         start = self._start

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import inspect
 import weakref
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, Callable
 from typing import Any, Generic, TypeVar
 
 import anyio
@@ -26,6 +26,7 @@ from anyio.lowlevel import checkpoint
 from ._buffer import TAKEN, Handoff, Overflow, validate_timeout
 from ._hooks import is_async_callable, refuse_awaitable, require_sync
 from ._iterator import CHECKPOINT_EVERY, BufferedIterator, log_cleanup_error
+from ._pump import close_source
 
 T = TypeVar("T")
 
@@ -379,28 +380,6 @@ async def _call(fn: Callable[..., object], *args: Any) -> None:
         await result
 
 
-async def _aclose(aclose: Callable[[], Any]) -> None:
-    # shielded: the calling task is often being cancelled here, and a cleanup of
-    # the source that awaits (closing a connection) must still run to the end (R11)
-    with anyio.CancelScope(shield=True):
-        await aclose()
-
-
-async def _close_source(it: AsyncIterator[Any], pending: BaseException | None) -> None:
-    aclose = getattr(it, "aclose", None)
-    if aclose is None:
-        return
-    if pending is None:
-        await _aclose(aclose)
-        return
-    try:
-        await _aclose(aclose)
-    except BaseException as cleanup_exc:
-        # the exception already on its way wins; a cleanup error is not lost
-        if not isinstance(cleanup_exc, anyio.get_cancelled_exc_class()):
-            log_cleanup_error(cleanup_exc, "closing the source")
-
-
 async def from_aiter(
     source: AsyncIterable[T],
     on_next: Callable[[T], object],
@@ -470,9 +449,9 @@ async def from_aiter(
                     tick = 0
                     await checkpoint()
     except BaseException as exc:
-        await _close_source(it, exc)
+        await close_source(it, exc)
         raise
-    await _close_source(it, None)
+    await close_source(it, None)
     if source_error is not None:
         assert on_error is not None
         try:

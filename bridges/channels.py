@@ -27,17 +27,17 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import anyio
-import sniffio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream, UnreliableObjectReceiveStream
 from anyio.lowlevel import checkpoint
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from ._backend import async_waiter
+from ._backend import async_waiter, library_name, loaded, trio_exceptions, under_trio
 from ._buffer import FULL, GONE, Handoff, Stats, validate_buffer
 from ._cancel import CancelProbe, cancel_point
-from ._channel import ChannelReceiver, ChannelSender
+from ._channel import ChannelReceiver, ChannelSender, handoff_of
 from ._enter import MustEnter
-from ._iterator import CHECKPOINT_EVERY, DONE, BridgeIterator, log_cleanup_error
+from ._iterator import CHECKPOINT_EVERY, DONE, NEW, RUNNING, BridgeIterator, log_cleanup_error
+from ._pump import cancelled_now, close_source
 
 if TYPE_CHECKING:
     import trio
@@ -71,15 +71,6 @@ __all__ = ["ChannelIterator", "PumpedReceiver", "from_aiter", "pump", "to_aiter"
 # ----------------------------------------------------------------- exception classes
 
 
-def _under_trio() -> bool:
-    if sys.modules.get("trio") is None:
-        return False
-    try:
-        return sniffio.current_async_library() == "trio"
-    except sniffio.AsyncLibraryNotFoundError:
-        return False
-
-
 @functools.cache
 def _trio_classes() -> tuple[type[Exception], type[Exception], type[Exception]]:
     """Exception classes that are trio's and anyio's at once (created on first use)."""
@@ -102,17 +93,17 @@ def _trio_classes() -> tuple[type[Exception], type[Exception], type[Exception]]:
 
 
 def _closed_error(message: str) -> Exception:
-    if _under_trio():
+    if under_trio():
         return _trio_classes()[0](message)
     return anyio.ClosedResourceError(message)
 
 
 def _end_error() -> Exception:
-    return _trio_classes()[1]() if _under_trio() else anyio.EndOfStream()
+    return _trio_classes()[1]() if under_trio() else anyio.EndOfStream()
 
 
 def _would_block() -> Exception:
-    return _trio_classes()[2]() if _under_trio() else anyio.WouldBlock()
+    return _trio_classes()[2]() if under_trio() else anyio.WouldBlock()
 
 
 _trio_registered = False
@@ -122,7 +113,7 @@ def _register_trio() -> None:
     """Make [`PumpedReceiver`][bridges.channels.PumpedReceiver] a virtual
     ``trio.abc.ReceiveChannel`` (idempotent)."""
     global _trio_registered
-    if _trio_registered or sys.modules.get("trio") is None:
+    if _trio_registered or loaded("trio") is None:
         return
     import trio
 
@@ -131,38 +122,29 @@ def _register_trio() -> None:
 
 
 def _end_classes() -> tuple[type[BaseException], ...]:
-    trio = sys.modules.get("trio")
-    if trio is None:
-        return (anyio.EndOfStream,)
-    return (anyio.EndOfStream, trio.EndOfChannel)
+    return (anyio.EndOfStream, *trio_exceptions("EndOfChannel"))
 
 
 def _would_block_classes() -> tuple[type[BaseException], ...]:
-    trio = sys.modules.get("trio")
-    if trio is None:
-        return (anyio.WouldBlock,)
-    return (anyio.WouldBlock, trio.WouldBlock)
+    return (anyio.WouldBlock, *trio_exceptions("WouldBlock"))
 
 
 def _broken_classes() -> tuple[type[BaseException], ...]:
-    trio = sys.modules.get("trio")
-    if trio is None:
-        return (anyio.BrokenResourceError,)
-    return (anyio.BrokenResourceError, trio.BrokenResourceError)
+    return (anyio.BrokenResourceError, *trio_exceptions("BrokenResourceError"))
 
 
 def _is_trio_receive(obj: object) -> bool:
-    trio = sys.modules.get("trio")
+    trio = loaded("trio")
     return trio is not None and isinstance(obj, trio.abc.ReceiveChannel)
 
 
 def _is_trio_send(obj: object) -> bool:
-    trio = sys.modules.get("trio")
+    trio = loaded("trio")
     return trio is not None and isinstance(obj, trio.abc.SendChannel)
 
 
 def _is_trio_memory_receive(obj: object) -> bool:
-    trio = sys.modules.get("trio")
+    trio = loaded("trio")
     return trio is not None and type(obj) is trio.MemoryReceiveChannel
 
 
@@ -179,9 +161,8 @@ def _require_trio(what: str, *, lazy: bool = False) -> None:
     :param lazy: no async library running (a call from sync code) is no error: the
         check is made again where the channel is first used
     """
-    try:
-        library = sniffio.current_async_library()
-    except sniffio.AsyncLibraryNotFoundError:
+    library = library_name()
+    if library is None:
         if lazy:
             return
         library = "no event loop"
@@ -195,12 +176,6 @@ def _require_trio(what: str, *, lazy: bool = False) -> None:
 
 def _is_async_iterable(obj: object) -> bool:
     return hasattr(type(obj), "__aiter__")
-
-
-def _cancelled_now() -> bool:
-    """True when the calling task is being cancelled (its effective deadline is -inf)."""
-    deadline = anyio.current_effective_deadline()
-    return math.isinf(deadline) and deadline < 0
 
 
 # ----------------------------------------------------------------- channel -> aiter
@@ -239,7 +214,7 @@ class ChannelIterator(BridgeIterator[T]):
 
     def __init__(self, receive: Any) -> None:
         self._receive = receive
-        self._state = 0  # 0 new, 1 iterating, 2 closed
+        self._state = NEW  # then RUNNING, then DONE (closed)
         self._trio_only = _is_trio_only(receive, _is_trio_receive)
         self._delivered = 0
         self._tick = 0
@@ -280,16 +255,16 @@ class ChannelIterator(BridgeIterator[T]):
             _require_trio("a trio receive channel given to channels.to_aiter()")
 
     async def __aenter__(self) -> Self:
-        if self._state == 0:
+        if self._state == NEW:
             self._check_backend()
         return self
 
     async def __anext__(self) -> T:
-        if self._state != 1:
-            if self._state == 2:
+        if self._state != RUNNING:
+            if self._state == DONE:
                 raise StopAsyncIteration
             self._check_backend()
-            self._state = 1
+            self._state = RUNNING
         nowait = self._nowait
         if nowait is not None:
             if self._probe.cancelled():  # a cancelled scope takes nothing (R19)
@@ -321,7 +296,7 @@ class ChannelIterator(BridgeIterator[T]):
 
     def _close(self) -> bool:
         """Close a memory channel at once; False when only ``await aclose()`` can."""
-        self._state = 2
+        self._state = DONE
         close = getattr(self._receive, "close", None)
         if close is None:
             return False
@@ -335,7 +310,7 @@ class ChannelIterator(BridgeIterator[T]):
         channels) is closed without waiting; any other is closed with its
         ``aclose()``, whose errors are raised here.
         """
-        if self._state == 2:
+        if self._state == DONE:
             return
         if not self._close():
             await self._receive.aclose()
@@ -358,9 +333,9 @@ class ChannelIterator(BridgeIterator[T]):
                 log_cleanup_error(cleanup_exc, "closing the receive channel")
 
     def __del__(self) -> None:
-        if getattr(self, "_state", 2) != 1:
+        if getattr(self, "_state", DONE) != RUNNING:
             return
-        self._state = 2
+        self._state = DONE
         warnings.warn(
             f"{type(self).__name__} was dropped while iterating; use 'async with' or "
             "aclose() to close its channel deterministically",
@@ -473,7 +448,7 @@ class _Pump(Generic[T]):
                     await self._close_source(source)
                     guard.shield = False
             if interrupted is not None:
-                if scope.cancel_called or _cancelled_now():
+                if scope.cancel_called or cancelled_now():
                     raise interrupted  # ours (the block ended) or from outside
                 # A cancel scope of the source's own (its task group, after one of its
                 # tasks failed; a timeout it keeps across yield) cancelled the pump
@@ -498,7 +473,7 @@ class _Pump(Generic[T]):
                 h.close()
                 return
             except Exception as exc:
-                if _cancelled_now():
+                if cancelled_now():
                     # raised while being cancelled: that is the source's cleanup
                     self.cleanup_error = exc
                 else:
@@ -584,7 +559,7 @@ class PumpedReceiver(ChannelReceiver[T], ObjectReceiveStream[T], _TrioReceiveCha
 
     def __init__(self, pump: _Pump[T]) -> None:
         super().__init__(pump.handoff)
-        self._begin()
+        self.begin()
         self._closed = False
         self._pump = pump
         pump.open_ends += 1
@@ -604,7 +579,7 @@ class PumpedReceiver(ChannelReceiver[T], ObjectReceiveStream[T], _TrioReceiveCha
             return await super().__anext__()
         except StopAsyncIteration:
             # woken by the close, not by the source's end: say so, as receive() does
-            if self._closed or self._h.consumer_gone:
+            if self._closed or self.handoff.consumer_gone:
                 raise _closed_error(self._closed_message()) from None
             raise
 
@@ -624,13 +599,9 @@ class PumpedReceiver(ChannelReceiver[T], ObjectReceiveStream[T], _TrioReceiveCha
             block has ended
         :raises Exception: the source's own error, once, after the values before it
         """
-        if self._closed:
-            raise _closed_error(self._closed_message())
         try:
-            return await super().__anext__()
-        except StopAsyncIteration:
-            if self._closed or self._h.consumer_gone:
-                raise _closed_error(self._closed_message()) from None
+            return await self.__anext__()
+        except StopAsyncIteration:  # the source's end (a closed end raised its own error)
             raise _end_error() from None
 
     def receive_nowait(self) -> T:
@@ -643,7 +614,7 @@ class PumpedReceiver(ChannelReceiver[T], ObjectReceiveStream[T], _TrioReceiveCha
         """
         if self._closed:
             raise _closed_error(self._closed_message())
-        h = self._h
+        h = self.handoff
         ok, item = h.get_nowait()
         if ok:
             return item  # type: ignore[return-value]
@@ -654,10 +625,7 @@ class PumpedReceiver(ChannelReceiver[T], ObjectReceiveStream[T], _TrioReceiveCha
             return item  # type: ignore[return-value]
         if h.consumer_gone:
             raise _closed_error(self._closed_message())
-        # the hand-off raises the end (or the source's error, once) from get();
-        # its sync twin is spelled out here
-        exc, h._exc = h._exc, None
-        h._ended = True
+        exc = h.take_end()  # the source's error, once, or None for its end
         if exc is not None:
             raise exc
         raise _end_error()
@@ -681,7 +649,7 @@ class PumpedReceiver(ChannelReceiver[T], ObjectReceiveStream[T], _TrioReceiveCha
         if self._closed:
             return
         self._closed = True
-        self._phase = DONE
+        self.retire()
         self._pump.end_closed()
 
     async def aclose(self) -> None:
@@ -704,7 +672,7 @@ class PumpedReceiver(ChannelReceiver[T], ObjectReceiveStream[T], _TrioReceiveCha
         if getattr(self, "_closed", True):
             return
         self._closed = True
-        self._phase = DONE
+        self.retire()
         if not self._pump.shut:
             self._pump.end_closed()
 
@@ -954,14 +922,14 @@ async def pump(
             f"channels.pump() takes an async iterable as its source, not {type(source).__name__}"
         )
     if isinstance(send, ChannelSender):
-        if send._closed:
+        if send.closed:
             # checked before the source is pulled: nothing is computed for nobody
             closed = anyio.ClosedResourceError(
                 "channels.pump() got a ChannelSender that was already closed; pass an open "
                 "sender (pump() closes it when the source ends) or a clone() taken before "
                 "closing"
             )
-            await _close_source(source.__aiter__(), closed)
+            await close_source(source.__aiter__(), closed)
             raise closed
         try:
             await _pump_open_channel(source.__aiter__(), send)
@@ -978,24 +946,8 @@ async def pump(
         )
 
 
-async def _close_source(source: AsyncIterator[Any], pending: BaseException | None) -> None:
-    aclose = getattr(source, "aclose", None)
-    if aclose is None:
-        return
-    try:
-        # shielded: when pump() is cancelled (from outside, or by the task group of a
-        # receiver that failed), a cleanup of the source that awaits must still run (R11)
-        with anyio.CancelScope(shield=True):
-            await aclose()
-    except BaseException as exc:
-        if pending is None:
-            raise
-        if not isinstance(exc, anyio.get_cancelled_exc_class()):
-            log_cleanup_error(exc, "closing the source")
-
-
 async def _pump_open_channel(source: AsyncIterator[T], send: ChannelSender[T]) -> None:
-    h = send._h
+    h = handoff_of(send)
     gone = async_waiter()
     h.on_consumer_gone(gone.wake)
     error: Exception | None = None  # raised after the source is closed
@@ -1025,16 +977,16 @@ async def _pump_open_channel(source: AsyncIterator[T], send: ChannelSender[T]) -
             )
         if error is not None:
             log_cleanup_error(error, "pumping into the channel")
-        await _close_source(source, exc)
+        await close_source(source, exc)
         raise
     # a cancellation of our own (the receiver left) ended in the task group
-    await _close_source(source, error)
+    await close_source(source, error)
     if error is not None:
         raise error
 
 
 async def _feed(source: AsyncIterator[T], send: ChannelSender[T]) -> None:
-    h = send._h
+    h = handoff_of(send)
     while True:
         if not h.has_room():
             await h.wait_room()  # R10: pull only when the channel can take the value
@@ -1046,7 +998,7 @@ async def _feed(source: AsyncIterator[T], send: ChannelSender[T]) -> None:
             send.close()
             return
         except Exception as exc:
-            if h.consumer_gone or _cancelled_now():
+            if h.consumer_gone or cancelled_now():
                 raise  # raised while being closed: the source's cleanup error
             send.fail(exc)  # in-band: the receiver raises it after the values
             return
@@ -1076,4 +1028,4 @@ async def _pump_send_channel(source: AsyncIterator[T], send: Any) -> None:
             else:
                 await send.aclose()
         finally:
-            await _close_source(source, pending)
+            await close_source(source, pending)

@@ -40,9 +40,8 @@ from reactivex.disposable import CompositeDisposable, Disposable, SingleAssignme
 from reactivex.scheduler import CurrentThreadScheduler
 from reactivex.scheduler.periodicscheduler import PeriodicScheduler
 
-from ._backend import in_event_loop_thread, in_trio_run
+from ._backend import in_event_loop_thread, loaded, loop_kind, running_asyncio_loop
 from ._buffer import (
-    DROPPED,
     FULL,
     OVERFLOWED,
     BufferOverflowError,
@@ -53,6 +52,7 @@ from ._buffer import (
 from ._enter import MustEnter
 from ._hooks import refuse_awaitable, require_sync
 from ._iterator import CHECKPOINT_EVERY, BufferedIterator, log_cleanup_error, logger
+from ._pump import aclose_shielded
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
@@ -70,18 +70,6 @@ __all__ = ["TrioScheduler", "from_aiter", "open_trio_scheduler", "to_aiter"]
 _get_ident = threading.get_ident
 
 
-def _loop_kind() -> str | None:
-    """``"asyncio"`` or ``"trio"`` when this thread runs that loop, else None.
-
-    Unlike sniffio this also answers in loop callbacks that run outside any task.
-    """
-    if asyncio._get_running_loop() is not None:
-        return "asyncio"
-    if in_trio_run():
-        return "trio"
-    return None
-
-
 class _Hop:
     """Runs a callback on one event loop from any thread, without waiting for it."""
 
@@ -89,7 +77,7 @@ class _Hop:
 
     def __init__(self) -> None:
         self.thread = _get_ident()
-        self._loop = asyncio._get_running_loop()
+        self._loop = running_asyncio_loop()
         self._token: trio.lowlevel.TrioToken | None = None
         if self._loop is None:
             import trio
@@ -208,7 +196,7 @@ class _HandoffObserver(abc.ObserverBase[T]):
         if result:  # anything but TAKEN: the rare paths
             if result is FULL:
                 result = self._wait(value)
-            if result > DROPPED:
+            if result.refused:
                 self._refused()
 
     def _wait(self, value: T) -> Result:
@@ -340,7 +328,7 @@ _UNOWNED_PUMPS: set[asyncio.Task[None]] = set()
 def _is_task_group(obj: object) -> bool:
     if isinstance(obj, anyio.abc.TaskGroup):
         return True
-    trio = sys.modules.get("trio")
+    trio = loaded("trio")
     return trio is not None and isinstance(obj, trio.Nursery)
 
 
@@ -384,7 +372,7 @@ class _Pump(abc.DisposableBase, Generic[T]):
 
     def start_here(self) -> None:
         """Start the pump on this thread's loop (raises when it cannot)."""
-        kind = _loop_kind()
+        kind = loop_kind()
         if kind == "asyncio" and asyncio.current_task() is None:
             # a loop callback (a hop from another thread, an AsyncIOScheduler
             # action) runs in no task, where sniffio, and so anyio's start_soon,
@@ -441,7 +429,7 @@ class _Pump(abc.DisposableBase, Generic[T]):
                     disposed = self._disposed
                 if disposed:  # unsubscribed before the pump started
                     if self._one_shot is not None:
-                        await _aclose(self._one_shot)
+                        await aclose_shielded(self._one_shot)
                     return None
                 try:
                     it = self._open()
@@ -490,7 +478,7 @@ class _Pump(abc.DisposableBase, Generic[T]):
                     await checkpoint()
         finally:
             try:
-                await _aclose(it)
+                await aclose_shielded(it)
             except Exception as exc:
                 cleanup_error = exc
         if self._stopped() or self._failure is not None or error is not None:
@@ -541,15 +529,6 @@ class _Pump(abc.DisposableBase, Generic[T]):
         scope = self._scope
         if scope is not None and not self._finished:
             scope.cancel()
-
-
-async def _aclose(it: object) -> None:
-    aclose = getattr(it, "aclose", None)
-    if aclose is not None:
-        # shielded: the pump is usually being cancelled here (dispose, the task group
-        # ending), and a cleanup of the source that awaits must still run (R11)
-        with anyio.CancelScope(shield=True):
-            await aclose()
 
 
 def _aiter_of(made: object) -> AsyncIterator[Any]:
@@ -685,7 +664,7 @@ def from_aiter(
             f"not {type(task_group).__name__}"
         )
     home = _Hop.here()
-    if task_group is None and _loop_kind() == "trio":
+    if task_group is None and loop_kind() == "trio":
         raise RuntimeError(
             "rx.from_aiter() under trio needs a task group for its pump: "
             "rx.from_aiter(source, task_group=nursery_or_anyio_task_group)"
@@ -969,7 +948,7 @@ def open_trio_scheduler() -> AbstractAsyncContextManager[TrioScheduler]:
 
 @asynccontextmanager
 async def _trio_scheduler_block() -> AsyncIterator[TrioScheduler]:
-    if _loop_kind() != "trio":
+    if loop_kind() != "trio":
         raise RuntimeError(
             "rx.open_trio_scheduler() needs trio; on asyncio use reactivex's "
             "AsyncIOThreadSafeScheduler(asyncio.get_running_loop())"

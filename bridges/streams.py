@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import math
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator
@@ -45,6 +44,7 @@ from ._cancel import CancelProbe, cancel_point
 from ._channel import exit_error
 from ._enter import MustEnter
 from ._iterator import BridgeIterator, log_cleanup_error
+from ._pump import aclose_shielded, cancelled_now, close_source, is_cancellation
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
@@ -182,31 +182,6 @@ def _nbytes(chunk: Bytes) -> int:
     return chunk.nbytes if isinstance(chunk, memoryview) else len(chunk)
 
 
-def _is_cancellation(exc: BaseException) -> bool:
-    return isinstance(exc, (asyncio.CancelledError, anyio.get_cancelled_exc_class()))
-
-
-async def _aclose(it: object) -> None:
-    aclose = getattr(it, "aclose", None)
-    if aclose is not None:
-        # shielded: a source is often closed while its pump or writer is being
-        # cancelled, and a cleanup that awaits must still run (R11)
-        with anyio.CancelScope(shield=True):
-            await aclose()
-
-
-async def _close_source(it: object, pending: BaseException | None) -> None:
-    """Close a source; when ``pending`` is on its way, it wins and a cleanup error is logged."""
-    if pending is None:
-        await _aclose(it)
-        return
-    try:
-        await _aclose(it)
-    except BaseException as cleanup_exc:
-        if cleanup_exc is not pending and not _is_cancellation(cleanup_exc):
-            log_cleanup_error(cleanup_exc, "closing the source")
-
-
 def _unwrap(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
@@ -258,7 +233,7 @@ class _ReaderIterator(BridgeIterator[bytes]):
                         exc.consumed,
                     ) from exc
         except BaseException as exc:
-            if not _is_cancellation(exc):  # a timeout around one read takes nothing
+            if not is_cancellation(exc):  # a timeout around one read takes nothing
                 self._done = True
             raise
         self._done = True
@@ -559,9 +534,9 @@ async def write(writer: asyncio.StreamWriter, source: AsyncIterable[Bytes]) -> i
     try:
         total = await _write_chunks(writer, it)
     except BaseException as exc:
-        await _close_source(it, exc)
+        await close_source(it, exc)
         raise
-    await _aclose(it)
+    await aclose_shielded(it)
     return total
 
 
@@ -624,14 +599,14 @@ class _Fed(MustEnter, ABC, Generic[S]):
         try:
             await self._pump(it)
         except Exception as exc:
-            if anyio.current_effective_deadline() == -math.inf:
+            if cancelled_now():
                 # stopped by the block's exit: this is the source's cleanup failing
                 self._exit_error = exc
                 return
             error = exc
         self._source_closed = True  # the source is done: close it here, in-band
         try:
-            await _aclose(it)
+            await aclose_shielded(it)
         except Exception as exc:
             if error is None:
                 error = exc
@@ -669,7 +644,7 @@ class _Fed(MustEnter, ABC, Generic[S]):
         if not self._source_closed:
             self._source_closed = True
             try:
-                await _aclose(self._it)  # shielded: a cancelled block still closes it (R11)
+                await aclose_shielded(self._it)  # shielded: a cancelled block still closes it (R11)
             except Exception as cleanup_exc:
                 errors.append(cleanup_exc)
         for i, error in enumerate(errors):
@@ -805,7 +780,7 @@ class _ByteStreamIterator(BridgeIterator[bytes]):
                     )
                     raise error from exc
         except BaseException as exc:
-            if not _is_cancellation(exc):  # a timeout around one receive takes nothing
+            if not is_cancellation(exc):  # a timeout around one receive takes nothing
                 self._done = True
             raise
         self._done = True
@@ -1062,9 +1037,9 @@ async def byte_stream_write(stream: anyio.abc.ByteSendStream, source: AsyncItera
     try:
         total = await _send_chunks(stream, it)
     except BaseException as exc:
-        await _close_source(it, exc)
+        await close_source(it, exc)
         raise
-    await _aclose(it)
+    await aclose_shielded(it)
     return total
 
 
@@ -1237,9 +1212,9 @@ async def queue_from_aiter(
             await queue.put(value)
             count += 1
     except BaseException as exc:
-        await _close_source(it, exc)
+        await close_source(it, exc)
         raise
-    await _aclose(it)
+    await aclose_shielded(it)
     shutdown = getattr(queue, "shutdown", None)
     if shutdown is not None:
         shutdown()

@@ -170,51 +170,6 @@ def consumer_gone() -> ConsumerGone:
     return gone
 
 
-class _Prefetch(Handoff[T]):
-    """The hand-off of [`to_aiter`][bridges.threads.to_aiter]: a parked consumer is woken once per
-    chunk.
-
-    When the consumer runs dry right after a wake-up that found more than one
-    row (the source is fast), it *lingers*: it waits at most `LINGER`
-    seconds while the worker appends rows without waking it, and is woken
-    early when the buffer fills or the stream ends.  Otherwise (the source is
-    slow) the next row wakes it at once, as in the plain hand-off.  Every row
-    is in the buffer the moment the worker has it, so a source that blocks
-    in the middle of a chunk holds nothing back for longer than ``LINGER``.
-    """
-
-    __slots__ = ("_linger", "_lingering")
-
-    def __init__(self, buffer: int | None, overflow: Overflow | str) -> None:
-        super().__init__(buffer, overflow)
-        self._lingering = False  # the consumer is parked and collecting a chunk
-        self._linger = False  # the last wait found the source fast: linger next time
-
-    def _wake_getters(self) -> None:
-        # a lingering consumer is woken by its timer, a full buffer or the end
-        if self._lingering and self._slots:
-            return
-        super()._wake_getters()
-
-    async def get(self, owner: object = None) -> T:
-        if self._items or not self._cap or not self.is_open():
-            return await super().get(owner)
-        if self._linger:
-            self._lingering = True
-            try:
-                with anyio.move_on_after(LINGER):
-                    item = await super().get(owner)
-                    self._linger = bool(self._items)
-                    return item
-            finally:
-                # after get() has withdrawn its waiter: from here on a row wakes us
-                self._lingering = False
-        item = await super().get(owner)
-        # more than the one row that woke us: the source is fast, collect chunks
-        self._linger = bool(self._items)
-        return item
-
-
 class _Worker(Generic[T]):
     """The worker thread of one [`to_aiter`][bridges.threads.to_aiter] stream.
 
@@ -237,7 +192,7 @@ class _Worker(Generic[T]):
     )
 
     def __init__(
-        self, source: Any, factory: bool, handoff: _Prefetch[T], grace: float | None
+        self, source: Any, factory: bool, handoff: Handoff[T], grace: float | None
     ) -> None:
         self.source = source
         self.factory = factory
@@ -275,7 +230,7 @@ class _Worker(Generic[T]):
         and no thread outlives the stream.  (On early exit, `wait_closed`
         does the waiting, without blocking the event loop.)
         """
-        if self.h._ended and not self.done.open and self.thread is not None:
+        if self.h.ended and not self.done.open and self.thread is not None:
             self.thread.join()
 
     def run(self) -> None:
@@ -338,49 +293,30 @@ class _Worker(Generic[T]):
         """Move rows until the source ends (True) or the stream does (False)."""
         h = self.h
         put = h.put_sync
-        slots = h._slots
         # Under "block" wait for room *before* pulling, so that at most
         # ``buffer`` rows are ever pulled ahead (buffer=0: next() runs only on
         # demand).  A drop policy, or an unbounded buffer, never waits.
-        wait = h.overflow is Overflow.BLOCK and slots is not None
-        wait_room = h.wait_room_sync
-        if wait and not slots:
-            wait_room()
-            if not h.is_open():
+        wait = h.overflow is Overflow.BLOCK and h.capacity is not None
+        put_next = h.put_then_wait_room_sync
+        is_open = h.is_open
+        if wait:
+            h.wait_room_sync()  # room for the first row
+        while True:
+            # Announce the call, then look at the state: aclose() leaves, then
+            # looks at in_call, so one of the two always sees the other.
+            self.in_call = True
+            if not is_open():
                 return False
-        # Announce the call, then look at the state: aclose() leaves, then
-        # looks at in_call, so one of the two always sees the other.
-        self.in_call = True
-        if not h.is_open():
-            return False
-        items = h._items
-        for row in it:
+            try:
+                row = next(it)
+            except StopIteration:
+                return True
             self.in_call = False
             if wait:
-                # the hand-off's fast path, inlined (the hot loop): the place
-                # was waited for, and this worker is the only producer
-                try:
-                    slots.pop()  # type: ignore[union-attr]
-                except IndexError:  # rendezvous, or a place still on its way back
-                    if put(row) is not TAKEN and not h.is_open():
-                        return False
-                else:
-                    items.append(row)
-                    n = len(items)
-                    if n > h._high_water:
-                        h._high_water = n
-                    if h._getters:
-                        h._wake_getters()
-            elif put(row) is not TAKEN and not h.is_open():
-                return False
-            if wait and not slots:
-                wait_room()
-                if not h.is_open():
+                if not put_next(row):
                     return False
-            self.in_call = True
-            if not h.is_open():
+            elif put(row) is not TAKEN and not is_open():
                 return False
-        return True
 
     def detach(self, because: str) -> bool:
         """The consumer leaves without waiting: a later close() error is the worker's to log.
@@ -502,13 +438,13 @@ class PrefetchIterator(BufferedIterator[T]):
         source; the worker closes it when the call returns (logging a
         ``close()`` error to the ``"bridges"`` logger).
         """
-        started = self._phase == RUNNING
+        started = self.phase == RUNNING
         await super().aclose()
         if started:
             await self._worker.wait_closed()
 
     def __del__(self) -> None:
-        running = getattr(self, "_phase", DONE) == RUNNING
+        running = getattr(self, "phase", DONE) == RUNNING
         try:
             super().__del__()  # warns, and leaves: the worker stops
         finally:
@@ -606,7 +542,8 @@ def to_aiter(
             "threads.to_aiter() takes a blocking iterable or a zero-argument callable "
             f"returning one, not a {type(iterable).__name__}"
         )
-    handoff: _Prefetch[T] = _Prefetch(validate_buffer(buffer), Overflow.parse(overflow))
+    # a parked consumer is woken once per chunk of rows while the source is fast
+    handoff: Handoff[T] = Handoff(validate_buffer(buffer), Overflow.parse(overflow), linger=LINGER)
     return PrefetchIterator(_Worker(iterable, factory, handoff, validate_grace(grace)))
 
 
@@ -832,7 +769,7 @@ class BlockingIterator(Iterator[T]):
         try:
             return self._h.get_sync()
         except BaseException:
-            if self._h._ended and self._phase == RUNNING:
+            if self._h.ended and self._phase == RUNNING:
                 # the end or the source's error: the loop has finished, join it
                 self._phase = DONE
                 self._join()

@@ -375,3 +375,81 @@ def test_consumer_gone_hook_runs_once() -> None:
     h.on_consumer_gone(lambda: calls.append(2))  # after the fact: runs at once
     assert calls == [1, 2]
     assert h.put_nowait(5) is GONE
+
+
+# ------------------------------------------------------------ the interface
+
+
+def test_result_refused_names_the_results_that_stop_a_producer() -> None:
+    from bridges._buffer import WITHDRAWN, Result
+
+    assert {r for r in Result if r.refused} == {CLOSED, GONE, OVERFLOWED, WITHDRAWN}
+    assert not TAKEN  # the one false result: ``if result:`` singles out the rare paths
+
+
+def test_state_moves_forward_and_take_end_gives_the_error_once() -> None:
+    from bridges._buffer import State
+
+    h: Handoff[int] = Handoff(4)
+    assert h.state is State.OPEN
+    error = ValueError("boom")
+    h.put_nowait(1)
+    h.fail(error)
+    assert h.state is State.CLOSED
+    assert h.get_nowait() == (True, 1)
+    assert not h.ended
+    assert h.take_end() is error
+    assert h.ended
+    assert h.take_end() is None
+    h.leave()
+    assert h.state is State.GONE
+
+
+@pytest.mark.parametrize("linger", [0, -1.0, True, "1", float("nan")])
+def test_bad_linger_fails_fast(linger: object) -> None:
+    with pytest.raises(ValueError, match="linger"):
+        Handoff(8, linger=linger)  # type: ignore[arg-type]
+
+
+def test_linger_collects_a_burst_until_its_time_or_a_full_buffer() -> None:
+    """After a wake-up that found a burst, the consumer lingers: a value does not wake
+    it, its timer does; a full buffer wakes it at once (trio's autojump clock)."""
+    import trio.testing
+
+    async def main() -> None:
+        h: Handoff[int] = Handoff(4, linger=10.0)
+        got: list[tuple[int, float]] = []
+
+        async def consume(n: int) -> None:
+            for _ in range(n):
+                got.append((await h.get(), anyio.current_time()))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consume, 2)
+            await anyio.wait_all_tasks_blocked()
+            h.put_nowait(1)
+            h.put_nowait(2)  # a burst: the consumer woke to more than one value
+        assert [v for v, _ in got] == [1, 2]
+        t0 = anyio.current_time()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consume, 1)
+            await anyio.wait_all_tasks_blocked()
+            assert h.stats.waiting_receivers == 1
+            h.put_nowait(3)  # no wake-up while it lingers
+            await anyio.wait_all_tasks_blocked()
+            assert len(got) == 2
+        assert got[2][0] == 3
+        assert got[2][1] - t0 == pytest.approx(10.0)  # its timer woke it
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consume, 1)
+            await anyio.wait_all_tasks_blocked()
+            t1 = anyio.current_time()
+            for v in (4, 5, 6, 7):  # fills the buffer: woken at once
+                h.put_nowait(v)
+        assert got[3] == (4, t1)
+
+    anyio.run(
+        main,
+        backend="trio",
+        backend_options={"clock": trio.testing.MockClock(autojump_threshold=0)},
+    )

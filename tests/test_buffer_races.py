@@ -9,7 +9,6 @@ deadline: a lost wake-up fails the test instead of hanging it.
 from __future__ import annotations
 
 import threading
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -18,12 +17,13 @@ import pytest
 
 import bridges
 from bridges._buffer import TAKEN, Handoff
+from bridges._parking import ParkingLot
 
 #: how long a step may take before the test calls it lost (the steps take microseconds)
 DEADLINE = 5.0
 
 
-class _PauseOnRegister(deque):  # type: ignore[type-arg]
+class _PauseOnRegister(ParkingLot):
     """A waiter list that runs ``hook`` when the first waiter is added to it.
 
     Put in place of ``Handoff._getters``, the hook runs in the consumer

@@ -15,7 +15,7 @@ from bridges import callbacks
 from bridges.callbacks import Emitter
 
 from . import Baseline, Case, Scenario, timed
-from .core import CAP, _thread, call_soon_threadsafe_thread, culsans_thread, janus_thread
+from .core import CAP, call_soon_threadsafe_thread, culsans_thread, janus_thread, start_thread
 
 _END = object()
 
@@ -32,7 +32,7 @@ def bridge_callback_thread(backend: str, cap: int | None = CAP) -> Case:
                         send(i)
                     emit.close()
 
-                threads.append(_thread(produce))
+                threads.append(start_thread(produce))
 
             async for _ in callbacks.to_aiter(subscribe, buffer=cap):
                 pass
@@ -58,7 +58,7 @@ def trio_run_sync_soon_thread(n: int) -> float:
                 token.run_sync_soon(put, i)
             token.run_sync_soon(put, _END)
 
-        t = _thread(produce)
+        t = start_thread(produce)
         while (await receive.receive()) is not _END:
             pass
         t.join()

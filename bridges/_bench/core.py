@@ -96,7 +96,8 @@ def bare_agen(backend: str) -> Case:
 # ---------------------------------------------------------------- foreign thread
 
 
-def _thread(target: Callable[[], None]) -> threading.Thread:
+def start_thread(target: Callable[[], None]) -> threading.Thread:
+    """A started thread running ``target`` (a producer or consumer of a case)."""
     t = threading.Thread(target=target)
     t.start()
     return t
@@ -112,7 +113,7 @@ def bridge_thread(backend: str, cap: int | None = CAP) -> Case:
                     send.send_blocking(i)
                 send.close()
 
-            t = _thread(produce)
+            t = start_thread(produce)
             async for _ in receive:
                 pass
             t.join()
@@ -133,7 +134,7 @@ def janus_thread(n: int) -> float:
                 q.sync_q.put(i)
             q.sync_q.put(_END)
 
-        t = _thread(produce)
+        t = start_thread(produce)
         get = q.async_q.get
         while (await get()) is not _END:
             pass
@@ -156,7 +157,7 @@ def culsans_thread(backend: str) -> Case:
                     q.sync_q.put(i)
                 q.sync_q.put(_END)
 
-            t = _thread(produce)
+            t = start_thread(produce)
             get = q.async_q.get
             while (await get()) is not _END:
                 pass
@@ -179,7 +180,7 @@ def aiologic_thread(backend: str) -> Case:
                     q.put(i)
                 q.put(_END)
 
-            t = _thread(produce)
+            t = start_thread(produce)
             get = q.async_get
             while (await get()) is not _END:
                 pass
@@ -201,7 +202,7 @@ def call_soon_threadsafe_thread(n: int) -> float:
                 loop.call_soon_threadsafe(put, i)
             loop.call_soon_threadsafe(put, _END)
 
-        t = _thread(produce)
+        t = start_thread(produce)
         while (await q.get()) is not _END:
             pass
         t.join()
