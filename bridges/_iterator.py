@@ -106,24 +106,39 @@ class BridgeIterator(AsyncIterator[T]):
     # done in bridges.ops (imported here lazily: ops imports this module).
 
     @overload
-    def map(self, fn: Callable[[T], Awaitable[U]], /) -> BridgeIterator[U]: ...
+    def map(
+        self, fn: Callable[[T], Awaitable[U]], /, *, concurrency: int = 1, ordered: bool = True
+    ) -> BridgeIterator[U]: ...
 
     @overload
-    def map(self, fn: Callable[[T], U], /) -> BridgeIterator[U]: ...
+    def map(
+        self, fn: Callable[[T], U], /, *, concurrency: int = 1, ordered: bool = True
+    ) -> BridgeIterator[U]: ...
 
-    def map(self, fn: Callable[[T], Any], /) -> BridgeIterator[Any]:
-        """Each value passed through ``fn`` (sync or async), in order, one at a time.
+    def map(
+        self, fn: Callable[[T], Any], /, *, concurrency: int = 1, ordered: bool = True
+    ) -> BridgeIterator[Any]:
+        """Each value passed through ``fn`` (sync or async), in order; ``concurrency`` at once.
 
-        Lazy: a value is pulled only when one is asked for.  If ``fn`` raises,
-        this iterator's source is closed and the error raised, once.  If a call
-        of an async ``fn`` is cancelled (a timeout around ``__anext__``), the
-        value is kept and ``fn`` is called again for it on the next request.
+        With ``concurrency=1`` (the default): one call at a time, in the
+        consumer's task.  Lazy: a value is pulled only when one is asked for.
+        If ``fn`` raises, this iterator's source is closed and the error
+        raised, once.  If a call of an async ``fn`` is cancelled (a timeout
+        around ``__anext__``), the value is kept and ``fn`` is called again for
+        it on the next request.
 
-        :raises TypeError: ``fn`` is not callable
+        With ``concurrency=n`` > 1: up to ``n`` calls at once in helper tasks,
+        at most ``n`` values pulled ahead of the consumer, results in the
+        source's order (``ordered=True``) or as they complete (``False``); it
+        needs ``async with``.  See [`bridges.ops.map`][bridges.ops.map].
+
+        :raises TypeError: ``fn`` is not callable; ``concurrency`` is not an int,
+            ``ordered`` not a bool
+        :raises ValueError: ``concurrency`` < 1
         """
-        from .ops import _Map
+        from ._cmap import concurrent_map
 
-        return _Map(self, fn)
+        return concurrent_map(self, fn, concurrency, ordered)
 
     def filter(self, fn: Callable[[T], object], /) -> BridgeIterator[T]:
         """The values for which ``fn`` (sync or async) returns something true.

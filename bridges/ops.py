@@ -60,7 +60,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 U = TypeVar("U")
 
-__all__ = ["Shared", "batch", "merge", "paginate", "rate_limit", "share"]
+__all__ = ["Shared", "batch", "map", "merge", "paginate", "rate_limit", "share"]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -1759,3 +1759,10 @@ def share(
     _require_aiterable(source)
     Handoff(buffer, overflow)  # validates buffer and overflow together (R15)
     return Shared(source, validate_buffer(buffer), Overflow.parse(overflow))
+
+
+# helpers implemented in their own modules (which import this one)
+from ._cmap import map as map  # noqa: E402
+
+for _helper in (map,):
+    _helper.__module__ = __name__

@@ -1,0 +1,61 @@
+"""Pipeline helpers, part two, under the contract: concurrent map, chain, zip.
+
+Like the helpers of ``ops.py`` here, each is a pull -> pull stage: an
+instrumented :class:`TestSource` runs through it and a scripted consumer
+drives it (R10-R15).  The exits of the plans (``take=5``, a consumer error,
+a cancellation from outside) land while calls are in flight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable
+from typing import Any
+
+import anyio.lowlevel
+
+import bridges
+from bridges import ops, testing
+
+from .ops import _NOT_RESUBSCRIBABLE, _OpsPull
+
+
+async def _scrambled(v: int) -> int:
+    """A call whose length varies with its value: the calls complete out of order."""
+    for _ in range(v % 3):
+        await anyio.lowlevel.checkpoint()
+    return v
+
+
+class MapConcurrentHarness(_OpsPull):
+    """map(fn, concurrency=4): calls complete out of order, results come in order."""
+
+    name = "ops.map-concurrent"
+    claims = testing.claim_pull(na={"R13": _NOT_RESUBSCRIBABLE})
+    in_flight = 4  # calls in flight plus results held: the window
+
+    def build(self, source: AsyncIterable[int]) -> Any:
+        return ops.map(source, _scrambled, concurrency=4)
+
+
+class MapUnorderedHarness(_OpsPull):
+    """map(fn, concurrency=4, ordered=False), as a method of the chain.
+
+    The function is sync, so each call completes when its value is pulled:
+    the order the contract checks is the source's.
+    """
+
+    name = "ops.map-unordered"
+    claims = testing.claim_pull(na={"R13": _NOT_RESUBSCRIBABLE})
+    in_flight = 4
+
+    def build(self, source: AsyncIterable[int]) -> Any:
+        return bridges.iterate(source).map(lambda v: v, concurrency=4, ordered=False)
+
+    async def drive_bad(self) -> object:
+        return ops.map(42, lambda v: v, concurrency=4, ordered=False)  # type: ignore[call-overload]
+
+
+HARNESSES: list[testing.PushHarness | testing.PullHarness | testing.CallHarness] = [
+    MapConcurrentHarness(),
+    MapUnorderedHarness(),
+]
