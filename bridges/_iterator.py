@@ -199,6 +199,17 @@ class BridgeIterator(AsyncIterator[T]):
 
         return _FlatMap(self, fn)
 
+    def indexed(self, start: int = 0, /) -> BridgeIterator[tuple[int, T]]:
+        """Each value with its index, ``(start, v0), (start + 1, v1), ...``, like ``enumerate``.
+
+        A thin [`map`][bridges.BridgeIterator.map]: lazy, in order, closing it closes the source.
+
+        :raises TypeError: ``start`` is not an int
+        """
+        from ._seek import indexed
+
+        return indexed(self, start)
+
     @overload
     async def reduce(self, fn: Callable[[T, T], T | Awaitable[T]], /) -> T: ...
 
@@ -240,6 +251,50 @@ class BridgeIterator(AsyncIterator[T]):
         from .ops import _for_each
 
         await _for_each(self, fn)
+
+    async def some(self, fn: Callable[[T], object], /) -> bool:
+        """True as soon as ``fn`` (sync or async) returns something true for a value.
+
+        Consumes this iterator up to that value and closes it there (the rest
+        of the source is never pulled); False if no value matches (an empty
+        iterator included).  Errors of ``fn`` or the source close it and are
+        raised, as themselves.
+
+        :raises TypeError: ``fn`` is not callable
+        """
+        from ._seek import first_where
+
+        found, _ = await first_where(self, fn, True, "some")
+        return found
+
+    async def every(self, fn: Callable[[T], object], /) -> bool:
+        """False as soon as ``fn`` (sync or async) returns something false for a value.
+
+        Consumes this iterator up to that value and closes it there; True if
+        every value passes (an empty iterator included).  Errors as for
+        [`some`][bridges.BridgeIterator.some].
+
+        :raises TypeError: ``fn`` is not callable
+        """
+        from ._seek import first_where
+
+        found, _ = await first_where(self, fn, False, "every")
+        return not found
+
+    async def find(self, fn: Callable[[T], object], /) -> T | None:
+        """The first value for which ``fn`` (sync or async) returns something true, else None.
+
+        Consumes this iterator up to that value and closes it there (the rest
+        of the source is never pulled).  When None is itself a value of the
+        iterator, ``filter(fn).take(1).to_list()`` tells "found None" from
+        "not found".  Errors as for [`some`][bridges.BridgeIterator.some].
+
+        :raises TypeError: ``fn`` is not callable
+        """
+        from ._seek import first_where
+
+        _, value = await first_where(self, fn, True, "find")
+        return value  # type: ignore[no-any-return]
 
 
 class BufferedIterator(BridgeIterator[T], Generic[T]):

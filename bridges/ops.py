@@ -6,9 +6,13 @@
 * [`merge`][bridges.ops.merge] - values from many sources as they arrive, one in flight per source.
 * [`share`][bridges.ops.share] - multicast one source to many subscribers, each with its own buffer.
 * [`rate_limit`][bridges.ops.rate_limit] - a token bucket.
+* [`map`][bridges.ops.map] - a function over each value, up to ``concurrency`` calls at once.
+* [`chain`][bridges.ops.chain] - the sources one after the other.
+* [`zip`][bridges.ops.zip] - tuples of one value per source, until the shortest ends.
 
 The chainable TC39-style methods (``map``, ``filter``, ``take``, ``drop``,
-``flat_map``, ``reduce``, ``to_list``, ``for_each``) live on every iterator
+``flat_map``, ``indexed``, ``reduce``, ``to_list``, ``for_each``, ``some``, ``every``,
+``find``) live on every iterator
 this library returns ([`bridges.BridgeIterator`][bridges.BridgeIterator]); their implementations
 are here too.
 
@@ -60,7 +64,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 U = TypeVar("U")
 
-__all__ = ["Shared", "batch", "map", "merge", "paginate", "rate_limit", "share"]
+__all__ = ["Shared", "batch", "chain", "map", "merge", "paginate", "rate_limit", "share", "zip"]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -1763,6 +1767,9 @@ def share(
 
 # helpers implemented in their own modules (which import this one)
 from ._cmap import map as map  # noqa: E402
+from ._combine import chain as chain  # noqa: E402
+from ._combine import zip as zip  # noqa: E402
 
-for _helper in (map,):
+for _helper in (chain, map, zip):
     _helper.__module__ = __name__
+del _helper

@@ -8,13 +8,14 @@ a cancellation from outside) land while calls are in flight.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from typing import Any
 
 import anyio.lowlevel
 
 import bridges
 from bridges import ops, testing
+from bridges.testing import TestSource
 
 from .ops import _NOT_RESUBSCRIBABLE, _OpsPull
 
@@ -55,7 +56,58 @@ class MapUnorderedHarness(_OpsPull):
         return ops.map(42, lambda v: v, concurrency=4, ordered=False)  # type: ignore[call-overload]
 
 
+class ChainSourcesHarness(_OpsPull):
+    """chain(before, source, after): exits land in the middle source, the last one unstarted."""
+
+    name = "ops.chain-sources"
+    claims = testing.claim_pull(na={"R13": _NOT_RESUBSCRIBABLE})
+    in_flight = 1
+
+    def __init__(self) -> None:
+        self._before: TestSource | None = None
+        self._after: AsyncGenerator[int, None] | None = None
+
+    def build(self, source: AsyncIterable[int]) -> Any:
+        self._before = TestSource([-1, -2])
+
+        async def after() -> AsyncGenerator[int, None]:
+            yield -3
+
+        self._after = after()
+        return ops.chain(self._before, source, self._after)
+
+    def keep(self) -> Callable[[int], bool]:
+        return lambda v: v >= 0
+
+    def after(self) -> None:
+        assert self._before is not None
+        assert self._after is not None
+        assert self._before.closed == 1, "chain: a source is closed when it ends"
+        assert self._after.ag_frame is None, "chain: every source is closed, unstarted ones too"
+
+
+class ZipHarness(_OpsPull):
+    """zip(source, other) through map(first): one value in hand per source; both closed."""
+
+    name = "ops.zip"
+    claims = testing.claim_pull(na={"R13": _NOT_RESUBSCRIBABLE})
+    in_flight = 1
+
+    def __init__(self) -> None:
+        self._other: TestSource | None = None
+
+    def build(self, source: AsyncIterable[int]) -> Any:
+        self._other = TestSource(range(1000, 2000))
+        return ops.zip(source, self._other).map(lambda pair: pair[0])
+
+    def after(self) -> None:
+        assert self._other is not None
+        assert self._other.closed == 1, "zip: every source is closed on every exit"
+
+
 HARNESSES: list[testing.PushHarness | testing.PullHarness | testing.CallHarness] = [
     MapConcurrentHarness(),
     MapUnorderedHarness(),
+    ChainSourcesHarness(),
+    ZipHarness(),
 ]
