@@ -239,11 +239,11 @@ class _ConcurrentMap(_Hosted[U]):
                 # a call failed: the others are cancelled; the source is closed first
                 self._error = None
                 self._done = True
-                ready.clear()
                 if self._source_error is not None:
                     log_cleanup_error(self._source_error, "mapping concurrently (a call failed)")
                     self._source_error = None
                 await self._end(error)
+                ready.clear()  # (once the workers are gone: one may still be storing a result)
                 raise error
             if self._source_done and not self._pulling and self._delivered == self._taken:
                 self._done = True

@@ -319,3 +319,27 @@ async def test_a_sync_function_and_a_function_returning_an_awaitable() -> None:
         assert sorted([v async for v in it2]) == ["0", "1", "2", "3", "4"]
     async with ops.map(TestSource([]), str, concurrency=2) as it3:
         assert [v async for v in it3] == []
+
+
+async def test_a_call_that_completes_as_another_fails_does_not_break_the_error_path(
+    caplog: Any,
+) -> None:
+    boom = SourceError("boom")
+    for _ in range(20):  # the finished call and the consumer run next, in either order on trio
+        finished = anyio.Event()
+
+        async def call(v: int, finished: anyio.Event = finished) -> int:
+            if v == 1:
+                finished.set()  # call 0 is done as call 1 fails
+                raise boom
+            await finished.wait()
+            return v
+
+        got = []
+        with pytest.raises(SourceError) as info:
+            async with ops.map(TestSource(range(2), End.HANG), call, concurrency=2) as it:
+                async for v in it:
+                    got.append(v)
+        assert info.value is boom
+        assert got in ([], [0])
+    assert not caplog.records, "nothing went wrong behind the error"
