@@ -19,7 +19,8 @@ are here too.
 Every iterator returned is an async context manager with ``aclose()``: it
 owns its sources, and closing it (``aclose()``, leaving ``async with``)
 closes them before it returns.  The helpers that read a source in a helper
-task (``batch(within=...)``, ``merge``, ``paginate(prefetch=True)``) and
+task (``batch(within=...)``, ``merge``, ``paginate(prefetch=True)``,
+``map(concurrency=n)`` with ``n`` > 1) and
 [`share`][bridges.ops.share] run that task in a task group they own, which lives between
 entering and leaving their ``async with`` block: use them as
 ``async with merge(a, b) as it: async for v in it: ...``.  (A task group

@@ -98,11 +98,12 @@ async def test_a_slow_consumer_stops_the_source_from_being_pulled(ordered: bool)
         return v
 
     async with ops.map(source, quick, concurrency=4, ordered=ordered) as it:
-        with anyio.fail_after(5):
+        # (on asyncio, each wait_all_tasks_blocked() polls every 0.1 s: a few rounds)
+        with anyio.fail_after(20):
             assert await it.__anext__() == 0
             await anyio.wait_all_tasks_blocked()  # the calls done, their results held
             assert source.pulled - 1 == 4, "at most n values held ahead of the consumer"
-            for delivered in range(2, 30):
+            for delivered in range(2, 8):
                 await it.__anext__()
                 await anyio.wait_all_tasks_blocked()
                 assert source.pulled - delivered == 4
