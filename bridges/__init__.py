@@ -9,7 +9,8 @@ The hub is the async iterator; every ecosystem is a spoke module with
 - [`bridges.streams`][bridges.streams]: asyncio StreamReader / StreamWriter / Queue, anyio byte
   streams
 - [`bridges.threads`][bridges.threads]: blocking iterables and sync consumers
-- [`bridges.ops`][bridges.ops]: pipeline helpers (paginate, batch, merge, share, rate_limit)
+- [`bridges.ops`][bridges.ops]: pipeline helpers (paginate, batch, merge, share, rate_limit,
+  map with concurrency, chain, zip)
 - [`bridges.testing`][bridges.testing]: the conformance kit (rules R1-R21) for your own adapters
 
 The core's public names live here: [`open_channel`][bridges.open_channel] (any thread, any

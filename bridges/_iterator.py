@@ -118,24 +118,39 @@ class BridgeIterator(AsyncIterator[T]):
     # done in bridges.ops (imported here lazily: ops imports this module).
 
     @overload
-    def map(self, fn: Callable[[T], Awaitable[U]], /) -> BridgeIterator[U]: ...
+    def map(
+        self, fn: Callable[[T], Awaitable[U]], /, *, concurrency: int = 1, ordered: bool = True
+    ) -> BridgeIterator[U]: ...
 
     @overload
-    def map(self, fn: Callable[[T], U], /) -> BridgeIterator[U]: ...
+    def map(
+        self, fn: Callable[[T], U], /, *, concurrency: int = 1, ordered: bool = True
+    ) -> BridgeIterator[U]: ...
 
-    def map(self, fn: Callable[[T], Any], /) -> BridgeIterator[Any]:
-        """Each value passed through ``fn`` (sync or async), in order, one at a time.
+    def map(
+        self, fn: Callable[[T], Any], /, *, concurrency: int = 1, ordered: bool = True
+    ) -> BridgeIterator[Any]:
+        """Each value passed through ``fn`` (sync or async), in order; ``concurrency`` at once.
 
-        Lazy: a value is pulled only when one is asked for.  If ``fn`` raises,
-        this iterator's source is closed and the error raised, once.  If a call
-        of an async ``fn`` is cancelled (a timeout around ``__anext__``), the
-        value is kept and ``fn`` is called again for it on the next request.
+        With ``concurrency=1`` (the default): one call at a time, in the
+        consumer's task.  Lazy: a value is pulled only when one is asked for.
+        If ``fn`` raises, this iterator's source is closed and the error
+        raised, once.  If a call of an async ``fn`` is cancelled (a timeout
+        around ``__anext__``), the value is kept and ``fn`` is called again for
+        it on the next request.
 
-        :raises TypeError: ``fn`` is not callable
+        With ``concurrency=n`` > 1: up to ``n`` calls at once in helper tasks,
+        at most ``n`` values pulled ahead of the consumer, results in the
+        source's order (``ordered=True``) or as they complete (``False``); it
+        needs ``async with``.  See [`bridges.ops.map`][bridges.ops.map].
+
+        :raises TypeError: ``fn`` is not callable; ``concurrency`` is not an int,
+            ``ordered`` not a bool
+        :raises ValueError: ``concurrency`` < 1
         """
-        from .ops._chain import Map
+        from .ops._cmap import concurrent_map
 
-        return Map(self, fn)
+        return concurrent_map(self, fn, concurrency, ordered)
 
     def filter(self, fn: Callable[[T], object], /) -> BridgeIterator[T]:
         """The values for which ``fn`` (sync or async) returns something true.
@@ -196,6 +211,17 @@ class BridgeIterator(AsyncIterator[T]):
 
         return FlatMap(self, fn)
 
+    def indexed(self, start: int = 0, /) -> BridgeIterator[tuple[int, T]]:
+        """Each value with its index, ``(start, v0), (start + 1, v1), ...``, like ``enumerate``.
+
+        A thin [`map`][bridges.BridgeIterator.map]: lazy, in order, closing it closes the source.
+
+        :raises TypeError: ``start`` is not an int
+        """
+        from .ops._seek import indexed
+
+        return indexed(self, start)
+
     @overload
     async def reduce(self, fn: Callable[[T, T], T | Awaitable[T]], /) -> T: ...
 
@@ -237,6 +263,50 @@ class BridgeIterator(AsyncIterator[T]):
         from .ops._chain import for_each_op
 
         await for_each_op(self, fn)
+
+    async def some(self, fn: Callable[[T], object], /) -> bool:
+        """True as soon as ``fn`` (sync or async) returns something true for a value.
+
+        Consumes this iterator up to that value and closes it there (the rest
+        of the source is never pulled); False if no value matches (an empty
+        iterator included).  Errors of ``fn`` or the source close it and are
+        raised, as themselves.
+
+        :raises TypeError: ``fn`` is not callable
+        """
+        from .ops._seek import first_where
+
+        found, _ = await first_where(self, fn, True, "some")
+        return found
+
+    async def every(self, fn: Callable[[T], object], /) -> bool:
+        """False as soon as ``fn`` (sync or async) returns something false for a value.
+
+        Consumes this iterator up to that value and closes it there; True if
+        every value passes (an empty iterator included).  Errors as for
+        [`some`][bridges.BridgeIterator.some].
+
+        :raises TypeError: ``fn`` is not callable
+        """
+        from .ops._seek import first_where
+
+        found, _ = await first_where(self, fn, False, "every")
+        return not found
+
+    async def find(self, fn: Callable[[T], object], /) -> T | None:
+        """The first value for which ``fn`` (sync or async) returns something true, else None.
+
+        Consumes this iterator up to that value and closes it there (the rest
+        of the source is never pulled).  When None is itself a value of the
+        iterator, ``filter(fn).take(1).to_list()`` tells "found None" from
+        "not found".  Errors as for [`some`][bridges.BridgeIterator.some].
+
+        :raises TypeError: ``fn`` is not callable
+        """
+        from .ops._seek import first_where
+
+        _, value = await first_where(self, fn, True, "find")
+        return value  # type: ignore[no-any-return]
 
 
 class BufferedIterator(BridgeIterator[T], Generic[T]):

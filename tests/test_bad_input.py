@@ -1779,6 +1779,31 @@ ROWS += [
         RuntimeError,
         "async with",
     ),
+    Row("bridges.ops.map", "source=42", lambda: ops.map(42, str), TypeError, "async iterable"),  # type: ignore[call-overload]
+    Row("bridges.ops.map", "fn=42", lambda: ops.map(_Reiterable(), 42), TypeError, "function"),  # type: ignore[call-overload]
+    Row(
+        "bridges.ops.map",
+        "concurrency=0",
+        lambda: ops.map(_Reiterable(), str, concurrency=0),
+        ValueError,
+        ">= 1",
+    ),
+    Row(
+        "bridges.ops.map",
+        "ordered='yes'",
+        lambda: ops.map(_Reiterable(), str, concurrency=2, ordered="yes"),  # type: ignore[call-overload]
+        TypeError,
+        "True or False",
+    ),
+    Row(
+        "bridges.ops.map",
+        "without-async-with",
+        lambda: _iterate_without_block(ops.map(_Reiterable(), str, concurrency=2)),
+        RuntimeError,
+        "async with",
+    ),
+    Row("bridges.ops.chain", "source=42", lambda: ops.chain(_Reiterable(), 42), TypeError, "#1"),  # type: ignore[arg-type]
+    Row("bridges.ops.zip", "source=42", lambda: ops.zip(42), TypeError, "#0"),  # type: ignore[call-overload]
     Row("bridges.ops.paginate", "fetch_page=42", lambda: ops.paginate(42), TypeError, "function"),  # type: ignore[call-overload]
     Row(
         "bridges.ops.paginate",

@@ -391,6 +391,15 @@ def _helper(name: str) -> Callable[[Wrap, str], Awaitable[None]]:
             assert await it.flat_map(wrap(twice)).to_list() == [0, 0, 1, 1, 2, 2, 3, 3]
         elif name == "reduce":
             assert await it.reduce(wrap(add)) == 6
+        elif name == "some":
+            assert await it.some(wrap(odd))
+        elif name == "every":
+            assert not await it.every(wrap(odd))
+        elif name == "find":
+            assert await it.find(wrap(odd)) == 1
+        elif name == "ops.map":
+            async with ops.map(it, wrap(double), concurrency=2) as doubled:
+                assert [v async for v in doubled] == [0, 2, 4, 6]
         else:
             seen: list[int] = []
 
@@ -523,8 +532,9 @@ HOOKS: list[Hook] = [
     Hook("bridges.ops.paginate", "fetch_page", AWAITED, _paginate),
     *(
         Hook(f"bridges.BridgeIterator.{m}", "fn", AWAITED, _helper(m))
-        for m in ("map", "filter", "flat_map", "reduce", "for_each")
+        for m in ("map", "filter", "flat_map", "reduce", "for_each", "some", "every", "find")
     ),
+    Hook("bridges.ops.map", "fn", AWAITED, _helper("ops.map")),
     Hook(
         "bridges.BufferedIterator.__init__",
         "start",

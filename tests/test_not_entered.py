@@ -45,6 +45,10 @@ def _uses() -> list[Any]:
         ),
         ("ops.merge async for", lambda: _async_for(ops.merge(_numbers(), _numbers()))),
         ("ops.batch within async for", lambda: _async_for(ops.batch(_numbers(), 2, within=1.0))),
+        (
+            "ops.map concurrency async for",
+            lambda: _async_for(ops.map(_numbers(), str, concurrency=2)),
+        ),
     ]
     return [pytest.param(use, id=name) for name, use in cases]
 

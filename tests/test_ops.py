@@ -157,6 +157,7 @@ class AwaitingCleanup:
 #: every op over one source, built around it
 ONE_SOURCE_OPS: dict[str, Callable[[AwaitingCleanup], bridges.BridgeIterator[Any]]] = {
     "map": lambda s: bridges.iterate(s).map(lambda v: v),
+    "map_concurrent": lambda s: bridges.iterate(s).map(lambda v: v, concurrency=3),
     "filter": lambda s: bridges.iterate(s).filter(lambda v: True),
     "take": lambda s: bridges.iterate(s).take(100),
     "drop": lambda s: bridges.iterate(s).drop(1),

@@ -1,22 +1,32 @@
-"""Pipeline helper rows: merge and batch against aiostream (asyncio) and by hand (trio).
+"""Pipeline helper rows: merge, batch, concurrent map against aiostream (asyncio), by hand (trio).
 
 Every case consumes the same sources: plain async generators of ints that
 never suspend, so what is measured is the helper's own cost per value.
 aiostream runs on asyncio only; on trio the baseline is what one writes by
 hand (a nursery feeding a rendezvous memory channel for merge, a chunking
 async generator for batch), reported without a budget.
+
+Concurrent map is the exception: its call is ``await anyio.sleep(delay)``.
+With ``delay=0`` (a call that yields once, like the quickest I/O) what is
+measured is the cost of running ``CALLS`` calls at once and giving their
+results back in order; with 1 ms, how close each gets to the ideal
+``CALLS`` calls per millisecond.  On trio the baseline is the task group
+and semaphore one writes by hand, with a budget.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
+
+import anyio
 
 from .. import ops
 from . import Baseline, Case, Scenario, timed
 
 SOURCES = 4
 SIZE = 64
+CALLS = 8
 
 
 async def _gen(n: int) -> AsyncIterator[int]:
@@ -139,10 +149,89 @@ def hand_chunks(backend: str) -> Case:
     return case
 
 
+# ---------------------------------------------------------------- concurrent map
+
+
+def _sleeper(delay: float) -> Callable[[int], Awaitable[int]]:
+    async def call(v: int) -> int:
+        await anyio.sleep(delay)
+        return v
+
+    return call
+
+
+def bridges_cmap(backend: str, delay: float) -> Case:
+    call = _sleeper(delay)
+
+    def case(n: int) -> float:
+        async def go() -> None:
+            count = 0
+            async with ops.map(_gen(n), call, concurrency=CALLS) as it:
+                async for _ in it:
+                    count += 1
+            assert count == n
+
+        return timed(backend, go)
+
+    return case
+
+
+def aiostream_map(delay: float) -> Case:
+    call: Any = _sleeper(delay)  # (aiostream's typing of pipe.map wants a narrower callable)
+
+    def case(n: int) -> float:
+        from aiostream import pipe, stream
+
+        async def go() -> None:
+            count = 0
+            source: Any = _gen(n)
+            xs: Any = stream.iterate(source) | pipe.map(call, task_limit=CALLS, ordered=True)
+            async with xs.stream() as streamer:
+                async for _ in streamer:
+                    count += 1
+            assert count == n
+
+        return timed("asyncio", go)
+
+    return case
+
+
+def trio_semaphore_map(delay: float) -> Case:
+    """A task per value, at most CALLS at once (a semaphore); results kept by index."""
+    call = _sleeper(delay)
+
+    def case(n: int) -> float:
+        return timed("trio", lambda: _semaphore_map(n, call))
+
+    return case
+
+
+async def _semaphore_map(n: int, call: Callable[[int], Awaitable[int]]) -> None:
+    import trio
+
+    limit = trio.Semaphore(CALLS)
+    results: dict[int, int] = {}
+
+    async def run(i: int, v: int) -> None:
+        try:
+            results[i] = await call(v)
+        finally:
+            limit.release()
+
+    async with trio.open_nursery() as nursery:
+        i = 0
+        async for v in _gen(n):
+            await limit.acquire()
+            nursery.start_soon(run, i, v)
+            i += 1
+    assert [results[i] for i in range(n)] == list(range(n))
+
+
 def _scenarios() -> list[Scenario]:
     merge_name = f"ops: merge of {SOURCES} sources"
     batch_name = f"ops: batch({SIZE})"
     within_name = f"ops: batch({SIZE}, within=1.0)"
+    map_name = f"ops: map x{CALLS}"
     out = [
         Scenario(
             merge_name,
@@ -177,6 +266,27 @@ def _scenarios() -> list[Scenario]:
             note="a helper task reads the source; aiostream has no time-based chunks",
         ),
     ]
+    for delay, n in ((0.0, 50_000), (0.001, 4_000)):
+        name = f"{map_name}, sleep({delay:g})"
+        out.append(
+            Scenario(
+                name,
+                "asyncio",
+                n,
+                bridges_cmap("asyncio", delay),
+                [Baseline("aiostream pipe.map ordered", aiostream_map(delay), 1.0, "<= 1.0x")],
+                note=f"aiostream's task_limit={CALLS}",
+            )
+        )
+        out.append(
+            Scenario(
+                name,
+                "trio",
+                n,
+                bridges_cmap("trio", delay),
+                [Baseline("task group + semaphore", trio_semaphore_map(delay), 1.0, "<= 1.0x")],
+            )
+        )
     for name, within in ((batch_name, None), (within_name, 1.0)):
         out.append(
             Scenario(
