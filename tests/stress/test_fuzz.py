@@ -264,7 +264,14 @@ async def test_pull_fuzz(
             assert outcome.error is (boom if end is End.FAIL else None), outcome.error
     if source.pulled:
         assert source.closed == 1, f"source closed {source.closed} times"
+    # exactly once, still, after the adapter had the time to act on the source again
+    pulled, closed = source.pulled, source.closed
+    await testing._let_it_run()
     await testing._wait_threads_gone(threads_before)
+    assert (source.pulled, source.closed) == (pulled, closed), (
+        f"after the bridge returned the source was pulled {source.pulled - pulled} and "
+        f"closed {source.closed - closed} more times"
+    )
 
 
 # ---------------------------------------------- R21: timeouts, exits and slow calls
