@@ -503,6 +503,10 @@ class PullHarness(ABC):
     [`ConsumerError`][bridges.testing.ConsumerError] from the receiving side after
     ``plan.fail_after`` values.  Return the [`Outcome`][bridges.testing.Outcome]; a receiver-side
     error that the adapter reports (raises) is caught and returned in ``Outcome.error``.
+    Put there every error the receiving side gets, not only the expected ones:
+    the checks fail on one the plan did not cause (an early exit must end
+    cleanly).  A cancellation from outside must propagate out of ``drive()``.
+    Each drive has a deadline (10 s): a hang fails the rule.
     """
 
     name: str = "adapter"
