@@ -8,6 +8,9 @@ outside ``harnesses/``, so the registry (and the rules table) never sees them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import threading
+import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -20,12 +23,20 @@ import trio
 import trio.lowlevel
 
 import bridges
-from bridges import ChannelSender, channels, testing
-from bridges.testing import HookedSource, Probe, PushHarness, Script, TestSource
+from bridges import ChannelSender, Stats, callbacks, channels, testing
+from bridges.callbacks import Emitter
+from bridges.testing import (
+    HookedSource,
+    Probe,
+    PushHarness,
+    Script,
+    ScriptedProducer,
+    TestSource,
+)
 
-from .harnesses.callbacks import ToAiterPausedHarness
+from .harnesses.callbacks import ToAiterPausedHarness, ToAiterThreadHarness
 from .harnesses.channels import FromAiterAnyioHarness
-from .harnesses.core import ChannelHarness
+from .harnesses.core import ChannelHarness, CoreThreadHarness
 from .harnesses.threads import ToAiterFactoryHarness
 
 if TYPE_CHECKING:
@@ -135,7 +146,9 @@ class _TakesFirst(_Receiver):
             value = self._inner.receive_nowait()
         except (anyio.WouldBlock, anyio.EndOfStream):
             return await super().__anext__()  # (at the end, the receiver's own end and release)
-        await anyio.lowlevel.checkpoint()  # the bug: the cancel point comes after the take
+        # the bug: the cancel point comes after the take (one that does not yield: a
+        # cancellation that arrives while the call runs finds the value delivered, as R6 asks)
+        await anyio.lowlevel.checkpoint_if_cancelled()
         return int(value)
 
 
@@ -277,6 +290,361 @@ MUTANTS: list[tuple[PushHarness, str]] = [
     (DropsAsyncHookHarness(), "R18"),
     (DefersPauseHarness(), "R18"),
 ]
+
+
+# ------------------------------------------------------------ push rules R1-R9
+
+
+def _enter_now(it: AsyncIterator[int]) -> None:
+    """Enter ``it``'s ``async with`` at once, from sync code (its ``__aenter__`` never waits)."""
+    entering = it.__aenter__()  # type: ignore[attr-defined]
+    try:
+        entering.send(None)
+    except StopIteration:
+        return
+    entering.close()
+    raise AssertionError("__aenter__ waited")
+
+
+class EagerHarness(CoreThreadHarness):
+    """Breaks R1: the source is started when the iterator is made, not when it is used."""
+
+    name = "mutant:eager"
+
+    def open(
+        self, script: Script, probe: Probe, *, buffer: int | None, overflow: str
+    ) -> AsyncIterator[int]:
+        it = super().open(script, probe, buffer=buffer, overflow=overflow)
+        _enter_now(it)  # the bug: subscribes eagerly
+        return it
+
+
+class _WrappingHarness(ChannelHarness):
+    """open_channel, its receiver wrapped in ``wrapper`` (the mutants below set one)."""
+
+    wrapper: type[_Receiver] = _Receiver
+
+    def open(
+        self, script: Script, probe: Probe, *, buffer: int | None, overflow: str
+    ) -> AsyncIterator[int]:
+        return self.wrapper(super().open(script, probe, buffer=buffer, overflow=overflow))
+
+
+class _Skips(_Receiver):
+    """Loses one value of a long stream."""
+
+    LOST = 1000
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self._count = 0
+
+    async def __anext__(self) -> int:
+        value = await super().__anext__()
+        self._count += 1
+        if self._count == self.LOST:  # the bug: this value is lost
+            value = await super().__anext__()
+        return value
+
+
+class LosesOneHarness(_WrappingHarness):
+    """Breaks R2: the 1000th value of a stream is lost."""
+
+    name = "mutant:loses-one"
+    wrapper = _Skips
+
+
+class _ReadsAhead(_Receiver):
+    """Takes up to ``AHEAD`` more values out of the buffer than it delivers."""
+
+    AHEAD = 2
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self._ahead: deque[int] = deque()
+
+    async def __anext__(self) -> int:
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        if self._ahead:
+            return self._ahead.popleft()
+        value = await super().__anext__()
+        try:
+            while len(self._ahead) < self.AHEAD:  # the bug: held beyond the buffer
+                self._ahead.append(int(self._inner.receive_nowait()))
+        except (anyio.WouldBlock, anyio.EndOfStream):
+            pass
+        return value
+
+
+class ReadsAheadHarness(_WrappingHarness):
+    """Breaks R3: holds two values beyond ``buffer``, and its stats (the channel's) hide them."""
+
+    name = "mutant:reads-ahead"
+    wrapper = _ReadsAhead
+
+
+class _EndsEarly(_Receiver):
+    """Under ``block``, a stream that completed before the first take ends without its values."""
+
+    def __init__(self, inner: Any, completed: threading.Event) -> None:
+        super().__init__(inner)
+        self._completed = completed
+        self._took = False
+
+    async def __anext__(self) -> int:
+        if self._completed.is_set() and not self._took:  # the bug: the end before the buffer
+            raise StopAsyncIteration
+        self._took = True
+        return await super().__anext__()
+
+
+class EndsEarlyHarness(ChannelHarness):
+    """Breaks R4: checks for the end before the buffer, so values buffered at completion are lost
+    when the consumer had not taken any yet."""
+
+    name = "mutant:ends-early"
+
+    def open(
+        self, script: Script, probe: Probe, *, buffer: int | None, overflow: str
+    ) -> AsyncIterator[int]:
+        self._completed = threading.Event()
+        completed = self._completed
+        inner = super().open(script, probe, buffer=buffer, overflow=overflow)
+        return _EndsEarly(inner, completed) if overflow == "block" else inner
+
+    def producer(self, script: Script, probe: Probe, send: ChannelSender[int]) -> ScriptedProducer:
+        completed = self._completed
+
+        def close() -> None:
+            send.close()
+            completed.set()
+
+        return ScriptedProducer(script, probe, send=send.send_blocking, close=close, fail=send.fail)
+
+
+class _RaisesTwice(_Receiver):
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self._error: BaseException | None = None
+
+    async def __anext__(self) -> int:
+        if self._error is not None:
+            raise self._error  # the bug: the error again, not the end
+        try:
+            return await super().__anext__()
+        except testing.SourceError as exc:
+            self._error = exc
+            raise
+
+
+class RaisesTwiceHarness(_WrappingHarness):
+    """Breaks R5: the source's error is raised again by the next ``__anext__``."""
+
+    name = "mutant:raises-twice"
+    wrapper = _RaisesTwice
+
+
+class _Copies(_Receiver):
+    async def __anext__(self) -> int:
+        try:
+            return await super().__anext__()
+        except testing.SourceError as exc:
+            raise testing.SourceError(*exc.args) from None  # the bug: a copy, not the original
+
+
+class CopiesErrorHarness(_WrappingHarness):
+    """Breaks R5: raises a copy of the source's error (same type, its traceback lost)."""
+
+    name = "mutant:copies-error"
+    wrapper = _Copies
+
+
+class _EarlyExitHarness(ChannelHarness):
+    """open_channel whose release, when the consumer leaves a source that still runs
+    (``End.HANG``), is ``early_exit()`` (the mutants below break it)."""
+
+    def early_exit(self, release: Callable[[], None], probe: Probe) -> None:
+        release()
+
+    def release(
+        self, script: Script, probe: Probe, producer: ScriptedProducer
+    ) -> Callable[[], None]:
+        release = super().release(script, probe, producer)
+        if script.end is not testing.End.HANG:
+            return release
+        return lambda: self.early_exit(release, probe)
+
+
+class ReleasesTwiceHarness(_EarlyExitHarness):
+    """Breaks R6: a source still running when the consumer leaves is released once at the
+    exit and once more soon after, from another thread."""
+
+    name = "mutant:releases-twice"
+
+    def early_exit(self, release: Callable[[], None], probe: Probe) -> None:
+        release()
+        # the bug: a second release, later
+        threading.Thread(target=probe.release, name="bridges-test-mutant").start()
+
+
+def _soon(fn: Callable[[], object]) -> None:
+    """Run ``fn`` on the running event loop's thread, after the current task yields."""
+    if sniffio.current_async_library() == "trio":
+        trio.lowlevel.current_trio_token().run_sync_soon(fn)
+    else:
+        asyncio.get_running_loop().call_soon(fn)
+
+
+class ReleasesLateHarness(_EarlyExitHarness):
+    """Breaks R6: a source still running when the consumer leaves is released after the exit."""
+
+    name = "mutant:releases-late"
+
+    def early_exit(self, release: Callable[[], None], probe: Probe) -> None:
+        _soon(release)  # the bug: the exit completes first
+
+
+#: tasks the R14 mutant left behind (held so that they are not collected while they run)
+_LINGERING: set[Any] = set()
+
+
+def _leave_a_task() -> None:
+    """Start a task nobody owns on the running loop; it ends a second later."""
+
+    async def linger() -> None:
+        await anyio.sleep(1)
+
+    if sniffio.current_async_library() == "trio":
+        trio.lowlevel.spawn_system_task(linger)
+    else:
+        task = asyncio.get_running_loop().create_task(linger())
+        _LINGERING.add(task)
+        task.add_done_callback(_LINGERING.discard)
+
+
+class LeavesATaskHarness(ChannelHarness):
+    """Breaks R14: releasing the source starts a task that outlives the bridge."""
+
+    name = "mutant:leaves-a-task"
+
+    def release(
+        self, script: Script, probe: Probe, producer: ScriptedProducer
+    ) -> Callable[[], None]:
+        release = super().release(script, probe, producer)
+
+        def and_a_task() -> None:
+            release()
+            _leave_a_task()  # the bug: a task of the bridge's own that nobody waits for
+
+        return and_a_task
+
+
+class _PopsBeforeCheckpoint(_Receiver):
+    """Takes the value, then takes its coalesced schedule point (every 64th call)."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self._calls = 0
+
+    async def __anext__(self) -> int:
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        self._calls += 1
+        if self._calls % 64 == 0:
+            try:
+                value = int(self._inner.receive_nowait())
+            except (anyio.WouldBlock, anyio.EndOfStream):
+                pass
+            else:
+                await anyio.lowlevel.checkpoint()  # the bug: a cancellation here loses it
+                return value
+        return await super().__anext__()
+
+
+class PopsBeforeCheckpointHarness(_WrappingHarness):
+    """Breaks R6: a timeout that lands on the 64th call's schedule point loses its value."""
+
+    name = "mutant:pops-before-checkpoint"
+    wrapper = _PopsBeforeCheckpoint
+
+
+class SaysYesWhenClosedHarness(ToAiterThreadHarness):
+    """Breaks R7: a producer thread that calls in after the stream closed is told its
+    value was taken."""
+
+    name = "mutant:says-yes-when-closed"
+
+    async def emit_after_close(self, probe: Probe) -> None:
+        emitters: list[Emitter[int]] = []
+        async with callbacks.to_aiter(emitters.append, buffer=1):
+            pass
+
+        def send(value: int) -> bool:
+            emitters[0].send(value)
+            return True  # the bug: ignored, but says it was taken
+
+        probe.late_results.append(await anyio.to_thread.run_sync(send, 1))
+
+
+class SleepsOnOverflowHarness(ToAiterThreadHarness):
+    """Breaks R8: the overflow path blocks the event loop for a second before it fails."""
+
+    name = "mutant:sleeps-on-overflow"
+
+    def emit_from_loop(self, script: Script, probe: Probe, *, buffer: int) -> AsyncIterator[int]:
+        def subscribe(emit: Emitter[int]) -> None:
+            for v in script.values:
+                if not emit.send(v):
+                    time.sleep(2.0)  # the bug: blocks the loop thread
+                    return
+            emit.close()
+
+        return callbacks.to_aiter(subscribe, buffer=buffer)
+
+
+class IgnoresPauseHarness(ToAiterPausedHarness):
+    """Breaks R8: the source offers pause/resume hooks, the adapter is not given them (so it
+    fails the stream when the loop-thread source overfills it)."""
+
+    name = "mutant:ignores-pause"
+
+    def loop_hooks(
+        self, pause: Callable[[], object], resume: Callable[[], object]
+    ) -> dict[str, Callable[[], object]]:
+        return {}  # the bug: the hooks go unused
+
+
+class _MiscountsDrops(_Receiver):
+    @property
+    def stats(self) -> Stats:
+        stats: Stats = self._inner.stats
+        return dataclasses.replace(stats, dropped=max(0, stats.dropped - 1))  # the bug
+
+
+class MiscountsDropsHarness(_WrappingHarness):
+    """Breaks R9: ``stats.dropped`` counts one drop fewer than were made."""
+
+    name = "mutant:miscounts-drops"
+    wrapper = _MiscountsDrops
+
+
+#: the push rules' mutants (R1-R9), each with the one rule it breaks
+PUSH_RULE_MUTANTS: list[tuple[PushHarness, str]] = [
+    (EagerHarness(), "R1"),
+    (LosesOneHarness(), "R2"),
+    (ReadsAheadHarness(), "R3"),
+    (EndsEarlyHarness(), "R4"),
+    (RaisesTwiceHarness(), "R5"),
+    (CopiesErrorHarness(), "R5"),
+    (ReleasesTwiceHarness(), "R6"),
+    (ReleasesLateHarness(), "R6"),
+    (PopsBeforeCheckpointHarness(), "R6"),
+    (SaysYesWhenClosedHarness(), "R7"),
+    (LeavesATaskHarness(), "R14"),
+    (SleepsOnOverflowHarness(), "R8"),
+    (IgnoresPauseHarness(), "R8"),
+    (MiscountsDropsHarness(), "R9"),
+]
+MUTANTS.extend(PUSH_RULE_MUTANTS)
 
 
 _END: Any = object()

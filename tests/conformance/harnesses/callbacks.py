@@ -127,6 +127,7 @@ class _LoopSource:
                 break  # look again next turn
             if not self.emit.send(values[self.i]):
                 raise AssertionError("a paused source's send must never be refused")
+            self.probe.hand_over()
             self.i += 1
         self.schedule()
 
@@ -154,6 +155,7 @@ class ToAiterPausedHarness(testing.PushHarness):
         }
     )
     overflows = ("block",)
+    pause_hooks = True
 
     def open(
         self, script: Script, probe: Probe, *, buffer: int | None, overflow: str
@@ -202,8 +204,14 @@ class ToAiterPausedHarness(testing.PushHarness):
             pump()
 
         return callbacks.to_aiter(
-            subscribe, buffer=buffer, pause=lambda: state.update(paused=True), resume=resume
+            subscribe, buffer=buffer, **self.loop_hooks(lambda: state.update(paused=True), resume)
         )
+
+    def loop_hooks(
+        self, pause: Callable[[], object], resume: Callable[[], object]
+    ) -> dict[str, Callable[[], object]]:
+        """The keyword arguments that give emit_from_loop's source hooks to the adapter."""
+        return {"pause": pause, "resume": resume}
 
     hooks = MappingProxyType({"pause": "pause", "resume": "resume", "release": "unsubscribe"})
 

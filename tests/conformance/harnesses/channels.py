@@ -246,6 +246,7 @@ class PumpAcrossLoopsHarness(testing.PushHarness):
                     while not probe.open_gate.is_set():  # polled, like ScriptedProducer
                         await anyio.sleep(0.005)
                 yield v
+                probe.hand_over()  # pump asks for the next: it sent this one
             if script.end is End.FAIL:
                 assert script.error is not None
                 raise script.error

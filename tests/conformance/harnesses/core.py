@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
 
 import bridges
-from bridges import testing
+from bridges import ChannelSender, testing
 from bridges._buffer import Handoff
 from bridges._iterator import BufferedIterator
 from bridges.testing import Probe, Script, ScriptedProducer
@@ -88,6 +88,7 @@ class CoreLoopHarness(testing.PushHarness):
             probe.start()
             for v in script.values:
                 h.put_sync(v)
+                probe.hand_over()
             if script.end is testing.End.COMPLETE:
                 h.close()
             elif script.end is testing.End.FAIL:
@@ -113,6 +114,7 @@ class CoreLoopPausedHarness(CoreLoopHarness):
     """R8 with pause/resume hooks: nothing dropped, no error."""
 
     name = "core-loop-paused"
+    pause_hooks = True
 
     def emit_from_loop(self, script: Script, probe: Probe, *, buffer: int) -> AsyncIterator[int]:
         pending = list(script.values)
@@ -156,18 +158,28 @@ class ChannelHarness(testing.PushHarness):
     ) -> AsyncIterator[int]:
         send, receive = bridges.open_channel[int](buffer, overflow)
         probe.start()
-        producer = ScriptedProducer(
+        producer = self.producer(script, probe, send)
+        # the channel has no source of its own: stand the producer in for it
+        receive._release = self.release(script, probe, producer)
+        producer.start()
+        return receive
+
+    def producer(self, script: Script, probe: Probe, send: ChannelSender[int]) -> ScriptedProducer:
+        """The thread that plays ``script`` into ``send``."""
+        return ScriptedProducer(
             script, probe, send=send.send_blocking, close=send.close, fail=send.fail
         )
+
+    def release(
+        self, script: Script, probe: Probe, producer: ScriptedProducer
+    ) -> Callable[[], None]:
+        """What the receiver calls when it is done: stop the producer, record the release."""
 
         def release() -> None:
             producer.stop()
             probe.release()
 
-        # the channel has no source of its own: stand the producer in for it
-        receive._release = release
-        producer.start()
-        return receive
+        return release
 
     def open_producer(self, *, buffer: int) -> tuple[Any, AsyncIterator[int]]:
         send, receive = bridges.open_channel[int](buffer)

@@ -48,6 +48,7 @@ def scripted(
                         if released.is_set():
                             return
                 yield v
+                probe.hand_over()  # on_next returned: the adapter has the value
 
         end: Observable[int]
         if script.end is End.COMPLETE:

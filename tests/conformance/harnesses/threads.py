@@ -24,6 +24,7 @@ def _blocking_source(script: Script, probe: Probe) -> Iterator[int]:
                     if gone.is_set():
                         return
             yield v
+            probe.hand_over()  # the worker asks for the next: it has this one
         if script.end is End.FAIL:
             assert script.error is not None
             raise script.error
