@@ -753,12 +753,18 @@ def _join_all(threads: set[threading.Thread], timeout: float) -> None:
 
 
 async def _wait_set(event: threading.Event, what: str, timeout: float = 5.0) -> None:
-    """Wait for a thread-safe event (one blocking wait in a worker thread, no polling).
+    """Wait for a thread-safe event, in a worker thread, with a deadline.
+
+    The worker waits in slices of 50 ms: a wait that is cancelled (a timeout
+    around it fired) then leaves no worker blocked for long, which a thread
+    check that follows would count (trio names a busy cache worker after its job).
 
     :raises AssertionError: ``what`` (the rule and what never happened) after ``timeout`` seconds
     """
-    if not await anyio.to_thread.run_sync(event.wait, timeout, abandon_on_cancel=True):
-        raise AssertionError(f"{what} (waited {timeout:g} s)")
+    deadline = time.monotonic() + timeout
+    while not await anyio.to_thread.run_sync(event.wait, 0.05):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} (waited {timeout:g} s)")
 
 
 def _tasks() -> int:
