@@ -484,19 +484,26 @@ def open_pipe(limit: int = _DEFAULT_LIMIT) -> tuple[asyncio.StreamReader, asynci
 # ------------------------------------------------------------ asyncio: writing
 
 
+def _still_open(writer: asyncio.StreamWriter) -> None:
+    if writer.is_closing():
+        raise ConnectionResetError("the writer was closed before the source ended")
+
+
 async def _write_chunks(writer: asyncio.StreamWriter, it: AsyncIterator[Any]) -> int:
     """Write every chunk of ``it``, pulling each only after ``drain()``; no closing."""
     total = 0
     anext = it.__anext__
     while True:
         await writer.drain()
-        if writer.is_closing():
-            # drain() returns when a paused writer is closed: nothing would get through
-            raise ConnectionResetError("the writer was closed before the source ended")
+        # drain() returns when a paused writer is closed: nothing would get through
+        _still_open(writer)
         try:
             chunk = _chunk("write", await anext())
         except StopAsyncIteration:
             return total
+        # closed while the source was pulled: the same connection error, not
+        # whatever the transport's write() does after a close
+        _still_open(writer)
         writer.write(chunk)
         total += _nbytes(chunk)
 

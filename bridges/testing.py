@@ -498,14 +498,6 @@ class PushHarness(ABC):
     """backends this adapter runs on"""
     overflows: tuple[str, ...] = ("block", "drop_oldest", "drop_newest", "error")
     """overflow policies the adapter takes (R9 checks the drop ones)"""
-    blocking_calls: bool = False
-    """True when the source runs in a worker thread that may be inside a call
-    of the source (a blocking ``next()``) when the consumer leaves.  Such a
-    call cannot be interrupted (R14's one exception): leaving returns at
-    once and the source is released as soon as the call returns, so R6
-    waits for the release (still exactly once) instead of expecting it
-    before the exit completes.
-    """
     hooks: Mapping[str, str] = MappingProxyType({})
     """For R18: the hooks the adapter takes, each of `HOOKS` it has -> the
     adapter's own name for it (its TypeError for an async one must name
@@ -585,6 +577,10 @@ class PullHarness(ABC):
     [`ConsumerError`][bridges.testing.ConsumerError] from the receiving side after
     ``plan.fail_after`` values.  Return the [`Outcome`][bridges.testing.Outcome]; a receiver-side
     error that the adapter reports (raises) is caught and returned in ``Outcome.error``.
+    Put there every error the receiving side gets, not only the expected ones:
+    the checks fail on one the plan did not cause (an early exit must end
+    cleanly).  A cancellation from outside must propagate out of ``drive()``.
+    Each drive has a deadline (10 s): a hang fails the rule.
     """
 
     name: str = "adapter"
@@ -727,21 +723,48 @@ def _cache_worker(t: threading.Thread) -> bool:
     ) or ("asyncio_" in t.name)
 
 
-async def _wait_threads_gone(before: set[threading.Thread], timeout: float = 5.0) -> None:
-    with anyio.fail_after(timeout):
-        while True:
-            extra = _threads() - before
-            if not extra:
-                return
-            # a worker blocked in a source call ends when that call returns (R14)
-            await anyio.to_thread.run_sync(_join_all, extra)
+async def _wait_threads_gone(
+    before: set[threading.Thread], timeout: float = 5.0, rule: str = "R14"
+) -> None:
+    """Wait (joining them, no polling) until no thread but those in ``before`` runs.
+
+    :raises AssertionError: one still runs after ``timeout`` seconds (named, with ``rule``)
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        extra = _threads() - before
+        if not extra:
+            return
+        left = deadline - time.monotonic()
+        if left <= 0:
+            names = sorted(t.name for t in extra)
+            raise AssertionError(f"{rule}: threads outlived the bridge by {timeout:g} s: {names}")
+        # a worker blocked in a source call ends when that call returns (R14)
+        await anyio.to_thread.run_sync(_join_all, extra, left, abandon_on_cancel=True)
 
 
-def _join_all(threads: set[threading.Thread]) -> None:
+def _join_all(threads: set[threading.Thread], timeout: float) -> None:
+    """Join each thread, all within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
     me = threading.current_thread()  # a thread cache may hand this job the thread it waits for
     for t in threads:
         if t is not me:
-            t.join(0.05)
+            t.join(max(0.0, deadline - time.monotonic()))
+
+
+async def _wait_set(event: threading.Event, what: str, timeout: float = 5.0) -> None:
+    """Wait for a thread-safe event, in a worker thread, with a deadline.
+
+    The worker waits in slices of 50 ms: a wait that is cancelled (a timeout
+    around it fired) then leaves no worker blocked for long, which a thread
+    check that follows would count (trio names a busy cache worker after its job).
+
+    :raises AssertionError: ``what`` (the rule and what never happened) after ``timeout`` seconds
+    """
+    deadline = time.monotonic() + timeout
+    while not await anyio.to_thread.run_sync(event.wait, 0.05):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} (waited {timeout:g} s)")
 
 
 def _tasks() -> int:
@@ -979,8 +1002,8 @@ async def _push_r5(h: PushHarness) -> None:
 
 
 async def _released_on_exit(h: PushHarness, probe: Probe, what: str) -> None:
-    if h.blocking_calls:
-        await _wait_released(probe)
+    # No waiver for sources run in a worker thread: the exit waits for a call in
+    # progress (R21, bounded by the adapter's grace period) and for the source's close.
     assert probe.released == 1, what
 
 
@@ -1136,7 +1159,7 @@ async def _push_r7(h: PushHarness) -> None:
     it = h.open(Script(range(100), End.HANG), probe, buffer=1, overflow="block")
     assert await it.__anext__() == 0
     await _aclose(it)  # a producer thread blocked in send must be released
-    await _wait_threads_gone(before)
+    await _wait_threads_gone(before, rule="R7")
     await h.emit_after_close(probe)
     for result in probe.late_results:
         assert result is False or isinstance(result, anyio.BrokenResourceError), (
@@ -1254,18 +1277,22 @@ async def _push_r14(h: PushHarness) -> None:
 
 
 async def _push_r15(h: PushHarness) -> None:
-    for kwargs, exc in (
+    # open_bad() is a plain call: a deadline cannot interrupt it, so "at once" is what
+    # it returns or raises; a value it returns is an iterator that accepted bad input
+    for kwargs, expected in (
         ({"buffer": -1}, ValueError),
         ({"buffer": "x"}, TypeError),
         ({"overflow": "sometimes"}, ValueError),
     ):
         try:
-            with anyio.fail_after(2):
-                h.open_bad(**kwargs)
-        except exc as e:
-            assert str(e), "R15: the message is not empty"
-        else:
-            raise AssertionError(f"R15: {kwargs} did not raise {exc.__name__}")
+            result = h.open_bad(**kwargs)
+        except expected as exc:
+            assert str(exc), f"R15: {kwargs}: the {expected.__name__} has no message"
+            continue
+        except Exception as exc:
+            raise AssertionError(f"R15: {kwargs} raised {exc!r}, not {expected.__name__}") from exc
+        await _aclose(result)
+        raise AssertionError(f"R15: {kwargs} did not raise {expected.__name__} (it returned)")
 
 
 async def _push_r16(h: PushHarness) -> None:
@@ -1682,48 +1709,94 @@ async def _pull_r10(h: PullHarness) -> None:
         delivered += 1
         ahead.append(source.pulled - delivered)
 
-    outcome = await h.drive(source, Plan(slow=3, on_value=on_value))
+    outcome = await _drive(h, source, Plan(slow=3, on_value=on_value), "R10")
     assert outcome.error is None, f"R10: unexpected error {outcome.error!r}"
     assert outcome.values == list(range(200))
     assert max(ahead) <= h.in_flight, f"R10: pulled {max(ahead)} ahead (allowed {h.in_flight})"
 
 
+async def _drive(
+    h: PullHarness, source: TestSource, plan: Plan, rule: str, timeout: float = 10.0
+) -> Outcome:
+    """``h.drive(source, plan)``, with a deadline: a hang fails ``rule``."""
+    try:
+        with anyio.fail_after(timeout):
+            return await h.drive(source, plan)
+    except TimeoutError:
+        raise AssertionError(
+            f"{rule}: the drive hung ({timeout:g} s) after the source was pulled "
+            f"{source.pulled} times"
+        ) from None
+
+
+def _unexpected(
+    outcome: Outcome, rule: str, what: str, expected: object = None, missing_ok: bool = False
+) -> None:
+    """Fail unless the receiving side got ``expected`` (an exception object, a class, or None).
+
+    With ``missing_ok``, no error at all passes too (another rule asks for it).
+    """
+    error = outcome.error
+    if error is expected or (isinstance(expected, type) and isinstance(error, expected)):
+        return
+    if error is None and missing_ok:
+        return
+    raise AssertionError(
+        f"{rule}: {what}: the receiving side got {error!r}, expected "
+        f"{'a clean end' if expected is None else repr(expected)}"
+    )
+
+
+async def _drive_cancelled(h: PullHarness, source: TestSource, rule: str) -> None:
+    """Drive a hanging ``source`` and cancel the drive from outside once it hangs.
+
+    :raises AssertionError: the drive ended before the cancellation, or swallowed it
+    """
+    ended: list[Outcome] = []
+    try:
+        with anyio.fail_after(10), anyio.CancelScope() as scope:
+
+            async def cancel_once_it_hangs() -> None:
+                # the source may run in another thread's loop: a thread-safe event
+                await _wait_set(source.hanging, f"{rule}: the source never got to its end")
+                scope.cancel()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(cancel_once_it_hangs)
+                ended.append(await h.drive(source, Plan()))
+                tg.cancel_scope.cancel()
+    except TimeoutError:
+        raise AssertionError(f"{rule}: the drive went on after it was cancelled (10 s)") from None
+    assert scope.cancel_called, (
+        f"{rule}: a hanging source must keep the receiver waiting, but the drive ended: {ended}"
+    )
+    assert not ended, f"{rule}: the cancellation from outside was swallowed: the drive returned"
+
+
 async def _pull_r11(h: PullHarness) -> None:
     source = TestSource(range(100), End.HANG)
-    outcome = await h.drive(source, Plan(take=5))
-    assert outcome.values == [0, 1, 2, 3, 4]
+    outcome = await _drive(h, source, Plan(take=5), "R11")
+    _unexpected(outcome, "R11", "the receiving side left early")
+    assert outcome.values == [0, 1, 2, 3, 4], f"R11: the receiving side got {outcome.values}"
     assert source.closed == 1, "R11: the source's cleanup did not run before control returned"
     # cancelling the whole thing from outside
     source = TestSource(range(3), End.HANG)
-    returned = False
-    with anyio.CancelScope() as scope:
-
-        async def cancel_once_it_hangs() -> None:
-            # the source may run in another thread's loop: a thread-safe event
-            if not await anyio.to_thread.run_sync(source.hanging.wait, 5):
-                raise TimeoutError("R11: the source never got to its end to hang there")
-            scope.cancel()
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(cancel_once_it_hangs)
-            await h.drive(source, Plan())
-            returned = not scope.cancel_called  # it ended before it was cancelled
-    assert not returned, "R11: a hanging source must keep the receiver waiting"
+    await _drive_cancelled(h, source, "R11")
     assert source.closed == 1, "R11: cancellation did not close the source"
 
 
 async def _pull_r12(h: PullHarness) -> None:
     boom = SourceError("boom")
     source = TestSource(range(3), End.FAIL, boom)
-    outcome = await h.drive(source, Plan())
-    assert outcome.values == [0, 1, 2]
-    assert outcome.error is boom, f"R12: expected the source's error itself, got {outcome.error!r}"
+    outcome = await _drive(h, source, Plan(), "R12")
+    assert outcome.values == [0, 1, 2], f"R12: the values before the error came as {outcome.values}"
+    _unexpected(outcome, "R12", "the source failed", boom)
     assert outcome.errors_seen <= 1, "R12: the error arrived more than once"
     source = TestSource(range(100), End.HANG)
-    outcome = await h.drive(source, Plan(fail_after=3))
-    assert isinstance(outcome.error, ConsumerError), (
-        f"R12: the receiver's error was not reported: {outcome.error!r}"
-    )
+    outcome = await _drive(h, source, Plan(fail_after=3), "R12")
+    assert outcome.values == [0, 1, 2], f"R12: the values before the error came as {outcome.values}"
+    _unexpected(outcome, "R12", "the receiver's error was not reported", ConsumerError)
+    assert outcome.errors_seen <= 1, "R12: the receiver's error arrived more than once"
     assert source.closed == 1, "R12: a receiver error must close the source"
 
 
@@ -1733,40 +1806,69 @@ async def _pull_r13(h: PullHarness) -> None:
             return TestSource(range(3)).__aiter__()
 
     first, second = await h.subscribe_twice(Reiterable, one_shot=False)
-    assert first == [0, 1, 2] and second == [0, 1, 2], "R13: a re-iterable is cold"
-    first, second = await h.subscribe_twice(lambda: TestSource(range(3)), one_shot=True)
-    assert first == [0, 1, 2]
-    assert isinstance(second, BaseException) and str(second), (
-        "R13: a one-shot source gives a clear error"
+    assert first == [0, 1, 2] and second == [0, 1, 2], (
+        f"R13: a re-iterable is cold: each subscription starts afresh; got {first}, {second!r}"
     )
+    first, second = await h.subscribe_twice(lambda: TestSource(range(3)), one_shot=True)
+    assert first == [0, 1, 2], f"R13: the first subscription of a one-shot source got {first}"
+    assert isinstance(second, BaseException) and str(second), (
+        f"R13: a one-shot source gives a clear error on a second subscription, not {second!r}"
+    )
+
+
+async def _let_it_run() -> None:
+    """Give what may still run of a bridge the time to do it: checkpoints, all tasks blocked."""
+    for _ in range(5):
+        await anyio.lowlevel.checkpoint()
+    await anyio.wait_all_tasks_blocked()
 
 
 async def _pull_r14(h: PullHarness) -> None:
     threads_before = _threads()
     tasks_before = _tasks()
-    for plan, end in (
-        (Plan(), End.COMPLETE),
-        (Plan(take=2), End.HANG),
-        (Plan(), End.FAIL),
-        (Plan(fail_after=1), End.HANG),
-    ):
-        source = TestSource(range(5), end, SourceError("x"))
-        await h.drive(source, plan)
-        await _wait_threads_gone(threads_before)
-        for _ in range(5):
-            await anyio.lowlevel.checkpoint()
-        assert _tasks() <= tasks_before, "R14: a task outlived the bridge"
-        assert source.closed == 1 or (end is End.COMPLETE and source.closed == 1)
+    boom = SourceError("x")
+    runs: tuple[tuple[str, Plan | None, End, object], ...] = (
+        ("it completed", Plan(), End.COMPLETE, None),
+        ("the source failed", Plan(), End.FAIL, boom),
+        ("the receiver failed", Plan(fail_after=1), End.HANG, ConsumerError),
+        ("it was cancelled from outside", None, End.HANG, None),
+    )
+    for how, plan, end, expected in runs:
+        source = TestSource(range(5), end, boom)
+        if plan is None:
+            await _drive_cancelled(h, source, "R14")
+        else:
+            outcome = await _drive(h, source, plan, "R14")
+            # an error that should be there and is not is R12's to report
+            _unexpected(outcome, "R14", how, expected, missing_ok=True)
+        pulled, closed = source.pulled, source.closed
+        await _let_it_run()
+        await _wait_threads_gone(threads_before, rule="R14")
+        assert _tasks() <= tasks_before, f"R14: a task outlived the bridge ({how})"
+        # what a task or thread did after the bridge returned, even if it ended since
+        assert (source.pulled, source.closed) == (pulled, closed), (
+            f"R14: after the bridge returned ({how}), something of it still acted on the "
+            f"source: pulled {pulled} -> {source.pulled} times, closed {closed} -> "
+            f"{source.closed} times"
+        )
+        assert source.closed == 1, f"R14: the source was closed {source.closed} times ({how})"
 
 
 async def _pull_r15(h: PullHarness) -> None:
     try:
-        with anyio.fail_after(2):
-            await h.drive_bad()
+        with anyio.fail_after(1):
+            result = await h.drive_bad()
     except TypeError as exc:
-        assert str(exc)
-    else:
-        raise AssertionError("R15: a wrong-typed source did not raise TypeError")
+        assert str(exc), "R15: the TypeError has no message"
+        return
+    except TimeoutError:
+        raise AssertionError("R15: a wrong-typed source hung the adapter (1 s)") from None
+    except Exception as exc:
+        raise AssertionError(
+            f"R15: a wrong-typed source raised {exc!r}, not a TypeError naming what was expected"
+        ) from exc
+    await _aclose(result)
+    raise AssertionError(f"R15: a wrong-typed source did not raise TypeError (got {result!r})")
 
 
 _PUSH: dict[str, Callable[..., Awaitable[None]]] = {
@@ -1849,9 +1951,18 @@ async def check(
     :raises ValueError: the harness does not claim ``rule``
     :raises TypeError: ``harness`` is not a [`PushHarness`][bridges.testing.PushHarness],
         [`PullHarness`][bridges.testing.PullHarness]
-        or [`CallHarness`][bridges.testing.CallHarness]
+        or [`CallHarness`][bridges.testing.CallHarness], or it sets ``blocking_calls``
+        (a waiver of R6 the kit no longer has: the message says what to do instead)
     """
     _require_harness(harness, "check()")
+    if getattr(harness, "blocking_calls", False):
+        raise TypeError(
+            f"{harness.name} sets blocking_calls, a waiver the kit no longer has: leaving "
+            "waits for a call of the source in progress (R21, up to the adapter's grace "
+            "period), so R6 expects the source released before the exit completes. Drop "
+            "the attribute, and have the harness's blocking source end its call when the "
+            "consumer leaves (as threads.consumer_gone() lets it)"
+        )
     why = harness.claims.rules.get(rule, "not a rule of this direction")
     if why is not None:
         raise ValueError(f"{harness.name} does not claim {rule}: {why}")
@@ -1891,16 +2002,27 @@ class CallSource:
     __test__ = False
 
     def __init__(self, n: int, hold: Sequence[int] = ()) -> None:
+        #: how many values (``0 .. n-1``) the source has
         self.n = n
+        #: the values whose call blocks until `release` is set (a slow read)
         self.hold = frozenset(hold)
+        #: set when a held call has begun
         self.inside = threading.Event()
+        #: set (by the checks) to let held calls return
         self.release = threading.Event()
+        #: calls made
         self.calls = 0
+        #: calls running now
         self.active = 0
+        #: the most calls ever running at once (R21: 1)
         self.most = 0
+        #: values returned by calls, in order
         self.returned: list[int] = []
+        #: times ``close()`` was called
         self.closed = 0
+        #: times ``close()`` was called while a call ran
         self.closed_during_call = 0
+        #: calls made after ``close()``
         self.called_after_close = 0
         self._next = 0
         self._lock = threading.Lock()
@@ -1916,11 +2038,6 @@ class CallSource:
             if self.closed:
                 self.called_after_close += 1
             i = self._next
-            """set when a held call has begun
-            set (by the checks) to let held calls return
-            calls made, calls running now, the most ever running at once
-            values returned by calls, in order
-            """
         try:
             if i in self.hold:
                 self.inside.set()
@@ -1966,12 +2083,6 @@ class CallHarness(ABC):
         """The adapter's async iterator over ``source``, one call per value."""
 
 
-async def _until_set(event: threading.Event, timeout: float = 5.0) -> None:
-    with anyio.fail_after(timeout):
-        while not event.is_set():
-            await anyio.to_thread.run_sync(event.wait, 0.01)
-
-
 async def _timed_out_next(
     it: AsyncIterator[int], until: Callable[[], Awaitable[None]]
 ) -> tuple[list[int], bool]:
@@ -1998,6 +2109,9 @@ async def _timed_out_next(
     return taken, ended
 
 
+_NEVER_HELD = "R21: the adapter never made the call of the source that is held (a slow read)"
+
+
 async def _call_r21(h: CallHarness) -> None:
     # timeouts around __anext__ while a call runs: no second call, nothing lost
     source = CallSource(6, hold=[2])
@@ -2007,7 +2121,7 @@ async def _call_r21(h: CallHarness) -> None:
         async with it:  # type: ignore[attr-defined]
             with anyio.fail_after(5):
                 got += [await it.__anext__(), await it.__anext__()]
-                got += (await _timed_out_next(it, lambda: _until_set(source.inside)))[0]
+                got += (await _timed_out_next(it, lambda: _wait_set(source.inside, _NEVER_HELD)))[0]
                 for _ in range(3):  # more timeouts while that call still runs
                     got += (await _timed_out_next(it, anyio.wait_all_tasks_blocked))[0]
             assert source.most == 1, (
@@ -2052,7 +2166,7 @@ async def _leave_during_a_call(h: CallHarness, how: str) -> None:
                     for _ in range(3):
                         await it.__anext__()
                     # a timeout around __anext__ while the call for 3 runs
-                    await _timed_out_next(it, lambda: _until_set(source.inside))
+                    await _timed_out_next(it, lambda: _wait_set(source.inside, _NEVER_HELD))
                     leaving.set()
                     if how == "cancel":
                         await it.__anext__()  # cancelled from outside while it waits

@@ -12,20 +12,32 @@ import dataclasses
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
 import sniffio
 import trio
+import trio.lowlevel
 
-from bridges import ChannelSender, Stats, callbacks, testing
+import bridges
+from bridges import ChannelSender, Stats, callbacks, channels, testing
 from bridges.callbacks import Emitter
-from bridges.testing import HookedSource, Probe, PushHarness, Script, ScriptedProducer
+from bridges.testing import (
+    HookedSource,
+    Probe,
+    PushHarness,
+    Script,
+    ScriptedProducer,
+    TestSource,
+)
 
 from .harnesses.callbacks import ToAiterPausedHarness, ToAiterThreadHarness
+from .harnesses.channels import FromAiterAnyioHarness
 from .harnesses.core import ChannelHarness, CoreThreadHarness
+from .harnesses.threads import ToAiterFactoryHarness
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -688,3 +700,411 @@ class RefetchingHarness(testing.CallHarness):
 
 #: mutants of the R21 kind (a CallHarness) and the rule each breaks
 CALL_MUTANTS: list[tuple[testing.CallHarness, str]] = [(RefetchingHarness(), "R21")]
+
+
+# ------------------------------------------------- pull mutants (R10-R15)
+#
+# Each derives from channels.from_aiter's harness (every backend, every pull rule
+# claimed) and breaks one rule: by wrapping the source it hands the adapter, or
+# the ``async with`` the adapter returns (whose exit sees whether the consumer
+# left cleanly or with an error).  Their leftovers (a source left open, a task
+# left waiting) are cleaned up by ``settle()``, after the kit has reported.
+
+
+def _spawn_detached(fn: Callable[[], Awaitable[None]]) -> None:
+    """Start ``fn()`` in a task that no task group of the caller's owns (the bug of R14)."""
+
+    async def run() -> None:
+        try:
+            await fn()
+        except BaseException:  # a detached task has nobody to report to
+            pass
+
+    if sniffio.current_async_library() == "trio":
+        trio.lowlevel.spawn_system_task(run)
+    else:
+        _DETACHED.add(task := asyncio.get_running_loop().create_task(run()))
+        task.add_done_callback(_DETACHED.discard)
+
+
+_DETACHED: set[asyncio.Task[None]] = set()
+
+
+class _Source:
+    """Wraps the source handed to the adapter; iterates it once (the mutants override a step)."""
+
+    def __init__(self, source: AsyncIterable[int]) -> None:
+        self.source = source
+        self._it = source.__aiter__()
+        self.ended = False  # the source ended by itself (its end or its error)
+        self.error: BaseException | None = None  # the source's own error
+
+    def __aiter__(self) -> _Source:
+        return self
+
+    async def __anext__(self) -> int:
+        try:
+            return await self._it.__anext__()
+        except StopAsyncIteration:
+            self.ended = True
+            raise
+        except Exception as exc:
+            self.ended, self.error = True, exc
+            raise
+
+    async def aclose(self) -> None:
+        await self.really_close()
+
+    async def really_close(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await self._it.aclose()  # type: ignore[attr-defined]
+
+
+class _Exit:
+    """Wraps the adapter's ``async with``; the mutants override what its exit does."""
+
+    def __init__(self, inner: AbstractAsyncContextManager[Any], source: _Source) -> None:
+        self.inner = inner
+        self.source = source
+
+    async def __aenter__(self) -> Any:
+        return await self.inner.__aenter__()
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        return await self.inner.__aexit__(*exc_info)
+
+
+class _PullMutant(FromAiterAnyioHarness):
+    """``open(source)`` is ``exit_kind(from_aiter(source_kind(source)), ...)``.
+
+    With ``buffer=0`` the pump pulls only while the consumer waits: when the
+    consumer leaves between values, the source is suspended at a ``yield``, and
+    only the adapter's ``aclose()`` of it can run its cleanup.
+    """
+
+    buffer = 0
+    in_flight = 0
+    source_kind: type[_Source] = _Source
+    exit_kind: type[_Exit] = _Exit
+
+    def __init__(self) -> None:
+        self.left: list[_Source] = []  # sources left open, closed by settle()
+        self.waiting: list[anyio.Event] = []  # what leaked tasks wait for
+
+    def open_twice(self, source: AsyncIterable[int]) -> AbstractAsyncContextManager[Any]:
+        return FromAiterAnyioHarness.open(self, source)  # R13: the adapter as it is
+
+    def open(self, source: AsyncIterable[int]) -> AbstractAsyncContextManager[Any]:
+        if not hasattr(source, "__aiter__"):
+            return super().open(source)  # bad input: the adapter's own answer (R15)
+        wrapped = self.source_kind(source)
+        cm = self.exit_kind(super().open(wrapped), wrapped)
+        cm.mutant = self  # type: ignore[attr-defined]
+        return cm
+
+    async def settle(self) -> None:
+        """After the kit reported: end what the mutant left behind."""
+        for event in self.waiting:
+            event.set()
+        for source in self.left:
+            await source.really_close()
+        for _ in range(5):
+            await anyio.lowlevel.checkpoint()
+        await anyio.wait_all_tasks_blocked()
+
+
+class _ReadAhead(_Source):
+    def __init__(self, source: AsyncIterable[int]) -> None:
+        super().__init__(source)
+        self._held: deque[int] = deque()
+        self._error: BaseException | None = None
+
+    async def __anext__(self) -> int:
+        # the bug: pulls the source far ahead of what the adapter was asked for
+        while not self.ended and len(self._held) < ReadsAheadHarness.in_flight + 2:
+            try:
+                self._held.append(await super().__anext__())
+            except StopAsyncIteration:
+                pass
+            except Exception as exc:
+                self._error = exc
+        if self._held:
+            return self._held.popleft()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        raise StopAsyncIteration
+
+
+class ReadsAheadHarness(_PullMutant):
+    """Breaks R10: the source is pulled ahead of demand (a read-ahead the adapter adds)."""
+
+    name = "mutant:reads-ahead"
+    source_kind = _ReadAhead
+
+
+class _KeptOpen(_Source):
+    """Closed only when told to (``closing``): the adapter's aclose() may do nothing."""
+
+    closing = False
+
+    async def aclose(self) -> None:
+        if self.closing:
+            await self.really_close()
+
+
+class _CleanExit(_Exit):
+    """An exit whose clean case (the consumer left without an error) the mutants break."""
+
+    source: _KeptOpen
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        if exc_info[0] is not None or self.source.ended:
+            self.source.closing = True  # an error, a cancellation: the source is closed
+            return await self.inner.__aexit__(*exc_info)
+        await self.inner.__aexit__(*exc_info)
+        await self.left_early()
+        return None
+
+    async def left_early(self) -> None:
+        raise NotImplementedError
+
+
+class _EarlyExitMutant(_PullMutant):
+    """The source is closed only when the exit says so (the mutants break the clean exit)."""
+
+    source_kind = _KeptOpen
+
+
+class _LeavesOpen(_CleanExit):
+    async def left_early(self) -> None:
+        self.mutant.left.append(self.source)  # type: ignore[attr-defined]  # the bug
+
+
+class LeavesOpenHarness(_EarlyExitMutant):
+    """Breaks R11: a consumer that leaves early (cleanly) leaves the source open."""
+
+    name = "mutant:leaves-open"
+    exit_kind = _LeavesOpen
+
+
+class _ClosesLate(_CleanExit):
+    async def left_early(self) -> None:
+        _spawn_detached(self.source.really_close)  # the bug: closed after the exit returned
+
+
+class ClosesLateHarness(_EarlyExitMutant):
+    """Breaks R11: a consumer that leaves early gets control back before the source is closed."""
+
+    name = "mutant:closes-late"
+    exit_kind = _ClosesLate
+
+
+class _RaisesOnExit(_CleanExit):
+    async def left_early(self) -> None:
+        await self.source.really_close()
+        # the bug: the pump's early exit (the receiver gone) comes out as an error
+        raise anyio.BrokenResourceError("the receiving side left before the end of the source")
+
+
+class RaisesOnExitHarness(_EarlyExitMutant):
+    """Breaks R11: every early exit of the pump raises BrokenResourceError (issue 16's case)."""
+
+    name = "mutant:raises-on-exit"
+    exit_kind = _RaisesOnExit
+
+
+class _SwallowsErrors(_Exit):
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        await self.inner.__aexit__(*exc_info)
+        # the bug: an error of the receiving side stops the stream, and is not reported
+        error = exc_info[1]
+        return isinstance(error, Exception) and error is not self.source.error
+
+
+class SwallowsReceiverErrorHarness(_PullMutant):
+    """Breaks R12: an error raised by the receiving side is swallowed."""
+
+    name = "mutant:swallows-receiver-error"
+    exit_kind = _SwallowsErrors
+
+
+class _EndsOnError(_Source):
+    async def __anext__(self) -> int:
+        try:
+            return await super().__anext__()
+        except StopAsyncIteration:
+            raise
+        except Exception:
+            raise StopAsyncIteration from None  # the bug: a source error ends the stream
+
+
+class SwallowsSourceErrorHarness(_PullMutant):
+    """Breaks R12: a source error becomes a clean end."""
+
+    name = "mutant:swallows-source-error"
+    source_kind = _EndsOnError
+
+
+class _Once:
+    """A re-iterable made one-shot: every ``__aiter__`` hands out the first iterator."""
+
+    def __init__(self, source: AsyncIterable[int]) -> None:
+        self._it = source.__aiter__()
+
+    def __aiter__(self) -> AsyncIterator[int]:
+        return self._it
+
+
+class NotRestartedHarness(_PullMutant):
+    """Breaks R13: a second subscription of a re-iterable does not start a fresh iteration."""
+
+    name = "mutant:not-restarted"
+
+    def open_twice(self, source: AsyncIterable[int]) -> AbstractAsyncContextManager[Any]:
+        return channels.from_aiter(_Once(source), buffer=self.buffer)  # the bug
+
+
+class _Fresh:
+    """Hides a one-shot iterator behind an iterable, so the adapter cannot tell it is one."""
+
+    def __init__(self, source: AsyncIterable[int]) -> None:
+        self._source = source
+
+    def __aiter__(self) -> AsyncIterator[int]:
+        return self._source.__aiter__()
+
+
+class NoClearErrorHarness(_PullMutant):
+    """Breaks R13: a second subscription of a one-shot source silently gets nothing."""
+
+    name = "mutant:no-clear-error"
+
+    def open_twice(self, source: AsyncIterable[int]) -> AbstractAsyncContextManager[Any]:
+        return channels.from_aiter(_Fresh(source), buffer=self.buffer)  # the bug
+
+
+class _LeaksTask(_Exit):
+    async def __aenter__(self) -> Any:
+        done = anyio.Event()
+        self.mutant.waiting.append(done)  # type: ignore[attr-defined]
+        _spawn_detached(done.wait)  # the bug: a helper task the bridge never ends
+        return await super().__aenter__()
+
+
+class LeaksTaskHarness(_PullMutant):
+    """Breaks R14: a task of the bridge outlives it."""
+
+    name = "mutant:leaks-task"
+    exit_kind = _LeaksTask
+
+
+class _PullsLate(_Exit):
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        try:
+            return await super().__aexit__(*exc_info)
+        finally:
+
+            async def pull() -> None:
+                await anyio.lowlevel.checkpoint()
+                await self.source.source.__aiter__().__anext__()
+
+            _spawn_detached(pull)  # the bug: a task that acts on the source after the exit
+
+
+class PullsLateHarness(_PullMutant):
+    """Breaks R14: a leftover task pulls the source after the bridge returned (then ends)."""
+
+    name = "mutant:pulls-late"
+    exit_kind = _PullsLate
+
+
+class AcceptsBadInputHarness(_PullMutant):
+    """Breaks R15: a source that is not an async iterable is taken as an empty one."""
+
+    name = "mutant:accepts-bad-input"
+
+    def open(self, source: AsyncIterable[int]) -> AbstractAsyncContextManager[Any]:
+        if not hasattr(source, "__aiter__"):
+            source = _Fresh(TestSource([]))  # the bug: no TypeError
+        return super().open(source)
+
+
+class _WaitsForever:
+    async def __aenter__(self) -> Any:
+        await anyio.Event().wait()  # the bug: waits for a source that never comes
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        pass
+
+
+class HangsOnBadInputHarness(_PullMutant):
+    """Breaks R15: a source that is not an async iterable makes the adapter hang."""
+
+    name = "mutant:hangs-on-bad-input"
+
+    def open(self, source: AsyncIterable[int]) -> AbstractAsyncContextManager[Any]:
+        if not hasattr(source, "__aiter__"):
+            return _WaitsForever()  # type: ignore[return-value]
+        return super().open(source)
+
+
+#: pull mutants and the one rule each breaks; each claims what from_aiter's harness does
+PULL_MUTANTS: list[tuple[_PullMutant, str]] = [
+    (ReadsAheadHarness(), "R10"),
+    (LeavesOpenHarness(), "R11"),
+    (ClosesLateHarness(), "R11"),
+    (RaisesOnExitHarness(), "R11"),
+    (SwallowsReceiverErrorHarness(), "R12"),
+    (SwallowsSourceErrorHarness(), "R12"),
+    (NotRestartedHarness(), "R13"),
+    (NoClearErrorHarness(), "R13"),
+    (LeaksTaskHarness(), "R14"),
+    (PullsLateHarness(), "R14"),
+    (AcceptsBadInputHarness(), "R15"),
+    (HangsOnBadInputHarness(), "R15"),
+]
+
+
+# ------------------------------------- push mutants of the exit (R6) and of bad input (R15)
+
+
+class _LeavesWorker(_Receiver):
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        # the bug: leaves without waiting for the worker to close the source (the
+        # iterator's own aclose() waits for that; its base class's does not)
+        await bridges.BufferedIterator.aclose(self._inner)
+
+
+class LeavesWorkerHarness(ToAiterFactoryHarness):
+    """Breaks R6: leaving does not wait for the worker thread to close the blocking source."""
+
+    name = "mutant:leaves-worker"
+
+    def open(
+        self, script: Script, probe: Probe, *, buffer: int | None, overflow: str
+    ) -> AsyncIterator[int]:
+        return _LeavesWorker(super().open(script, probe, buffer=buffer, overflow=overflow))
+
+
+class LenientOverflowHarness(ChannelHarness):
+    """Breaks R15: an unknown ``overflow=`` is taken as ``"block"`` instead of a ValueError."""
+
+    name = "mutant:lenient-overflow"
+
+    def open(
+        self, script: Script, probe: Probe, *, buffer: int | None, overflow: str
+    ) -> AsyncIterator[int]:
+        if overflow not in {"block", "drop_oldest", "drop_newest", "error"}:
+            overflow = "block"  # the bug
+        return super().open(script, probe, buffer=buffer, overflow=overflow)
+
+
+#: push mutants of R6 (the blocking_calls waiver's case) and R15, and the rule each breaks
+EXIT_AND_INPUT_MUTANTS: list[tuple[PushHarness, str]] = [
+    (LeavesWorkerHarness(), "R6"),
+    (LenientOverflowHarness(), "R15"),
+]

@@ -9,18 +9,19 @@ import pytest
 from bridges import testing
 
 from ..conftest import BACKENDS
-from .mutants import CALL_MUTANTS, MUTANTS
+from .mutants import CALL_MUTANTS, EXIT_AND_INPUT_MUTANTS, MUTANTS, PULL_MUTANTS
 
 pytestmark = pytest.mark.anyio
 
-_IDS = [f"{h.name.removeprefix('mutant:')}-{rule}" for h, rule in MUTANTS]
+_PUSH_MUTANTS = MUTANTS + EXIT_AND_INPUT_MUTANTS
+_IDS = [f"{h.name.removeprefix('mutant:')}-{rule}" for h, rule in _PUSH_MUTANTS]
 
 
 def _backend_name(backend: Any) -> str:
     return "uvloop" if isinstance(backend, tuple) else str(backend)
 
 
-@pytest.mark.parametrize(("mutant", "broken"), MUTANTS, ids=_IDS)
+@pytest.mark.parametrize(("mutant", "broken"), _PUSH_MUTANTS, ids=_IDS)
 async def test_the_kit_reports_exactly_the_broken_rule(
     mutant: testing.PushHarness, broken: str
 ) -> None:
@@ -38,7 +39,7 @@ async def test_the_kit_reports_exactly_the_broken_rule(
 
 
 @pytest.mark.parametrize("anyio_backend", BACKENDS)
-@pytest.mark.parametrize(("mutant", "broken"), MUTANTS, ids=_IDS)
+@pytest.mark.parametrize(("mutant", "broken"), _PUSH_MUTANTS, ids=_IDS)
 async def test_the_broken_rule_fails_on_every_backend(
     mutant: testing.PushHarness, broken: str, anyio_backend: Any
 ) -> None:
@@ -61,5 +62,28 @@ async def test_the_kit_reports_r21_for_a_call_mutant_on_every_backend(
             await testing.check(mutant, rule, backend=_backend_name(anyio_backend))
         except AssertionError as exc:
             failed[rule] = exc
+    assert list(failed) == [broken], {rule: str(exc) for rule, exc in failed.items()}
+    assert broken in str(failed[broken]), "the message names the rule"
+
+
+_PULL_IDS = [f"{h.name.removeprefix('mutant:')}-{rule}" for h, rule in PULL_MUTANTS]
+
+
+@pytest.mark.parametrize("anyio_backend", BACKENDS)
+@pytest.mark.parametrize(("mutant", "broken"), PULL_MUTANTS, ids=_PULL_IDS)
+async def test_the_kit_reports_exactly_the_broken_pull_rule_on_every_backend(
+    mutant: Any, broken: str, anyio_backend: Any
+) -> None:
+    assert isinstance(mutant, testing.PullHarness)
+    assert mutant.claims.applicable() == list(testing.PULL_RULES)
+    failed: dict[str, AssertionError] = {}
+    try:
+        for rule in mutant.claims.applicable():
+            try:
+                await testing.check(mutant, rule, backend=_backend_name(anyio_backend))
+            except AssertionError as exc:
+                failed[rule] = exc
+    finally:
+        await mutant.settle()
     assert list(failed) == [broken], {rule: str(exc) for rule, exc in failed.items()}
     assert broken in str(failed[broken]), "the message names the rule"

@@ -1,5 +1,8 @@
 """Cancellation fuzzing: generated sources and consumers against every adapter.
 
+The last test fuzzes several producers at once (threads and tasks, each with
+its own clone of one open_channel sender) under every overflow policy.
+
 For each registered harness and backend, hypothesis generates a source
 (values, an error at the end or not, completion or not) and a consumer
 (take k values then break, raise, get cancelled from outside at a random
@@ -10,19 +13,22 @@ left running, no warning (warnings are errors).
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import bridges
 from bridges import BufferOverflowError, testing
 from bridges.testing import ConsumerError, End, Plan, Probe, Script, SourceError, TestSource
 
 from ..conformance.registry import HARNESSES, KNOWN_FAILURES
 from ..conftest import BACKENDS
+from .conftest import STRESS
 
 pytestmark = pytest.mark.anyio
 
@@ -258,7 +264,14 @@ async def test_pull_fuzz(
             assert outcome.error is (boom if end is End.FAIL else None), outcome.error
     if source.pulled:
         assert source.closed == 1, f"source closed {source.closed} times"
+    # exactly once, still, after the adapter had the time to act on the source again
+    pulled, closed = source.pulled, source.closed
+    await testing._let_it_run()
     await testing._wait_threads_gone(threads_before)
+    assert (source.pulled, source.closed) == (pulled, closed), (
+        f"after the bridge returned the source was pulled {source.pulled - pulled} and "
+        f"closed {source.closed - closed} more times"
+    )
 
 
 # ---------------------------------------------- R21: timeouts, exits and slow calls
@@ -337,3 +350,104 @@ async def test_call_fuzz(
     if harness.closes_source:
         assert source.closed == 1, f"closed {source.closed} times"
     await testing._wait_threads_gone(threads_before)
+
+
+# ------------------------------------------- several producers: threads and tasks
+
+
+_OVERFLOWS = ["block", "drop_oldest", "drop_newest", "error"]
+#: what a producer may be told under overflow="error": it tripped, or the stream is over
+_TOLD_OVER = (bridges.BufferOverflowError, anyio.BrokenResourceError, anyio.ClosedResourceError)
+
+
+@pytest.mark.parametrize("overflow", _OVERFLOWS)
+@pytest.mark.parametrize("backend", [p.values[0] for p in BACKENDS], ids=list(_BACKENDS))
+# cheap (about 20 ms an example): more examples than the short profile's 12 fit the budget
+@settings(max_examples=300 if STRESS else 40)
+@given(
+    producers=st.lists(
+        st.tuples(st.sampled_from(["thread", "task"]), st.integers(0, 60)), min_size=1, max_size=5
+    ),
+    buffer=st.sampled_from([1, 2, 8]),
+    slow=st.integers(0, 3),
+)
+async def test_several_producers_fuzz(
+    backend: Any, overflow: str, producers: list[tuple[str, int]], buffer: int, slow: int
+) -> None:
+    """Producer threads and tasks share one open_channel, each through its own clone.
+
+    Under ``block`` every producer's values arrive, all of them, in its order;
+    under a drop policy each producer's values arrive in order, and what
+    arrived plus what was counted dropped is everything sent; under ``error``
+    each producer's values are a prefix of what it sent, and the stream ends
+    cleanly or with BufferOverflowError.
+    """
+    threads_before = _threads_now()
+    send, receive = bridges.open_channel[tuple[int, int]](buffer, overflow)
+    ends = [send.clone() for _ in producers]
+    send.close()
+    unexpected: list[BaseException] = []
+    told: list[BaseException] = []
+
+    def told_over(exc: BaseException) -> None:
+        (told if overflow == "error" and isinstance(exc, _TOLD_OVER) else unexpected).append(exc)
+
+    def in_thread(k: int, count: int, end: bridges.ChannelSender[tuple[int, int]]) -> None:
+        with end:
+            try:
+                for i in range(count):
+                    end.send_blocking((k, i))
+            except BaseException as exc:
+                told_over(exc)
+
+    async def in_task(k: int, count: int, end: bridges.ChannelSender[tuple[int, int]]) -> None:
+        with end:
+            try:
+                for i in range(count):
+                    await end.send((k, i))
+            except Exception as exc:
+                told_over(exc)
+
+    threads = [
+        threading.Thread(target=in_thread, args=(k, count, end), name="bridges-test-producer")
+        for k, ((kind, count), end) in enumerate(zip(producers, ends, strict=True))
+        if kind == "thread"
+    ]
+    got: dict[int, list[int]] = {k: [] for k in range(len(producers))}
+    error: BaseException | None = None
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            for k, ((kind, count), end) in enumerate(zip(producers, ends, strict=True)):
+                if kind == "task":
+                    tg.start_soon(in_task, k, count, end)
+            for t in threads:
+                t.start()
+            async with receive:
+                try:
+                    async for k, i in receive:
+                        got[k].append(i)
+                        for _ in range(slow):
+                            await anyio.lowlevel.checkpoint()
+                except bridges.BufferOverflowError as exc:
+                    error = exc
+    await testing._wait_threads_gone(threads_before)
+    assert not unexpected, unexpected
+    sent = {k: count for k, (_, count) in enumerate(producers)}
+    if overflow == "block":
+        assert error is None and not told
+        for k, values in got.items():
+            assert values == list(range(sent[k])), f"producer {k}: got {values}"
+    elif overflow == "error":
+        assert error is not None or not told, f"producers were told {told}, the consumer not"
+        for k, values in got.items():
+            assert values == list(range(len(values))), f"producer {k}: got {values}"
+    else:
+        assert error is None
+        for k, values in got.items():
+            assert values == sorted(set(values)) and set(values) <= set(range(sent[k])), (
+                f"producer {k}: got {values}"
+            )
+        arrived = sum(map(len, got.values()))
+        assert arrived + receive.stats.dropped == sum(sent.values()), (
+            f"{arrived} arrived and {receive.stats.dropped} dropped of {sum(sent.values())}"
+        )

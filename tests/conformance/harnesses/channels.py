@@ -11,6 +11,7 @@ import math
 import sys
 import threading
 from collections.abc import AsyncIterable, AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import anyio
@@ -292,10 +293,18 @@ class _FromAiterHarness(testing.PullHarness):
     def check_type(self, receive: object) -> None:
         raise NotImplementedError
 
+    def open(self, source: AsyncIterable[int]) -> AbstractAsyncContextManager[Any]:
+        """The adapter under test: ``channels.from_aiter`` (the mutants wrap it)."""
+        return channels.from_aiter(source, buffer=self.buffer)
+
+    def open_twice(self, source: AsyncIterable[int]) -> AbstractAsyncContextManager[Any]:
+        """The adapter R13 enters twice (the same as `open`; the mutants wrap one or the other)."""
+        return self.open(source)
+
     async def drive(self, source: AsyncIterable[int], plan: Plan) -> Outcome:
         outcome = Outcome()
         try:
-            async with channels.from_aiter(source, buffer=self.buffer) as receive:
+            async with self.open(source) as receive:
                 self.check_type(receive)
                 await _consume(receive, plan, outcome, self.receive_one)
         except Exception as exc:
@@ -304,12 +313,14 @@ class _FromAiterHarness(testing.PullHarness):
         return outcome
 
     async def drive_bad(self) -> object:
-        return channels.from_aiter(42)  # type: ignore[arg-type]
+        async with self.open(42):  # type: ignore[arg-type]
+            pass
+        return None
 
     async def subscribe_twice(
         self, make: Callable[[], AsyncIterable[int]], one_shot: bool
     ) -> tuple[list[int], list[int] | BaseException]:
-        cm = channels.from_aiter(make(), buffer=self.buffer)
+        cm = self.open_twice(make())
         async with cm as receive:
             first = [v async for v in receive]
         try:

@@ -96,19 +96,45 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
 
 async def _consume(
     plan: Plan, outcome: Outcome, receive: Callable[[], Awaitable[bytes | None]]
-) -> None:
-    """Receive records following ``plan``; ``receive()`` returns None at the end."""
+) -> bool:
+    """Receive records following ``plan``; ``receive()`` returns None at the end.
+
+    Returns True when the end was received, False when the plan left early.
+    """
     while plan.take is None or len(outcome.values) < plan.take:
         if plan.fail_after is not None and len(outcome.values) >= plan.fail_after:
             raise testing.ConsumerError
         record = await receive()
         if record is None:
-            return
+            return True
         value = int(record)
         outcome.values.append(value)
         plan.seen(value)
         for _ in range(plan.slow):
             await anyio.lowlevel.checkpoint()
+    return False
+
+
+def _write_errors(
+    outcome: Outcome,
+    errors: list[BaseException],
+    hung_up: bool,
+    hang_up: tuple[type[BaseException], ...],
+) -> None:
+    """Report what the writing side raised: every error but the hang-up the consumer caused.
+
+    A consumer that leaves hangs up (as a peer would), and the write then
+    stops with that connection error, as documented.  Any other error, the
+    source's or one the writer should not have raised, reaches the outcome
+    (beside a consumer's own error, it is raised: the check fails on it).
+    """
+    for exc in errors:
+        if hung_up and isinstance(exc, hang_up) and not isinstance(exc, testing.SourceError):
+            continue
+        if outcome.error is not None:
+            raise exc
+        outcome.error = exc
+        outcome.errors_seen += 1
 
 
 def _thread_producer(
@@ -356,13 +382,14 @@ class WriteHarness(testing.PullHarness):
             except asyncio.IncompleteReadError:
                 return None
 
+        ended = False
         try:
             async with anyio.create_task_group() as tg:
                 try:
                     if not hasattr(source, "__aiter__"):  # R15: raises at once, in this task
                         await streams.write(writer, source)  # type: ignore[arg-type]
                     tg.start_soon(produce)
-                    await _consume(plan, outcome, receive)
+                    ended = await _consume(plan, outcome, receive)
                 finally:
                     writer.transport.abort()  # the consumer is done: hang up
         except BaseException as group:
@@ -371,11 +398,7 @@ class WriteHarness(testing.PullHarness):
                 raise exc from None
             outcome.error = exc
             outcome.errors_seen += 1
-        else:
-            for exc in write_error:
-                if isinstance(exc, testing.SourceError):
-                    outcome.error = exc
-                    outcome.errors_seen += 1
+        _write_errors(outcome, write_error, not ended, (ConnectionError,))
         return outcome
 
 
@@ -469,6 +492,7 @@ class ByteStreamWriteHarness(testing.PullHarness):
         send_stream, receive_stream = streams.open_byte_stream_pipe(limit=2)
         buffered = BufferedByteReceiveStream(receive_stream)
         write_error: list[BaseException] = []
+        ended = False
 
         async def produce() -> None:
             try:
@@ -490,7 +514,7 @@ class ByteStreamWriteHarness(testing.PullHarness):
                     await streams.byte_stream_write(send_stream, source)  # type: ignore[arg-type]
                 tg.start_soon(produce)
                 try:
-                    await _consume(plan, outcome, receive)
+                    ended = await _consume(plan, outcome, receive)
                 finally:
                     await receive_stream.aclose()  # the consumer is done: close its end
         except BaseException as group:
@@ -499,11 +523,8 @@ class ByteStreamWriteHarness(testing.PullHarness):
                 raise exc from None
             outcome.error = exc
             outcome.errors_seen += 1
-        else:
-            for exc in write_error:
-                if isinstance(exc, testing.SourceError):
-                    outcome.error = exc
-                    outcome.errors_seen += 1
+        hang_up = (anyio.BrokenResourceError, anyio.ClosedResourceError)
+        _write_errors(outcome, write_error, not ended, hang_up)
         return outcome
 
 
