@@ -374,6 +374,7 @@ class _Pull:
         self.held: deque[list[Any]] = deque()
         self.requested = 0  # asked of the server, not arrived
         self.given = 0  # taken by the consumer, not settled (ack="on_next")
+        self.taken: set[Message] = set()  # taken by the consumer, not settled
         self.last_heard = 0.0
         self.ack_wait = 30.0
         self.failed = False
@@ -466,36 +467,40 @@ class _Pull:
                         item = await receiver.receive()
                     except anyio.EndOfStream:
                         return
-                    self._apply(item)
+                    await self._apply(item)
                     continue
                 await self._tick()
                 continue
             except anyio.EndOfStream:
                 return
-            self._apply(item)
+            await self._apply(item)
 
-    def _apply(self, item: tuple[str, Message, float | None]) -> None:
+    async def _apply(self, item: tuple[str, Message, float | None]) -> None:
         verb, message, arg = item
         msg = message._msg
         if verb == "take":
             self.held.popleft()
+            if self.ack != "on_receive":
+                self.taken.add(message)
             if self.ack == "on_next":
                 message._counted = True
                 self.given += 1
             return
-        if verb != "wpi" and message._counted:
-            message._counted = False
-            self.given -= 1
+        if verb != "wpi":
+            self.taken.discard(message)
+            if message._counted:
+                message._counted = False
+                self.given -= 1
+        # each a publish into nats-py's write buffer, before any pull request
+        # that counts on it: the server sees the ack first
         if verb == "ack":
-            coro = msg.ack()
+            await _quietly(msg.ack())
         elif verb == "nak":
-            coro = msg.nak(arg)
+            await _quietly(msg.nak(arg))
         elif verb == "term":
-            coro = msg.term()
+            await _quietly(msg.term())
         else:
-            coro = msg.in_progress()
-        # a publish into nats-py's write buffer: it never waits for the server
-        asyncio.ensure_future(coro).add_done_callback(_log_failure)
+            await _quietly(msg.in_progress())
 
     async def _ask(self) -> None:
         free = self.buffer - self.requested - len(self.held) - self.given
@@ -562,13 +567,17 @@ class _Pull:
                 await sub.unsubscribe()
             except nats.errors.Error:
                 pass
-        # what we hold goes back at once (not after ack_wait)
-        for entry in self.held:
-            await _quietly(entry[0]._msg.nak())
+        # the consumer's last word first (its acks), then what is left goes back
+        # at once rather than after ack_wait: the buffered, and the taken but unsettled
+        for item in _drain(self.command_receiver):
+            await self._apply(item)
+        # in delivery order: the server redelivers nak'ed messages in the order of the naks
+        back = sorted(self.taken, key=lambda m: m.sequence)
+        back.extend(entry[0] for entry in self.held)
+        self.taken.clear()
         self.held.clear()
-        for verb, message, arg in _drain(self.command_receiver):
-            if verb != "take":
-                self._apply((verb, message, arg))
+        for message in back:
+            await _quietly(message._msg.nak())
         if not nc.is_closed:
             await _quietly(nc.flush(timeout=1))
 
@@ -589,13 +598,6 @@ async def _quietly(aw: Awaitable[object]) -> None:
         await aw
     except (nats.errors.Error, asyncio.TimeoutError):
         pass  # the connection is gone: the server redelivers after ack_wait
-
-
-def _log_failure(future: asyncio.Future[Any]) -> None:
-    # an ack that cannot be sent (the connection is gone) is not an error of the
-    # consumer's: the server redelivers the message.  Retrieved, so asyncio is quiet.
-    if not future.cancelled():
-        future.exception()
 
 
 @final

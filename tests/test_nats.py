@@ -6,6 +6,10 @@ import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
+import anyio.lowlevel
+import nats.errors as nats_errors
+import nats.js.errors as nats_js_errors
 import pytest
 
 from bridges import nats as bnats
@@ -45,3 +49,206 @@ async def test_round_trip(nats_server: NatsServer) -> None:
                 if len(got) == 200:
                     break
         assert got == list(range(200))
+
+
+async def consumer_info(client: bnats.Client, stream: str, durable: str) -> Any:
+    return await client.call(lambda js: js.consumer_info(stream, durable))
+
+
+async def test_a_slow_consumer_of_many_messages_holds_at_most_the_buffer_in_order(
+    nats_server: NatsServer,
+) -> None:
+    n, buffer = 20_000, 32
+    subject = fresh("slow.")
+    async with bnats.connect(nats_server.url) as client:
+        stream = await add_stream(client, [subject])
+        await bnats.from_aiter(numbers(n), client, subject, in_flight=256)
+        durable = fresh("d")
+        expected = 0
+        async with bnats.to_aiter(client, subject, durable=durable, buffer=buffer) as it:
+            async for msg in it:
+                assert int(msg.data) == expected
+                expected += 1
+                if expected % 2_000 == 1:
+                    # delivered by the server, not acked by us (the one in hand included):
+                    # requested, in the buffer or being processed, never above the buffer
+                    info = await consumer_info(client, stream, durable)
+                    assert info.delivered.consumer_seq - (expected - 1) <= buffer
+                    assert info.num_redelivered == 0
+                    assert info.num_pending >= n - expected - buffer
+                await anyio.lowlevel.checkpoint()  # slower than the server
+                if expected == n:
+                    break
+        info = await consumer_info(client, stream, durable)
+        assert info.num_pending == 0
+
+
+async def test_an_empty_stream_waits_instead_of_raising_a_timeout(nats_server: NatsServer) -> None:
+    subject = fresh("empty.")
+    async with bnats.connect(nats_server.url) as client:
+        await add_stream(client, [subject])
+        async with bnats.to_aiter(client, subject, durable=fresh("d"), heartbeat=0.2) as it:
+            with anyio.move_on_after(1.0) as scope:  # five heartbeats: nothing raised
+                await it.__anext__()
+            assert scope.cancelled_caught
+            await bnats.from_aiter(numbers(1, 7), client, subject)
+            with anyio.fail_after(10):
+                msg = await it.__anext__()
+            assert msg.data == b"7"
+
+
+async def test_a_cancelled_next_loses_nothing_and_the_next_one_does_not_stall(
+    nats_server: NatsServer,
+) -> None:
+    # nats.py #933/#986: a cancelled fetch strands its messages; here the pull
+    # request belongs to the iterator, not to the cancelled call
+    subject = fresh("cancel.")
+    async with bnats.connect(nats_server.url) as client:
+        await add_stream(client, [subject])
+        async with bnats.to_aiter(client, subject, durable=fresh("d")) as it:
+            for round_ in range(3):
+                with anyio.CancelScope() as scope:
+                    scope.cancel()
+                    await it.__anext__()
+                with anyio.move_on_after(0.05):
+                    await it.__anext__()
+                await bnats.from_aiter(numbers(1, round_), client, subject)
+                with anyio.fail_after(5):
+                    msg = await it.__anext__()
+                assert msg.data == str(round_).encode()
+                assert msg.num_delivered == 1
+
+
+async def test_early_exit_gives_unacked_messages_back_at_once(nats_server: NatsServer) -> None:
+    subject = fresh("exit.")
+    async with bnats.connect(nats_server.url) as client:
+        stream = await add_stream(client, [subject])
+        durable = fresh("d")
+        await client.call(
+            lambda js: js.add_consumer(
+                stream, durable_name=durable, ack_policy="explicit", ack_wait=60
+            )
+        )
+        await bnats.from_aiter(numbers(100), client, subject)
+        async with bnats.to_aiter(client, stream, durable=durable, buffer=16) as it:
+            async for msg in it:
+                if msg.data == b"9":
+                    break  # 0..8 acked; 9 in hand and up to 15 more buffered: nak'ed
+        # ack_wait is a minute: they come back at once because they were nak'ed
+        got = []
+        with anyio.fail_after(10):
+            async with bnats.to_aiter(client, stream, durable=durable, buffer=16) as it:
+                async for msg in it:
+                    got.append(int(msg.data))
+                    if msg.data == b"99":
+                        break
+        assert got == list(range(9, 100))
+        info = await consumer_info(client, stream, durable)
+        assert info.ack_floor.stream_seq == 99  # 98 acked, 99 (in hand at the break) nak'ed
+
+
+async def test_manual_and_on_receive_acks(nats_server: NatsServer) -> None:
+    subject = fresh("manual.")
+    async with bnats.connect(nats_server.url) as client:
+        stream = await add_stream(client, [subject])
+        await bnats.from_aiter(numbers(4), client, subject)
+        durable = fresh("d")
+        async with bnats.to_aiter(client, stream, durable=durable, ack="manual") as it:
+            first = await it.__anext__()
+            await first.term()
+            second = await it.__anext__()
+            await second.nak()
+            with pytest.raises(nats_errors.MsgAlreadyAckdError):
+                await second.ack()
+            rest = [await it.__anext__() for _ in range(3)]
+            assert [(m.sequence, m.num_delivered) for m in rest] == [(3, 1), (4, 1), (2, 2)]
+            for m in rest[:2]:
+                await m.ack()
+        with pytest.raises(anyio.ClosedResourceError, match="redelivers"):
+            await rest[2].ack()  # nak'ed when the block was left
+        durable2 = fresh("d")
+        async with bnats.to_aiter(client, stream, durable=durable2, ack="on_receive") as it:
+            msg = await it.__anext__()
+            with pytest.raises(nats_errors.MsgAlreadyAckdError):
+                await msg.ack()  # already acked when it was received
+
+
+async def test_buffered_messages_are_kept_alive_past_a_short_ack_wait(
+    nats_server: NatsServer,
+) -> None:
+    subject = fresh("wait.")
+    async with bnats.connect(nats_server.url) as client:
+        stream = await add_stream(client, [subject])
+        durable = fresh("d")
+        await client.call(
+            lambda js: js.add_consumer(
+                stream, durable_name=durable, ack_policy="explicit", ack_wait=1.0
+            )
+        )
+        await bnats.from_aiter(numbers(20), client, subject)
+        async with bnats.to_aiter(client, stream, durable=durable, buffer=20) as it:
+            first = await it.__anext__()
+            # processing takes three ack_waits; the 19 others wait in the buffer
+            for _ in range(6):
+                await first.in_progress()
+                await anyio.sleep(0.5)
+            got = [first]
+            async for msg in it:
+                got.append(msg)
+                if len(got) == 20:
+                    break
+        assert [int(m.data) for m in got] == list(range(20))
+        assert all(m.num_delivered == 1 for m in got)
+
+
+async def test_a_wrong_stream_or_subject_names_the_fix(nats_server: NatsServer) -> None:
+    async with bnats.connect(nats_server.url) as client:
+        for name in ("NoSuchStream", "no.such.subject"):
+            async with bnats.to_aiter(client, name, durable="d") as it:
+                with pytest.raises(LookupError, match=r"add_stream"):
+                    await it.__anext__()
+                with pytest.raises(StopAsyncIteration):
+                    await it.__anext__()
+        with pytest.raises(nats_js_errors.NoStreamResponseError):
+            await bnats.from_aiter(numbers(3), client, fresh("nowhere."))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"durable": "a.b"}, ValueError, "plain name"),
+        ({"durable": ""}, ValueError, "empty"),
+        ({"durable": 3}, TypeError, "str"),
+        ({"durable": "d", "buffer": 0}, ValueError, "at least 1"),
+        ({"durable": "d", "buffer": 1.5}, TypeError, "int"),
+        ({"durable": "d", "ack": "later"}, ValueError, "on_next"),
+        ({"durable": "d", "heartbeat": 0}, ValueError, "seconds"),
+    ],
+)
+async def test_bad_arguments_fail_at_the_call(
+    nats_server: NatsServer, kwargs: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    async with bnats.connect(nats_server.url) as client:
+        with pytest.raises(error, match=match):
+            bnats.to_aiter(client, "S", **kwargs)
+
+
+async def test_bad_clients_and_sources_fail_at_the_call(
+    nats_server: NatsServer, backend_name: str
+) -> None:
+    with pytest.raises(TypeError, match=r"bridges.nats.connect"):
+        bnats.to_aiter(object(), "S", durable="d")  # type: ignore[arg-type]
+    async with bnats.connect(nats_server.url) as client:
+        with pytest.raises(TypeError, match="async iterable"):
+            await bnats.from_aiter([b"x"], client, "x")  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="in_flight"):
+            await bnats.from_aiter(numbers(1), client, "x", in_flight=0)
+        with pytest.raises(TypeError, match="encode"):
+            await bnats.from_aiter(strings(), client, fresh("x."))
+        if backend_name == "trio":
+            with pytest.raises(RuntimeError, match="runs only on asyncio"):
+                bnats.to_aiter(client.js, "S", durable="d")
+
+
+async def strings() -> AsyncIterator[bytes]:
+    yield "text"  # type: ignore[misc]
