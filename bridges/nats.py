@@ -390,6 +390,14 @@ class _Pull:
                 "every message that was not acknowledged"
             ) from None
 
+    def offer(self, verb: str, message: Message) -> None:
+        """A command of the iterator's own: after the pull loop ended there is no one to
+        take it, and the server redelivers what was not acknowledged."""
+        try:
+            self.commands.send_nowait((verb, message, None))
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass
+
     async def _resolve(self) -> str:
         js = self.client.js
         name = self.name
@@ -631,21 +639,23 @@ class _Consumer(BridgeIterator[Message]):
             raise StopAsyncIteration
         if not self._started:
             self._start()
+        pull = self._pull
         last = self._last
         if last is not None:
             self._last = None
             if not last._settled:
-                last._settle("ack")
+                last._settled = True
+                pull.offer("ack", last)
         try:
             message = await self._receiver.receive()
         except anyio.EndOfStream:
             raise StopAsyncIteration from None
-        pull = self._pull
-        pull.command("take", message, None)
+        pull.offer("take", message)
         if self._ack == "on_next":
             self._last = message
         elif self._ack == "on_receive":
-            message._settle("ack")
+            message._settled = True
+            pull.offer("ack", message)
         return message
 
     async def aclose(self) -> None:
@@ -750,7 +760,6 @@ def to_aiter(
     Works on asyncio, uvloop and trio (with a [`Client`][bridges.nats.Client]
     from [`connect`][bridges.nats.connect]).
     """
-    client = _client(js, "to_aiter()")
     name = _check_name(stream_or_subject, "stream_or_subject")
     durable = _check_name(durable, "durable")
     if _is_subject(durable) or any(c.isspace() for c in durable):
@@ -763,6 +772,7 @@ def to_aiter(
         raise ValueError(f"ack={ack!r}: expected one of {', '.join(map(repr, _ACKS))}")
     if isinstance(heartbeat, bool) or not isinstance(heartbeat, (int, float)) or heartbeat <= 0:
         raise ValueError(f"heartbeat={heartbeat!r}: expected a number of seconds > 0")
+    client = _client(js, "to_aiter()")
     out, receiver = open_channel[Message](None)
     pull = _Pull(client, name, durable, buffer, ack, float(heartbeat), out)
     return _Consumer(pull, receiver)
@@ -778,17 +788,44 @@ async def _publish(
     in_flight: int,
     ack_timeout: float,
 ) -> int:
-    """Publish ``values`` in order with at most ``in_flight`` acks outstanding."""
-    pending: deque[asyncio.Future[Any]] = deque()
-    count = 0
+    """Publish ``values`` in order with at most ``in_flight`` acks outstanding.
+
+    The replies come to an inbox of our own rather than through nats-py's
+    ``publish_async()``, whose reply handler never resolves the future of a
+    publish the server refused (it raises inside the callback instead).
+    """
+    nc: NatsConnection = js._nc
+    loop = asyncio.get_running_loop()
+    prefix = nc.new_inbox() + "."
+    waiting: dict[str, asyncio.Future[None]] = {}
+    pending: deque[asyncio.Future[None]] = deque()
+
+    async def on_reply(msg: NatsMsg) -> None:
+        future = waiting.pop(msg.subject[len(prefix) :], None)
+        if future is None or future.done():
+            return
+        headers = msg.headers or {}
+        if not msg.data and headers.get("Status") == "503":
+            future.set_exception(nats.js.errors.NoStreamResponseError())
+            return
+        reply = json.loads(msg.data)
+        if "error" not in reply:
+            future.set_result(None)
+            return
+        try:
+            error: Exception = nats.js.errors.APIError.from_error(reply["error"])
+        except nats.js.errors.APIError as raised:  # it raises the specific class
+            error = raised
+        future.set_exception(error)
 
     async def settle_oldest() -> None:
-        future = pending.popleft()
         try:
-            await asyncio.wait_for(future, ack_timeout)
+            await asyncio.wait_for(pending.popleft(), ack_timeout)
         except asyncio.TimeoutError:
             raise nats.errors.TimeoutError from None
 
+    sub = await nc.subscribe(prefix + "*", cb=on_reply)
+    count = 0
     try:
         while True:
             while pending and (len(pending) >= in_flight or pending[0].done()):
@@ -797,18 +834,28 @@ async def _publish(
                 value = await values.__anext__()
             except StopAsyncIteration:
                 break
+            except Exception:
+                # the values published before the error are published
+                while pending:
+                    await settle_oldest()
+                raise
             if not isinstance(value, (bytes, bytearray, memoryview)):
                 raise TypeError(
                     f"from_aiter(): values must be bytes, got {type(value).__name__}: "
                     "encode them first (value.encode(), json.dumps(value).encode())"
                 )
-            pending.append(await js.publish_async(subject, bytes(value)))
+            future: asyncio.Future[None] = loop.create_future()
+            waiting[str(count)] = future
+            pending.append(future)
+            await nc.publish(subject, bytes(value), reply=prefix + str(count))
             count += 1
         while pending:
             await settle_oldest()
     finally:
         for future in pending:
             future.cancel()
+        with anyio.CancelScope(shield=True):
+            await _quietly(sub.unsubscribe())
     return count
 
 
@@ -840,13 +887,13 @@ async def from_aiter(
     Works on asyncio, uvloop and trio (with a [`Client`][bridges.nats.Client]
     from [`connect`][bridges.nats.connect]).
     """
-    client = _client(js, "from_aiter()")
     subject = _check_name(subject, "subject")
     in_flight = _check_window(in_flight, "in_flight")
     if not isinstance(source, AsyncIterable):
         raise TypeError(
             f"from_aiter(): source must be an async iterable of bytes, got {type(source).__name__}"
         )
+    client = _client(js, "from_aiter()")
     it = source.__aiter__()
     if _on_client_loop(client.loop):
         try:

@@ -42,7 +42,7 @@ import anyio.lowlevel
 import pytest
 
 import bridges
-from bridges import callbacks, ops, rx, testing, threads
+from bridges import callbacks, nats, ops, rx, testing, threads
 from bridges._buffer import Handoff
 
 from .test_bad_input import PUBLIC_MODULES
@@ -490,9 +490,22 @@ def _hooked_source(param: str) -> Callable[[Wrap, str], Awaitable[None]]:
     return check
 
 
+async def _nats_call(wrap: Wrap, flavour: str) -> None:
+    from nats.aio.client import Client as NatsConnection
+
+    client = nats.Client(NatsConnection().jetstream())  # not connected: call() only awaits
+
+    async def fn(js: Any) -> Any:
+        return js
+
+    assert await client.call(wrap(fn)) is client.js
+
+
 # ----------------------------------------------------------------- the table
 
 HOOKS: list[Hook] = [
+    # a client of one's own is an asyncio client: trio gets one from connect()
+    Hook("bridges.nats.Client.call", "fn", AWAITED, _nats_call, backends=("asyncio", "uvloop")),
     Hook("bridges.callbacks.to_aiter", "subscribe", REFUSED, _cb_subscribe, "unsubscribe"),
     Hook("bridges.callbacks.to_aiter", "subscribe->unsubscribe", AWAITED, _cb_unsubscribe),
     Hook("bridges.callbacks.to_aiter", "pause", REFUSED, _cb_pause, "pause_reading"),
