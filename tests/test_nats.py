@@ -299,6 +299,27 @@ async def test_a_lost_connection_ends_the_stream_with_its_error_once(
                 await it.__anext__()
 
 
+async def test_from_aiter_pulls_the_source_only_when_the_window_has_room(
+    nats_server: NatsServer,
+) -> None:
+    subject = fresh("window.")
+    in_flight = 4
+    async with bnats.connect(nats_server.url) as client:
+        await add_stream(client, [subject])
+        stats = client.js._nc.stats  # this connection's message counters (nats-py's)
+        unacked: list[int] = []
+
+        async def source() -> AsyncIterator[bytes]:
+            for i in range(500):
+                # published and not yet acknowledged: messages out minus replies in
+                unacked.append(stats["out_msgs"] - stats["in_msgs"])
+                yield str(i).encode()
+
+        assert await bnats.from_aiter(source(), client, subject, in_flight=in_flight) == 500
+        assert max(unacked) <= in_flight
+        assert max(unacked) > 0  # the window was used, not one publish at a time
+
+
 async def test_a_failed_publish_stops_the_pump_and_closes_the_source(
     nats_server: NatsServer, backend_name: str
 ) -> None:
