@@ -900,13 +900,18 @@ async def from_aiter(
             return await _publish(it, client.js, subject, in_flight, ack_timeout)
         finally:
             await _aclose(it)
-    # another loop: pull the source here, publish there; a rendezvous keeps the demand
-    send, receive = open_channel[bytes](0)
+    # another loop: pull the source here, publish there.  The window is split between
+    # the crossing and the publishes, so that the values taken from the source and not
+    # acknowledged stay within in_flight (one more waits in the send), and the two
+    # loops hand values over in runs instead of waking each other once per value.
+    crossing = in_flight // 2
+    send, receive = open_channel[bytes](crossing)
     outcome: list[tuple[bool, Any]] = []
 
     async def publish() -> int:
         async with receive:
-            return await _publish(receive, client.js, subject, in_flight, ack_timeout)
+            window = in_flight - crossing
+            return await _publish(receive, client.js, subject, window, ack_timeout)
 
     async def run() -> None:
         try:

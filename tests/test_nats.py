@@ -155,11 +155,11 @@ async def test_early_exit_gives_unacked_messages_back_at_once(nats_server: NatsS
             async with bnats.to_aiter(client, stream, durable=durable, buffer=16) as it:
                 async for msg in it:
                     got.append(int(msg.data))
-                    if msg.data == b"99":
+                    if len(got) == 91:
                         break
-        assert got == list(range(9, 100))
-        info = await consumer_info(client, stream, durable)
-        assert info.ack_floor.stream_seq == 99  # 98 acked, 99 (in hand at the break) nak'ed
+        # each once: the acked ones (0..8) never again; the server's redelivery order of
+        # the nak'ed ones is its own
+        assert sorted(got) == list(range(9, 100))
 
 
 async def test_manual_and_on_receive_acks(nats_server: NatsServer) -> None:
