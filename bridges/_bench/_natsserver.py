@@ -8,6 +8,7 @@ consumers survive), ``kill()`` is a crash.
 
 from __future__ import annotations
 
+import atexit
 import importlib.metadata
 import os
 import shutil
@@ -15,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sysconfig
+import tempfile
 import time
 from pathlib import Path
 
@@ -121,3 +123,16 @@ class NatsServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+_shared: NatsServer | None = None
+
+
+def shared_url() -> str:
+    """The URL of one server for this process, started on first use, stopped at exit."""
+    global _shared
+    if _shared is None:
+        _shared = NatsServer(Path(tempfile.mkdtemp(prefix="bridges-nats-")))
+        _shared.start()
+        atexit.register(_shared.stop)
+    return _shared.url

@@ -11,13 +11,10 @@ must (nats-py is asyncio only).
 from __future__ import annotations
 
 import asyncio
-import atexit
 import itertools
-import tempfile
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import nats as nats_py
@@ -25,21 +22,11 @@ import nats as nats_py
 from bridges import nats
 
 from . import Baseline, Case, Scenario, run_loop
-from ._natsserver import NatsServer
+from ._natsserver import shared_url
 
 WINDOW = 64
 PAYLOAD = b"x" * 64
-_server: NatsServer | None = None
 _ids = itertools.count()
-
-
-def _url() -> str:
-    global _server
-    if _server is None:
-        _server = NatsServer(Path(tempfile.mkdtemp(prefix="bridges-bench-nats-")))
-        _server.start()
-        atexit.register(_server.stop)
-    return _server.url
 
 
 def _fresh() -> str:
@@ -65,7 +52,7 @@ def _case(backend: str, body: Callable[[nats.Client, int], Awaitable[float]]) ->
 
     def run(n: int) -> float:
         async def main() -> float:
-            async with nats.connect(_url()) as client:
+            async with nats.connect(shared_url()) as client:
                 return await body(client, n)
 
         return run_loop(backend, main)
@@ -78,7 +65,7 @@ def _hand_case(body: Callable[[Any, int], Awaitable[float]]) -> Case:
 
     def run(n: int) -> float:
         async def main() -> float:
-            nc = await nats_py.connect(_url())
+            nc = await nats_py.connect(shared_url())
             try:
                 return await body(nc.jetstream(), n)
             finally:

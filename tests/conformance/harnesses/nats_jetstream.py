@@ -7,32 +7,18 @@ started on first use.
 
 from __future__ import annotations
 
-import atexit
 import itertools
-import tempfile
 from collections.abc import AsyncIterable
-from pathlib import Path
 
 import anyio
 import anyio.lowlevel
 
 import bridges
 from bridges import nats, testing
+from bridges._bench._natsserver import shared_url
 from bridges.testing import ConsumerError, Outcome, Plan
 
-from ...natsserver import NatsServer
-
-_server: NatsServer | None = None
 _ids = itertools.count()
-
-
-def _url() -> str:
-    global _server
-    if _server is None:
-        _server = NatsServer(Path(tempfile.mkdtemp(prefix="bridges-nats-")))
-        _server.start()
-        atexit.register(_server.stop)
-    return _server.url
 
 
 class FromAiterHarness(testing.PullHarness):
@@ -65,7 +51,7 @@ class FromAiterHarness(testing.PullHarness):
         def all_read() -> bool:
             return bool(result) and len(outcome.values) == len(published)
 
-        async with nats.connect(_url()) as client:
+        async with nats.connect(shared_url()) as client:
             await client.call(lambda js: js.add_stream(name=f"C{n}", subjects=[subject]))
 
             async def publish() -> None:
