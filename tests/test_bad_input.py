@@ -2037,6 +2037,7 @@ ROWS += [
         TypeError,
         "JetStreamContext",
     ),  # type: ignore[arg-type]
+    Row("bridges.nats.LocalServer", "store=3", lambda: nats.LocalServer(3), TypeError, "directory"),  # type: ignore[arg-type]
     Row("bridges.nats.connect", "servers=3", lambda: nats.connect(3), TypeError, "URL"),  # type: ignore[arg-type]
 ]
 
