@@ -129,7 +129,11 @@ async def _run_on(loop: asyncio.AbstractEventLoop, fn: Callable[[], Awaitable[R]
         except BaseException:
             future.cancel()
             with anyio.CancelScope(shield=True):
-                async for _ in receive:
+                try:
+                    async for _ in receive:
+                        pass
+                except Exception:
+                    # how it ended there (cancelled by us) is not news: ours goes on
                     pass
             raise
     if ok:
@@ -720,11 +724,14 @@ class _Pull:
 
     async def _release(self, nc: NatsConnection, sub: Any) -> None:
         if sub is not None and not nc.is_closed:
-            try:
-                # no interest in the inbox: the server drops our open pull requests
-                await sub.unsubscribe()
-            except nats.errors.Error:
-                pass
+            # no interest in the inbox: the server drops our open pull requests; what it
+            # sent before that (up to a round trip) still goes through _on_message into
+            # held, to be nak'ed below, instead of waiting out ack_wait on the server
+            with anyio.move_on_after(_CLOSE_GRACE / 2):
+                try:
+                    await sub.drain()
+                except nats.errors.Error:
+                    pass
         # the consumer's last word first (its acks), then what is left goes back
         # at once rather than after ack_wait: the buffered, and the taken but unsettled
         for item in _drain(self.command_receiver):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import sys
+import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -75,30 +76,43 @@ async def consumer_info(client: bnats.Client, stream: str, durable: str) -> Any:
     return await client.call(lambda js: js.consumer_info(stream, durable))
 
 
+#: the issue's 100,000 in the stress session (nox -s stress), a fifth of it by default
+MANY = 100_000 if os.environ.get("BRIDGES_STRESS") else 20_000
+
+
 async def test_a_slow_consumer_of_many_messages_holds_at_most_the_buffer_in_order(
     nats_server: NatsServer,
 ) -> None:
-    n, buffer = 20_000, 32
+    n, buffer = MANY, 32
     subject = fresh("slow.")
     async with bnats.connect(nats_server.url) as client:
         stream = await add_stream(client, [subject])
         await bnats.from_aiter(numbers(n), client, subject, in_flight=256)
         durable = fresh("d")
         expected = 0
-        async with bnats.to_aiter(client, subject, durable=durable, buffer=buffer) as it:
-            async for msg in it:
-                assert int(msg.data) == expected
-                expected += 1
-                if expected % 2_000 == 1:
-                    # delivered by the server, not acked by us (the one in hand included):
-                    # requested, in the buffer or being processed, never above the buffer
-                    info = await consumer_info(client, stream, durable)
-                    assert info.delivered.consumer_seq - (expected - 1) <= buffer
-                    assert info.num_redelivered == 0
-                    assert info.num_pending >= n - expected - buffer
-                await anyio.lowlevel.checkpoint()  # slower than the server
-                if expected == n:
-                    break
+        tracemalloc.start()
+        try:
+            async with bnats.to_aiter(client, subject, durable=durable, buffer=buffer) as it:
+                async for msg in it:
+                    assert int(msg.data) == expected
+                    expected += 1
+                    if expected % 2_000 == 1:
+                        # delivered by the server, not acked by us (the one in hand
+                        # included): requested, buffered or in hand, never above the buffer
+                        info = await consumer_info(client, stream, durable)
+                        assert info.delivered.consumer_seq - (expected - 1) <= buffer
+                        assert info.num_redelivered == 0
+                    if expected == 1_000:
+                        tracemalloc.reset_peak()  # from here on: flat
+                        baseline = tracemalloc.get_traced_memory()[0]
+                    await anyio.lowlevel.checkpoint()  # slower than the server
+                    if expected == n:
+                        break
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        # what n messages would take if they piled up: at least n * 200 bytes
+        assert peak - baseline < 2_000_000, f"memory grew by {peak - baseline} bytes"
         info = await consumer_info(client, stream, durable)
         assert info.num_pending == 0
 
@@ -429,3 +443,29 @@ async def test_at_least_once_across_a_killed_consumer_process(
     assert len(redelivered) <= buffer + 1
     assert all(s > acked for s in redelivered)
     assert acked >= len(first) - buffer - 1
+
+
+async def test_cancelling_from_aiter_while_its_publishes_finish_raises_the_cancellation(
+    nats_server: NatsServer,
+) -> None:
+    # regression: under trio the helper loop's cancelled publisher surfaced as
+    # anyio.BrokenResourceError instead of the caller's cancellation
+    subject = fresh("cancelpub.")
+    async with bnats.connect(nats_server.url) as client:
+        await add_stream(client, [subject])
+        for _ in range(5):
+            ended = anyio.Event()
+
+            async def source() -> AsyncIterator[bytes]:
+                try:
+                    for i in range(200):
+                        yield str(i).encode()
+                finally:
+                    ended.set()  # the last publishes are still in flight
+
+            with anyio.CancelScope() as scope:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(bnats.from_aiter, source(), client, subject)
+                    await ended.wait()
+                    scope.cancel()
+            assert scope.cancelled_caught
