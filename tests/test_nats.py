@@ -456,7 +456,7 @@ async def test_cancelling_from_aiter_while_its_publishes_finish_raises_the_cance
         for _ in range(5):
             ended = anyio.Event()
 
-            async def source() -> AsyncIterator[bytes]:
+            async def source(ended: anyio.Event) -> AsyncIterator[bytes]:
                 try:
                     for i in range(200):
                         yield str(i).encode()
@@ -465,7 +465,7 @@ async def test_cancelling_from_aiter_while_its_publishes_finish_raises_the_cance
 
             with anyio.CancelScope() as scope:
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(bnats.from_aiter, source(), client, subject)
+                    tg.start_soon(bnats.from_aiter, source(ended), client, subject)
                     await ended.wait()
                     scope.cancel()
             assert scope.cancelled_caught
