@@ -491,21 +491,19 @@ def _hooked_source(param: str) -> Callable[[Wrap, str], Awaitable[None]]:
 
 
 async def _nats_call(wrap: Wrap, flavour: str) -> None:
-    from nats.aio.client import Client as NatsConnection
+    with nats.LocalServer() as server:
+        async with nats.connect(server.url) as client:
 
-    client = nats.Client(NatsConnection().jetstream())  # not connected: call() only awaits
+            async def fn(js: Any) -> Any:
+                return js
 
-    async def fn(js: Any) -> Any:
-        return js
-
-    assert await client.call(wrap(fn)) is client.js
+            assert await client.call(wrap(fn)) is client.js
 
 
 # ----------------------------------------------------------------- the table
 
 HOOKS: list[Hook] = [
-    # a client of one's own is an asyncio client: trio gets one from connect()
-    Hook("bridges.nats.Client.call", "fn", AWAITED, _nats_call, backends=("asyncio", "uvloop")),
+    Hook("bridges.nats.Client.call", "fn", AWAITED, _nats_call),
     Hook("bridges.callbacks.to_aiter", "subscribe", REFUSED, _cb_subscribe, "unsubscribe"),
     Hook("bridges.callbacks.to_aiter", "subscribe->unsubscribe", AWAITED, _cb_unsubscribe),
     Hook("bridges.callbacks.to_aiter", "pause", REFUSED, _cb_pause, "pause_reading"),
