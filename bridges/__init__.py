@@ -11,6 +11,7 @@ The hub is the async iterator; every ecosystem is a spoke module with
 - [`bridges.threads`][bridges.threads]: blocking iterables and sync consumers
 - [`bridges.ops`][bridges.ops]: pipeline helpers (paginate, batch, merge, share, rate_limit,
   map with concurrency, chain, zip)
+- [`bridges.nats`][bridges.nats]: NATS JetStream, at-least-once, across processes (extra ``nats``)
 - [`bridges.testing`][bridges.testing]: the conformance kit (rules R1-R21) for your own adapters
 
 The core's public names live here: [`open_channel`][bridges.open_channel] (any thread, any

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from .natsserver import nats_server, private_nats_server  # noqa: F401 - fixtures
+
 try:
     import uvloop  # noqa: F401
 except ImportError:  # pragma: no cover - uvloop is not on Windows

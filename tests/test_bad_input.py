@@ -34,7 +34,7 @@ import pytest
 import reactivex
 
 import bridges
-from bridges import callbacks, channels, ops, rx, streams, testing, threads
+from bridges import callbacks, channels, nats, ops, rx, streams, testing, threads
 
 #: every public module (a new one is covered by the completeness test too)
 PUBLIC_MODULES = (
@@ -1987,11 +1987,91 @@ ROWS += [
         ValueError,
         ">= 0",
     ),
+    # bridges.nats: checked at the call, before any connection is used
+    *(
+        Row("bridges.nats.to_aiter", case, call, raises, keyword)
+        for case, call, raises, keyword in [
+            (
+                "client=object()",
+                lambda: nats.to_aiter(object(), "S", durable="d"),
+                TypeError,
+                "connect",
+            ),  # type: ignore[arg-type]
+            (
+                "durable='a.b'",
+                lambda: nats.to_aiter(None, "S", durable="a.b"),
+                ValueError,
+                "plain name",
+            ),  # type: ignore[arg-type]
+            ("durable=''", lambda: nats.to_aiter(None, "S", durable=""), ValueError, "empty"),  # type: ignore[arg-type]
+            ("stream=3", lambda: nats.to_aiter(None, 3, durable="d"), TypeError, "str"),  # type: ignore[arg-type]
+            (
+                "buffer=0",
+                lambda: nats.to_aiter(None, "S", durable="d", buffer=0),
+                ValueError,
+                "at least 1",
+            ),  # type: ignore[arg-type]
+            (
+                "buffer=True",
+                lambda: nats.to_aiter(None, "S", durable="d", buffer=True),
+                TypeError,
+                "int",
+            ),  # type: ignore[arg-type]
+            (
+                "ack='x'",
+                lambda: nats.to_aiter(None, "S", durable="d", ack="x"),
+                ValueError,
+                "on_next",
+            ),  # type: ignore[arg-type]
+            (
+                "heartbeat=-1",
+                lambda: nats.to_aiter(None, "S", durable="d", heartbeat=-1),
+                ValueError,
+                "seconds",
+            ),  # type: ignore[arg-type]
+        ]
+    ),
+    *(
+        Row("bridges.nats.from_aiter", case, call, raises, keyword)
+        for case, call, raises, keyword in [
+            (
+                "client=object()",
+                lambda: nats.from_aiter(_agen_bytes(), object(), "x"),
+                TypeError,
+                "connect",
+            ),  # type: ignore[arg-type]
+            (
+                "in_flight=0",
+                lambda: nats.from_aiter(_agen_bytes(), None, "x", in_flight=0),
+                ValueError,
+                "at least 1",
+            ),  # type: ignore[arg-type]
+            ("subject=''", lambda: nats.from_aiter(_agen_bytes(), None, ""), ValueError, "empty"),  # type: ignore[arg-type]
+            (
+                "source=list",
+                lambda: nats.from_aiter([b"x"], None, "x"),
+                TypeError,
+                "async iterable",
+            ),  # type: ignore[arg-type]
+        ]
+    ),
+    Row(
+        "bridges.nats.Client",
+        "js=object()",
+        lambda: nats.Client(object()),
+        TypeError,
+        "JetStreamContext",
+    ),  # type: ignore[arg-type]
+    Row("bridges.nats.LocalServer", "store=3", lambda: nats.LocalServer(3), TypeError, "directory"),  # type: ignore[arg-type]
+    Row("bridges.nats.connect", "servers=3", lambda: nats.connect(3), TypeError, "URL"),  # type: ignore[arg-type]
 ]
 
 
 #: public callables that get no row, and why; anything else without a row fails
 NO_ROW: dict[str, str] = {
+    "bridges.nats.Ack": "a type alias (the ack modes) for annotations; to_aiter's rows check "
+    "the value",
+    "bridges.nats.Message": "made by to_aiter for each message it delivers; users never build it",
     "bridges.Stats": "a frozen snapshot the library returns (.stats); users read it, "
     "never build it",
     "bridges.testing.Case": "a record (harness, rule, backend) that cases() makes; "

@@ -42,7 +42,7 @@ import anyio.lowlevel
 import pytest
 
 import bridges
-from bridges import callbacks, ops, rx, testing, threads
+from bridges import callbacks, nats, ops, rx, testing, threads
 from bridges._buffer import Handoff
 
 from .test_bad_input import PUBLIC_MODULES
@@ -499,9 +499,20 @@ def _hooked_source(param: str) -> Callable[[Wrap, str], Awaitable[None]]:
     return check
 
 
+async def _nats_call(wrap: Wrap, flavour: str) -> None:
+    with nats.LocalServer() as server:
+        async with nats.connect(server.url) as client:
+
+            async def fn(js: Any) -> Any:
+                return js
+
+            assert await client.call(wrap(fn)) is client.js
+
+
 # ----------------------------------------------------------------- the table
 
 HOOKS: list[Hook] = [
+    Hook("bridges.nats.Client.call", "fn", AWAITED, _nats_call),
     Hook("bridges.callbacks.to_aiter", "subscribe", REFUSED, _cb_subscribe, "unsubscribe"),
     Hook("bridges.callbacks.to_aiter", "subscribe->unsubscribe", AWAITED, _cb_unsubscribe),
     Hook("bridges.callbacks.to_aiter", "pause", REFUSED, _cb_pause, "pause_reading"),

@@ -10,6 +10,8 @@ from bridges import testing
 from . import harnesses
 
 Harness = testing.PushHarness | testing.PullHarness | testing.CallHarness
+#: the optional ecosystems: their harnesses are left out where they are not installed
+OPTIONAL = {"reactivex", "trio", "uvloop", "aiostream", "nats"}
 
 
 def load() -> list[Harness]:
@@ -18,7 +20,7 @@ def load() -> list[Harness]:
         try:
             module = importlib.import_module(f"{harnesses.__name__}.{info.name}")
         except ImportError as exc:  # an optional ecosystem that is not installed
-            if exc.name and exc.name.split(".")[0] in {"reactivex", "trio", "uvloop", "aiostream"}:
+            if exc.name and exc.name.split(".")[0] in OPTIONAL:
                 continue
             raise
         found.extend(module.HARNESSES)

