@@ -40,6 +40,10 @@ NOT_FUZZED = {
     "nats.from_aiter": "each example needs a server connection and a stream (seconds, not "
     "milliseconds); some plans of cancellation and early stop do not finish within the "
     "fuzz's 10 s yet: to be found and fixed before it joins",
+    "nats.to_aiter": "each example needs a stream on the server and a durable (tens of "
+    "milliseconds); first runs found plans to look into before it joins: a consumer "
+    "cancelled before it entered leaves the unstarted iterator's channel to warn when "
+    "collected, and some cancellation plans under trio were not seen released within 5 s",
 }
 
 

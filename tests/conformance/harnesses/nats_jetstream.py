@@ -80,10 +80,12 @@ class _Stream:
     order the server sent things: ``start`` at the adapter's first JetStream API
     call about the stream (before it, nothing of it reached the server: R1);
     ``hand_over`` at each message the server delivers to the adapter (R3's
-    independent count); ``release`` once the server shows no pull request of
-    the durable's waiting: at once after ``aclose()`` returned, and for an
-    iterator collected unclosed, once it also acked or nak'ed every message
-    delivered to it (its pull loop ends on its own, after its ``__del__``).
+    independent count); ``release`` once every message seen delivered was acked
+    or nak'ed (the adapter nak's what it held) and the server shows no pull
+    request of the durable's waiting: the subscription is gone and nothing is
+    held.  After ``aclose()`` returned that must be so at once (a second at
+    most for the copies to arrive); an iterator collected unclosed gets 5 s
+    (its pull loop ends on its own, after its ``__del__``).
     """
 
     def __init__(self, script: Script, probe: Probe) -> None:
@@ -128,7 +130,9 @@ class _Stream:
                     self.probe.hand_over()
 
         async def settle(msg: Msg) -> None:  # the adapter's acks, on this same connection
-            if not msg.data.startswith(b"+WPI"):  # in_progress() settles nothing
+            # in_progress() settles nothing; a message delivered after the copies
+            # stopped (closing) is not counted either way
+            if msg.subject in unsettled and not msg.data.startswith(b"+WPI"):
                 count(msg.subject, -1)
 
         for subject, cb in (
@@ -156,17 +160,16 @@ class _Stream:
         rest, self.rest = self.rest, []
         await self.client.call(lambda _: self._publish(rest))
 
-    async def _release(self, settle: float | None) -> None:
-        """On the broker's loop: see that no pull request of the durable waits (after
-        ``settle`` s at most for every message delivered to be acked or nak'ed): record
-        the release, and remove the stream."""
+    async def _release(self, deadline: float) -> None:
+        """On the broker's loop: wait (up to ``deadline`` s) until every message seen
+        delivered was acked or nak'ed, then see that no pull request of the durable
+        waits: record the release, and remove the stream."""
         if self.released:
             return
         js = self.client.js
         await self.nc.flush()  # what the adapter sent before this reached the spies
-        with anyio.move_on_after(5):
-            if settle is not None:
-                await self.settled.wait()
+        with anyio.move_on_after(deadline):
+            await self.settled.wait()
             info = await js.consumer_info(self.name, self.durable)
             if info.num_waiting == 0:
                 self.released = True
@@ -189,7 +192,18 @@ class _Stream:
 
     async def released_now(self) -> None:
         """After the adapter's aclose() returned: it released, or it never will."""
-        await self.client.call(lambda _: self._release(None))
+        await self.client.call(lambda _: self._release(1.0))
+
+    def forget(self) -> None:
+        """The iterator was dropped before it started: remove the stream, record nothing."""
+
+        async def forget() -> None:
+            await self._unwatch_deliveries()
+            for spy in self.spies[1:]:
+                await spy.unsubscribe()
+            await self.client.js.delete_stream(self.name)
+
+        contextvars.Context().run(asyncio.run_coroutine_threadsafe, forget(), _BROKER.loop)
 
     def released_later(self) -> None:
         """After the adapter was collected: it releases by itself (its pull loop ends)."""
@@ -249,6 +263,9 @@ class _Values(bridges.BridgeIterator[int]):
 
     def __del__(self) -> None:
         if self._closed or self._it is None:
+            return
+        if not self._stream.probe.started:  # never started: nothing to warn about
+            self._stream.forget()
             return
         warnings.warn(
             "a nats.to_aiter() harness iterator was dropped unclosed", ResourceWarning, stacklevel=2
