@@ -515,6 +515,11 @@ def _status(msg: NatsMsg) -> str | None:
 class _Pull:
     """The pull loop: runs on the client's loop, owns the inbox and the demand."""
 
+    # made by open(), when the iterator starts: an iterator never started holds nothing
+    out: ChannelSender[Message]
+    commands: ChannelSender[tuple[str, Message, float | None]]
+    command_receiver: ChannelReceiver[tuple[str, Message, float | None]]
+
     def __init__(
         self,
         client: Client,
@@ -523,7 +528,6 @@ class _Pull:
         buffer: int,
         ack: str,
         heartbeat: float,
-        out: ChannelSender[Message],
     ) -> None:
         self.client = client
         self.name = name
@@ -531,8 +535,6 @@ class _Pull:
         self.buffer = buffer
         self.ack = ack
         self.heartbeat = heartbeat
-        self.out = out
-        self.commands, self.command_receiver = open_channel[tuple[str, Message, float | None]](None)
         # held: delivered to us, not yet taken by the consumer: (message, when last kept alive)
         self.held: deque[list[Any]] = deque()
         self.requested = 0  # asked of the server, not arrived
@@ -544,6 +546,12 @@ class _Pull:
         self.failed = False
         self.inbox = ""
         self.next_subject = ""
+
+    def open(self) -> ChannelReceiver[Message]:
+        """Make the channels (the messages out, the commands in); the messages' receiver."""
+        self.out, receiver = open_channel[Message](None)
+        self.commands, self.command_receiver = open_channel[tuple[str, Message, float | None]](None)
+        return receiver
 
     def command(self, verb: str, message: Message, arg: float | None) -> None:
         try:
@@ -799,9 +807,9 @@ class Consumer(BridgeIterator[Message]):
         "_started",
     )
 
-    def __init__(self, pull: _Pull, receiver: ChannelReceiver[Message]) -> None:
+    def __init__(self, pull: _Pull) -> None:
         self._pull = pull
-        self._receiver = receiver
+        self._receiver: ChannelReceiver[Message] | None = None
         self._ack = pull.ack
         self._last: Message | None = None
         self._started = False
@@ -839,6 +847,7 @@ class Consumer(BridgeIterator[Message]):
 
     def _start(self) -> None:
         self._started = True
+        self._receiver = self._pull.open()
         loop = self._pull.client.loop
         self._run = _spawn(loop, self._pull.run())
 
@@ -860,8 +869,10 @@ class Consumer(BridgeIterator[Message]):
             if not last._settled:
                 last._settled = True
                 pull.offer("ack", last)
+        receiver = self._receiver
+        assert receiver is not None
         try:
-            message = await self._receiver.receive()
+            message = await receiver.receive()
         except anyio.EndOfStream:
             raise StopAsyncIteration from None
         pull.offer("take", message)
@@ -883,9 +894,12 @@ class Consumer(BridgeIterator[Message]):
             return
         self._closed = True
         self._last = None
+        receiver = self._receiver
+        if receiver is None:
+            return  # never started: nothing was asked of the server
         pull = self._pull
         pull.commands.close()
-        await self._receiver.aclose()
+        await receiver.aclose()
         run = self._run
         if run is None:
             await pull.command_receiver.aclose()
@@ -990,9 +1004,7 @@ def to_aiter(
     if isinstance(heartbeat, bool) or not isinstance(heartbeat, (int, float)) or heartbeat <= 0:
         raise ValueError(f"heartbeat={heartbeat!r}: expected a number of seconds > 0")
     client = _client(js, "to_aiter()")
-    out, receiver = open_channel[Message](None)
-    pull = _Pull(client, name, durable, buffer, ack, float(heartbeat), out)
-    return Consumer(pull, receiver)
+    return Consumer(_Pull(client, name, durable, buffer, ack, float(heartbeat)))
 
 
 # ---------------------------------------------------------------- publishing

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import sys
 import tracemalloc
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -144,6 +146,26 @@ async def test_stats_count_the_message_in_hand_until_it_is_acked(
         s = it.stats
         assert (s.buffered, s.high_water, s.delivered) == (0, 1, 2)  # the one in hand: nak'ed
         assert (s.open_senders, s.open_receivers) == (0, 0)
+
+
+async def test_an_iterator_never_started_holds_nothing_and_warns_nothing(
+    nats_server: NatsServer,
+) -> None:
+    async with bnats.connect(nats_server.url) as client:
+        # no such stream: anything asked of the server would fail
+        it = bnats.to_aiter(client, fresh("S"), durable="d")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            del it
+            gc.collect()
+        assert [str(w.message) for w in caught] == []
+        closed = bnats.to_aiter(client, fresh("S"), durable="d")
+        await closed.aclose()
+        with pytest.raises(StopAsyncIteration):
+            await closed.__anext__()
+        assert closed.stats == bridges.Stats(
+            0, 0, 0, 0, capacity=64, open_senders=0, open_receivers=0
+        )
 
 
 async def test_an_empty_stream_waits_instead_of_raising_a_timeout(nats_server: NatsServer) -> None:
