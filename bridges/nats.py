@@ -54,7 +54,7 @@ import anyio
 import sniffio
 from anyio.lowlevel import checkpoint
 
-from . import BridgeIterator, ChannelReceiver, ChannelSender, open_channel
+from . import BridgeIterator, ChannelReceiver, ChannelSender, Stats, open_channel
 
 try:
     import nats
@@ -70,7 +70,16 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["Ack", "Client", "LocalServer", "Message", "connect", "from_aiter", "to_aiter"]
+__all__ = [
+    "Ack",
+    "Client",
+    "Consumer",
+    "LocalServer",
+    "Message",
+    "connect",
+    "from_aiter",
+    "to_aiter",
+]
 
 R = TypeVar("R")
 
@@ -506,6 +515,11 @@ def _status(msg: NatsMsg) -> str | None:
 class _Pull:
     """The pull loop: runs on the client's loop, owns the inbox and the demand."""
 
+    # made by open(), when the iterator starts: an iterator never started holds nothing
+    out: ChannelSender[Message]
+    commands: ChannelSender[tuple[str, Message, float | None]]
+    command_receiver: ChannelReceiver[tuple[str, Message, float | None]]
+
     def __init__(
         self,
         client: Client,
@@ -514,7 +528,6 @@ class _Pull:
         buffer: int,
         ack: str,
         heartbeat: float,
-        out: ChannelSender[Message],
     ) -> None:
         self.client = client
         self.name = name
@@ -522,18 +535,23 @@ class _Pull:
         self.buffer = buffer
         self.ack = ack
         self.heartbeat = heartbeat
-        self.out = out
-        self.commands, self.command_receiver = open_channel[tuple[str, Message, float | None]](None)
         # held: delivered to us, not yet taken by the consumer: (message, when last kept alive)
         self.held: deque[list[Any]] = deque()
         self.requested = 0  # asked of the server, not arrived
         self.given = 0  # taken by the consumer, not settled (ack="on_next")
+        self.high_water = 0  # the most of held + given at once (Consumer.stats)
         self.taken: set[Message] = set()  # taken by the consumer, not settled
         self.last_heard = 0.0
         self.ack_wait = 30.0
         self.failed = False
         self.inbox = ""
         self.next_subject = ""
+
+    def open(self) -> ChannelReceiver[Message]:
+        """Make the channels (the messages out, the commands in); the messages' receiver."""
+        self.out, receiver = open_channel[Message](None)
+        self.commands, self.command_receiver = open_channel[tuple[str, Message, float | None]](None)
+        return receiver
 
     def command(self, verb: str, message: Message, arg: float | None) -> None:
         try:
@@ -700,6 +718,10 @@ class _Pull:
             message = Message(msg, self)
             self.requested -= 1
             self.held.append([message, self.last_heard])
+            # the demand's own count: what arrives never takes held + given above the buffer
+            held = len(self.held) + self.given
+            if held > self.high_water:
+                self.high_water = held
             try:
                 self.out.send_nowait(message)
             except anyio.BrokenResourceError:
@@ -741,6 +763,7 @@ class _Pull:
         back.extend(entry[0] for entry in self.held)
         self.taken.clear()
         self.held.clear()
+        self.given = 0
         for message in back:
             await _quietly(message._msg.nak())
         if not nc.is_closed:
@@ -766,22 +789,65 @@ async def _quietly(aw: Awaitable[object]) -> None:
 
 
 @final
-class _Consumer(BridgeIterator[Message]):
-    """The iterator [`to_aiter`][bridges.nats.to_aiter] returns."""
+class Consumer(BridgeIterator[Message]):
+    """The iterator [`to_aiter`][bridges.nats.to_aiter] returns: an async iterator of
+    [`Message`][bridges.nats.Message]s and an async context manager, with ``aclose()``.
 
-    __slots__ = ("_ack", "_closed", "_last", "_pull", "_receiver", "_run", "_started")
+    :ivar stats: its counters ([`bridges.Stats`][bridges.Stats]), as the demand counts them.
+    """
 
-    def __init__(self, pull: _Pull, receiver: ChannelReceiver[Message]) -> None:
+    __slots__ = (
+        "_ack",
+        "_closed",
+        "_delivered",
+        "_last",
+        "_pull",
+        "_receiver",
+        "_run",
+        "_started",
+    )
+
+    def __init__(self, pull: _Pull) -> None:
         self._pull = pull
-        self._receiver = receiver
+        self._receiver: ChannelReceiver[Message] | None = None
         self._ack = pull.ack
         self._last: Message | None = None
         self._started = False
         self._closed = False
+        self._delivered = 0
         self._run: Any = None
+
+    @property
+    def stats(self) -> Stats:
+        """A snapshot of its counters ([`bridges.Stats`][bridges.Stats]).
+
+        ``buffered``: messages the server delivered to this iterator and it has
+        not let go of: waiting to be taken, and, with ``ack="on_next"``, the one
+        in the consumer's hands until it is acknowledged (the demand counts it:
+        with ``"manual"`` and ``"on_receive"`` a message is the consumer's once
+        taken).  ``high_water``: the most of them at once, never above
+        ``buffer`` (``capacity``).  ``delivered``: messages handed to the
+        consumer.  ``dropped``: always 0; nothing is dropped: what the consumer
+        did not take goes back to the server (nak'ed) when it leaves.  The
+        counts are the client's loop's (under trio, its thread's): a settle or
+        a take shows once that loop has applied it.
+        """
+        pull = self._pull
+        run = self._run
+        ended = self._closed or (run is not None and run.done())
+        return Stats(
+            buffered=len(pull.held) + pull.given,
+            high_water=pull.high_water,
+            delivered=self._delivered,
+            dropped=0,
+            capacity=pull.buffer,
+            open_senders=0 if ended else 1,
+            open_receivers=0 if self._closed else 1,
+        )
 
     def _start(self) -> None:
         self._started = True
+        self._receiver = self._pull.open()
         loop = self._pull.client.loop
         self._run = _spawn(loop, self._pull.run())
 
@@ -803,8 +869,10 @@ class _Consumer(BridgeIterator[Message]):
             if not last._settled:
                 last._settled = True
                 pull.offer("ack", last)
+        receiver = self._receiver
+        assert receiver is not None
         try:
-            message = await self._receiver.receive()
+            message = await receiver.receive()
         except anyio.EndOfStream:
             raise StopAsyncIteration from None
         pull.offer("take", message)
@@ -813,6 +881,7 @@ class _Consumer(BridgeIterator[Message]):
         elif self._ack == "on_receive":
             message._settled = True
             pull.offer("ack", message)
+        self._delivered += 1
         return message
 
     async def aclose(self) -> None:
@@ -825,9 +894,12 @@ class _Consumer(BridgeIterator[Message]):
             return
         self._closed = True
         self._last = None
+        receiver = self._receiver
+        if receiver is None:
+            return  # never started: nothing was asked of the server
         pull = self._pull
         pull.commands.close()
-        await self._receiver.aclose()
+        await receiver.aclose()
         run = self._run
         if run is None:
             await pull.command_receiver.aclose()
@@ -887,7 +959,7 @@ def to_aiter(
     buffer: int = 64,
     ack: Ack = "on_next",
     heartbeat: float = 5.0,
-) -> BridgeIterator[Message]:
+) -> Consumer:
     """Consume a JetStream stream (or one subject of it) as an async iterator of
     [`Message`][bridges.nats.Message]s, through the pull consumer ``durable``.
 
@@ -902,7 +974,9 @@ def to_aiter(
     a request is sent only for free room.  Messages waiting in the buffer are
     kept from redelivery with ``in_progress()`` every third of ``ack_wait``;
     the one in the consumer's hands is not (a consumer stuck longer than
-    ``ack_wait`` sees it redelivered elsewhere).
+    ``ack_wait`` sees it redelivered elsewhere).  The iterator's ``stats``
+    ([`Consumer.stats`][bridges.nats.Consumer.stats]) counts what it holds:
+    ``stats.high_water`` never exceeds ``buffer``.
 
     ``ack`` says when messages are acknowledged ([`Ack`][bridges.nats.Ack]).
     Leaving the ``async with`` block, ``aclose()``, cancellation or a crash
@@ -930,9 +1004,7 @@ def to_aiter(
     if isinstance(heartbeat, bool) or not isinstance(heartbeat, (int, float)) or heartbeat <= 0:
         raise ValueError(f"heartbeat={heartbeat!r}: expected a number of seconds > 0")
     client = _client(js, "to_aiter()")
-    out, receiver = open_channel[Message](None)
-    pull = _Pull(client, name, durable, buffer, ack, float(heartbeat), out)
-    return _Consumer(pull, receiver)
+    return Consumer(_Pull(client, name, durable, buffer, ack, float(heartbeat)))
 
 
 # ---------------------------------------------------------------- publishing
