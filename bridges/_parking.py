@@ -111,9 +111,10 @@ class Slot:
     """A parking place for one async task, woken by another task of the same loop.
 
     For a consumer that waits for its own helper task (a prefetched page, a
-    batch that fills): `park` until the helper calls `wake`.  (`merge`, which
-    parks once per value, uses the reusable `_backend.loop_parker` directly.)  A `wake` with nobody parked does nothing, so the consumer looks
-    at its state before it parks again.
+    batch that fills): `park` until the helper calls `wake`.  A `wake` with
+    nobody parked does nothing, so the consumer looks at its state before it
+    parks again.  (`merge`, which parks once per value, uses the reusable
+    `_backend.loop_parker` instead.)
     """
 
     __slots__ = ("_waiter",)
