@@ -1,4 +1,4 @@
-"""The parking lot: FIFO, release, withdrawal, and the one-party slot, on every backend."""
+"""The parking lot: FIFO, release, withdrawal, the one-party slot, the loop parker, per backend."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import threading
 import anyio
 import pytest
 
+from bridges._backend import loop_parker
 from bridges._parking import Parked, ParkingLot, Slot, wake_all
 
 pytestmark = pytest.mark.anyio
@@ -80,4 +81,52 @@ async def test_a_wake_after_a_cancelled_park_is_not_kept_for_the_next_one() -> N
             await anyio.wait_all_tasks_blocked()
             assert not done.is_set()  # the earlier wake() was not kept
             slot.wake()
+    assert done.is_set()
+
+
+async def test_a_loop_parker_serves_wait_after_wait_and_ignores_a_wake_with_nobody_there() -> None:
+    parker = loop_parker()
+    parker.wake()  # nobody parked: nothing happens, and no wake-up is kept for later
+    rounds: list[int] = []
+
+    async def waiter() -> None:
+        for i in range(3):
+            await parker.park()
+            rounds.append(i)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            for i in range(3):
+                await anyio.wait_all_tasks_blocked()
+                assert rounds == list(range(i))
+                parker.wake()
+                parker.wake()  # a second wake before the task ran wakes nothing more
+    assert rounds == [0, 1, 2]
+
+
+async def test_a_wake_after_a_cancelled_park_on_a_loop_parker_is_not_kept() -> None:
+    parker = loop_parker()
+
+    async def park() -> None:
+        await parker.park()
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(park)
+            await anyio.wait_all_tasks_blocked()
+            tg.cancel_scope.cancel()
+    parker.wake()  # the cancelled task is gone: this wakes nobody (and does not fail)
+    done = anyio.Event()
+
+    async def again() -> None:
+        await parker.park()
+        done.set()
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(again)
+            await anyio.wait_all_tasks_blocked()
+            assert not done.is_set()  # the earlier wake() was not kept
+            parker.wake()
     assert done.is_set()
