@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import anyio
 import pytest
@@ -61,18 +63,25 @@ async def test_a_slot_wakes_its_parked_task_and_ignores_a_wake_with_nobody_there
         assert woken.is_set()
 
 
-async def test_a_wake_after_a_cancelled_park_is_not_kept_for_the_next_one() -> None:
-    slot = Slot()
+@pytest.mark.parametrize("make", [Slot, loop_parker], ids=["slot", "loop_parker"])
+async def test_a_wake_after_a_cancelled_park_is_not_kept_for_the_next_one(
+    make: Callable[[], Any],
+) -> None:
+    waiter = make()
+
+    async def park() -> None:
+        await waiter.park()
+
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(slot.park)
+            tg.start_soon(park)
             await anyio.wait_all_tasks_blocked()
             tg.cancel_scope.cancel()
-    slot.wake()  # the cancelled task is gone: this wakes nobody
+    waiter.wake()  # the cancelled task is gone: this wakes nobody (and does not fail)
     done = anyio.Event()
 
     async def again() -> None:
-        await slot.park()
+        await waiter.park()
         done.set()
 
     with anyio.fail_after(5):
@@ -80,7 +89,7 @@ async def test_a_wake_after_a_cancelled_park_is_not_kept_for_the_next_one() -> N
             tg.start_soon(again)
             await anyio.wait_all_tasks_blocked()
             assert not done.is_set()  # the earlier wake() was not kept
-            slot.wake()
+            waiter.wake()
     assert done.is_set()
 
 
@@ -103,30 +112,3 @@ async def test_a_loop_parker_serves_wait_after_wait_and_ignores_a_wake_with_nobo
                 parker.wake()
                 parker.wake()  # a second wake before the task ran wakes nothing more
     assert rounds == [0, 1, 2]
-
-
-async def test_a_wake_after_a_cancelled_park_on_a_loop_parker_is_not_kept() -> None:
-    parker = loop_parker()
-
-    async def park() -> None:
-        await parker.park()
-
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(park)
-            await anyio.wait_all_tasks_blocked()
-            tg.cancel_scope.cancel()
-    parker.wake()  # the cancelled task is gone: this wakes nobody (and does not fail)
-    done = anyio.Event()
-
-    async def again() -> None:
-        await parker.park()
-        done.set()
-
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(again)
-            await anyio.wait_all_tasks_blocked()
-            assert not done.is_set()  # the earlier wake() was not kept
-            parker.wake()
-    assert done.is_set()
