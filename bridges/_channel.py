@@ -319,6 +319,14 @@ class ChannelReceiver(BufferedIterator[T]):
         super().__init__(handoff)
         self._closed = False
 
+    @property
+    def closed(self) -> bool:
+        """True once this end was closed (``close()``, ``aclose()``, leaving its block).
+
+        Other clones may still be open; ``stats.open_receivers`` counts them.
+        """
+        return self._closed
+
     def _closed_error(self) -> anyio.ClosedResourceError:
         return anyio.ClosedResourceError("this receiver was closed")
 
@@ -377,16 +385,36 @@ class ChannelReceiver(BufferedIterator[T]):
         receiver._begin()
         return receiver
 
-    async def aclose(self) -> None:
-        """Close this end (idempotent); every later use of it raises ``anyio.ClosedResourceError``.
+    def close(self) -> None:
+        """Close this end now (idempotent); every later use raises ``anyio.ClosedResourceError``.
 
-        The last open clone to close drops what is buffered and releases every sender.
+        The last open clone to close drops what is buffered and releases every
+        sender.  It needs no event loop: any thread may call it, and a
+        ``receive`` waiting on this end (on any loop) raises
+        ``anyio.ClosedResourceError``.  ``with receiver:`` closes it on the way out.
         """
         if self._closed:
             return
-        await super().aclose()
+        self._close_now()
         if not self._closed:  # the stream had ended already: this end closes all the same
             self._detach()
+
+    async def aclose(self) -> None:
+        """Same as [`close`][bridges.ChannelReceiver.close]."""
+        self.close()
+
+    def __enter__(self) -> Self:
+        if self._closed:
+            raise self._closed_error()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
     def _detach(self) -> None:
         self._closed = True

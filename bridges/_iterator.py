@@ -450,6 +450,10 @@ class BufferedIterator(BridgeIterator[T], Generic[T]):
         Producers blocked for room are woken and told the consumer is gone.
         An error raised by the source's release is raised here.
         """
+        self._close_now()
+
+    def _close_now(self) -> None:
+        """What ``aclose()`` does; it needs no waiting, so ends that close synchronously use it."""
         if self._phase == DONE:
             return
         started = self._phase == RUNNING

@@ -24,7 +24,7 @@ import warnings
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream, UnreliableObjectReceiveStream
@@ -92,9 +92,9 @@ def _trio_classes() -> tuple[type[Exception], type[Exception], type[Exception]]:
     return classes
 
 
-def _closed_error(message: str) -> Exception:
-    if under_trio():
-        return _trio_classes()[0](message)
+def _closed_error(message: str) -> anyio.ClosedResourceError:
+    if under_trio():  # the class is anyio's too
+        return cast("anyio.ClosedResourceError", _trio_classes()[0](message))
     return anyio.ClosedResourceError(message)
 
 
@@ -582,6 +582,9 @@ class PumpedReceiver(ChannelReceiver[T], ObjectReceiveStream[T], _TrioReceiveCha
             if self._closed or self.handoff.consumer_gone:
                 raise _closed_error(self._closed_message()) from None
             raise
+
+    def _closed_error(self) -> anyio.ClosedResourceError:
+        return _closed_error(self._closed_message())
 
     def _closed_message(self) -> str:
         if self._pump.shut:

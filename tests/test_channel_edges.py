@@ -8,8 +8,10 @@ asyncio, uvloop and trio (and from plain threads where the surface allows).
 from __future__ import annotations
 
 import gc
+import inspect
 import itertools
 import threading
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -153,6 +155,27 @@ async def test_a_thread_that_crashes_without_with_does_not_hang_its_consumer(
     assert got == [0, 1, 2]
 
 
+async def raised_once_blocked(
+    call: Callable[[], Awaitable[object]], then: Callable[[], Awaitable[object] | object]
+) -> BaseException | None:
+    """Run ``call`` in a task; once every task is blocked, ``then()``; what ``call`` raised."""
+    raised: list[BaseException] = []
+
+    async def run() -> None:
+        try:
+            await call()
+        except BaseException as exc:
+            raised.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        await anyio.wait_all_tasks_blocked()
+        done = then()
+        if inspect.isawaitable(done):
+            await done
+    return raised[0] if raised else None
+
+
 # ------------------------------------------------------------------- closed ends
 
 
@@ -185,22 +208,36 @@ async def test_a_receiver_closed_after_the_end_is_closed_too() -> None:
         await receive.receive()
 
 
-async def test_closing_a_receiver_wakes_its_waiting_receive() -> None:
+@pytest.mark.parametrize("closer", ["aclose", "close from a plain thread"])
+async def test_closing_a_receiver_wakes_its_waiting_receive(closer: str) -> None:
     send, receive = bridges.open_channel[int](8)
-    caught: list[BaseException] = []
+    if closer == "aclose":
+        raised = await raised_once_blocked(receive.receive, receive.aclose)
+    else:
+        raised = await raised_once_blocked(
+            receive.receive, lambda: anyio.to_thread.run_sync(receive.close)
+        )
+    assert isinstance(raised, anyio.ClosedResourceError)
+    send.close()
 
-    async def waiting() -> None:
-        try:
-            await receive.receive()
-        except BaseException as exc:
-            caught.append(exc)
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(waiting)
-        await anyio.wait_all_tasks_blocked()
-        await receive.aclose()
-    assert len(caught) == 1
-    assert isinstance(caught[0], anyio.ClosedResourceError)
+async def test_a_receiver_closes_without_awaiting_as_anyio_and_trio_ends_do() -> None:
+    # anyio's and trio's receive ends have close() and a sync with-block; so does this one
+    send, receive = bridges.open_channel[int](1)
+    await send.send(1)
+
+    def leave_with_block() -> None:
+        with receive as entered:
+            assert entered is receive
+        assert receive.closed
+
+    raised = await raised_once_blocked(lambda: send.send(2), leave_with_block)
+    assert isinstance(raised, anyio.BrokenResourceError)
+    receive.close()  # idempotent
+    with pytest.raises(anyio.ClosedResourceError):
+        receive.receive_nowait()
+    with pytest.raises(anyio.ClosedResourceError), receive:
+        pass
     send.close()
 
 
@@ -208,20 +245,8 @@ async def test_closing_a_sender_clone_withdraws_its_waiting_send() -> None:
     send, receive = bridges.open_channel[int](1)
     clone = send.clone()
     await send.send(0)
-    caught: list[BaseException] = []
-
-    async def blocked() -> None:
-        try:
-            await clone.send(1)
-        except BaseException as exc:
-            caught.append(exc)
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(blocked)
-        await anyio.wait_all_tasks_blocked()
-        clone.close()
-    assert len(caught) == 1
-    assert isinstance(caught[0], anyio.ClosedResourceError)
+    raised = await raised_once_blocked(lambda: clone.send(1), clone.close)
+    assert isinstance(raised, anyio.ClosedResourceError)
     assert receive.receive_nowait() == 0
     await send.send(2)  # the stream is still open through the other clone
     send.close()

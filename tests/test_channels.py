@@ -494,13 +494,16 @@ async def test_from_aiter_closed_end_raises_closed_from_async_for_receive_and_no
     backend_name: str,
 ) -> None:
     closed_class = _closed_class(backend_name)
-    for how in ("close", "aclose", "async with"):
+    for how in ("close", "aclose", "with", "async with"):
         async with channels.from_aiter(Source(10), buffer=4) as receive:
             assert await receive.receive() == 0
             if how == "close":
                 receive.close()
             elif how == "aclose":
                 await receive.aclose()
+            elif how == "with":
+                with receive:
+                    pass
             else:
                 async with receive:
                     pass
@@ -511,6 +514,8 @@ async def test_from_aiter_closed_end_raises_closed_from_async_for_receive_and_no
                 await receive.receive()
             with pytest.raises(closed_class, match="was closed"):
                 receive.receive_nowait()
+            with pytest.raises(closed_class, match="was closed"), receive:
+                pass
             assert isinstance(receive, anyio.abc.ObjectReceiveStream)
 
 
