@@ -315,6 +315,10 @@ class ChannelReceiver(BufferedIterator[T]):
 
     __slots__ = ("_closed",)
 
+    _drop_advice = (
+        "close it (close(), aclose() or a with block) so that its senders learn nobody receives"
+    )
+
     def __init__(self, handoff: Handoff[T]) -> None:
         super().__init__(handoff)
         self._closed = False

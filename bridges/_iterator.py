@@ -467,14 +467,16 @@ class BufferedIterator(BridgeIterator[T], Generic[T]):
         """This consumer end is done: the hand-off's consumer side leaves."""
         self._h.leave()
 
+    #: what the ``ResourceWarning`` of an end collected while running tells the user to do
+    _drop_advice = "use 'async with' or aclose() to release its source deterministically"
+
     def __del__(self) -> None:
         if getattr(self, "_phase", DONE) != RUNNING:
             return
         self._phase = DONE
         try:
             warnings.warn(
-                f"{type(self).__name__} was dropped while running; use 'async with' or "
-                "aclose() to release its source deterministically",
+                f"{type(self).__name__} was dropped while running; {self._drop_advice}",
                 ResourceWarning,
                 stacklevel=1,
                 source=self,

@@ -110,6 +110,17 @@ async def test_a_dropped_sender_warns_and_the_receiver_ends_with_an_error() -> N
             await receive.receive()
 
 
+async def test_a_dropped_receiver_warns_how_to_close_it_and_releases_the_senders() -> None:
+    send, receive = bridges.open_channel[int](8)
+    await send.send(1)
+    with pytest.warns(ResourceWarning, match="ChannelReceiver .*its senders"):  # noqa: PT031
+        del receive
+        gc.collect()
+    with pytest.raises(anyio.BrokenResourceError):
+        await send.send(2)
+    send.close()
+
+
 async def test_a_dropped_clone_alone_does_not_end_the_stream() -> None:
     send, receive = bridges.open_channel[int](8)
     clone = send.clone()
