@@ -139,6 +139,9 @@ def stress(session: nox.Session) -> None:
         "not soak",
         "-n",
         "auto",
+        # hundreds of examples and rounds per test: each example and each storm has
+        # a deadline of its own, so the whole test's bound is only the last resort
+        "--timeout=900",
         *session.posargs,
     )
 

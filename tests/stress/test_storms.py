@@ -25,6 +25,8 @@ pytestmark = pytest.mark.anyio
 THREADS = 16
 ROUNDS = 20 if STRESS else 3
 PER_THREAD = 5_000
+#: one storm takes about a second; this is for a machine under heavy load
+ROUND_DEADLINE = 60
 
 
 @pytest.mark.parametrize("overflow", ["block", "drop_oldest", "drop_newest", "error"])
@@ -68,16 +70,24 @@ async def _one_storm(overflow: str, stop_after: int) -> None:
         t.start()
     got: list[tuple[int, int]] = []
     after_cancel: list[tuple[int, int]] = []
-    with anyio.CancelScope() as scope:
-        async with receive:
-            go.set()
-            try:
-                async for item in receive:
-                    got.append(item)
-                    if len(got) == stop_after:
-                        scope.cancel()  # the consumer is cancelled mid-storm
-            except bridges.BufferOverflowError:
-                pass
+    try:
+        # each storm has a deadline of its own: a lost wake-up fails here, named,
+        # however long the other rounds took on a loaded machine
+        with anyio.fail_after(ROUND_DEADLINE), anyio.CancelScope() as scope:
+            async with receive:
+                go.set()
+                try:
+                    async for item in receive:
+                        got.append(item)
+                        if len(got) == stop_after:
+                            scope.cancel()  # the consumer is cancelled mid-storm
+                except bridges.BufferOverflowError:
+                    pass
+    except TimeoutError:
+        raise AssertionError(
+            f"the consumer waited {ROUND_DEADLINE} s with {len(got)} values (a lost "
+            f"wake-up?): {receive.stats}"
+        ) from None
     # after leaving, the receiver is closed: it says so and yields nothing more
     with pytest.raises(anyio.ClosedResourceError):
         async for item in receive:
