@@ -545,7 +545,12 @@ class _Pull:
         self.ack_wait = 30.0
         self.failed = False
         self.inbox = ""
+        self.stream = ""
         self.next_subject = ""
+        # JetStream answered a pull request with 503 (no responders): not asked again
+        # before retry_at, and only once consumer_info finds the consumer there
+        self.unavailable = False
+        self.retry_at = 0.0
 
     def open(self) -> ChannelReceiver[Message]:
         """Make the channels (the messages out, the commands in); the messages' receiver."""
@@ -615,7 +620,7 @@ class _Pull:
         nc: NatsConnection = self.client.js._nc
         sub = None
         try:
-            stream = await self._resolve()
+            stream = self.stream = await self._resolve()
             self.next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{self.durable}"
             self.inbox = nc.new_inbox()
             # the demand bounds what arrives: nats-py's own pending limits never drop
@@ -686,6 +691,8 @@ class _Pull:
         free = self.buffer - self.requested - len(self.held) - self.given
         if free <= 0 or self.failed or (self.requested and free < (self.buffer + 1) // 2):
             return
+        if self.unavailable and not await self._available_again():
+            return
         self.requested += free
         request = {
             "batch": free,
@@ -695,6 +702,29 @@ class _Pull:
         await self.client.js._nc.publish(
             self.next_subject, json.dumps(request).encode(), reply=self.inbox
         )
+
+    async def _available_again(self) -> bool:
+        """After a 503: is JetStream serving the consumer again? (At most once a heartbeat.)
+
+        :raises LookupError: the server answers that the consumer is gone (deleted, or
+            the server restarted without its store)
+        """
+        now = time.monotonic()
+        if now < self.retry_at:
+            return False
+        self.retry_at = now + self.heartbeat
+        try:
+            await self.client.js.consumer_info(self.stream, self.durable, timeout=self.heartbeat)
+        except nats.js.errors.NotFoundError:
+            raise LookupError(
+                f"the durable consumer {self.durable!r} of stream {self.stream!r} no longer "
+                "exists on the server (it was deleted, or the server restarted without its "
+                "store): start to_aiter() again to create it (and the stream) anew"
+            ) from None
+        except (nats.errors.Error, asyncio.TimeoutError):
+            return False  # JetStream is not back yet (503, a timeout, no connection)
+        self.unavailable = False
+        return True
 
     async def _tick(self) -> None:
         nc = self.client.js._nc
@@ -738,6 +768,12 @@ class _Pull:
         if status == "409" and "Leadership Change" in headers.get("Description", ""):
             self.requested = 0
             await self._ask()
+            return
+        if status == "503":
+            # no responders: JetStream is not serving the consumer (yet: a restart), or
+            # it is gone; the pull loop finds out which before it asks again
+            self.requested = 0
+            self.unavailable = True
             return
         self.failed = True
         self.out.fail(

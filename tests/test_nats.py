@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import itertools
 import os
+import shutil
 import sys
 import tracemalloc
 import warnings
@@ -520,3 +521,23 @@ async def test_cancelling_from_aiter_while_its_publishes_finish_raises_the_cance
                     await ended.wait()
                     scope.cancel()
             assert scope.cancelled_caught
+
+
+async def test_a_server_restarted_without_its_store_fails_the_stream_naming_the_consumer(
+    private_nats_server: NatsServer,
+) -> None:
+    # after a restart JetStream answers pull requests with 503 (no responders) until
+    # it serves the consumer again; when the consumer is gone for good (the server
+    # lost its store) the stream fails with an error that says so, once
+    server = private_nats_server
+    async with bnats.connect(server.url, reconnect_time_wait=0.1) as client:
+        await add_stream(client, ["lost.store"])
+        await bnats.from_aiter(numbers(2), client, "lost.store")
+        async with bnats.to_aiter(client, "lost.store", durable="d", heartbeat=0.2) as it:
+            assert (await it.__anext__()).data == b"0"
+            await anyio.to_thread.run_sync(server.stop)
+            shutil.rmtree(server.store / "js")
+            await anyio.to_thread.run_sync(server.start)
+            with anyio.fail_after(20), pytest.raises(LookupError, match=r"'d' .*no longer"):
+                while True:
+                    await it.__anext__()
