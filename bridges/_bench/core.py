@@ -6,7 +6,7 @@ import asyncio
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
 
@@ -123,72 +123,73 @@ def bridge_thread(backend: str, cap: int | None = CAP) -> Case:
     return case
 
 
-def janus_thread(n: int) -> float:
-    async def go() -> None:
-        import janus
+#: a thread-safe queue as (put from a thread, await get, close or None)
+QueueEnds = tuple[
+    Callable[[object], object],
+    Callable[[], Awaitable[object]],
+    Callable[[], Awaitable[None]] | None,
+]
 
-        q: janus.Queue[object] = janus.Queue(CAP)
 
-        def produce() -> None:
-            for i in range(n):
-                q.sync_q.put(i)
-            q.sync_q.put(_END)
+def _thread_queue_case(backend: str, open_queue: Callable[[], QueueEnds]) -> Case:
+    """A producer thread puts n values, then an end marker; the consumer awaits each."""
 
-        t = start_thread(produce)
-        get = q.async_q.get
-        while (await get()) is not _END:
-            pass
-        t.join()
+    def case(n: int) -> float:
+        async def go() -> None:
+            put, get, close = open_queue()
+
+            def produce() -> None:
+                for i in range(n):
+                    put(i)
+                put(_END)
+
+            t = start_thread(produce)
+            while (await get()) is not _END:
+                pass
+            t.join()
+            if close is not None:
+                await close()
+
+        return timed(backend, go)
+
+    return case
+
+
+def _janus() -> QueueEnds:
+    import janus
+
+    q: janus.Queue[object] = janus.Queue(CAP)
+
+    async def close() -> None:
         q.close()
         await q.wait_closed()
 
-    return timed("asyncio", go)
+    return q.sync_q.put, q.async_q.get, close
+
+
+def _culsans() -> QueueEnds:
+    import culsans
+
+    q: culsans.Queue[object] = culsans.Queue(CAP)
+    return q.sync_q.put, q.async_q.get, None
+
+
+def _aiologic() -> QueueEnds:
+    import aiologic
+
+    q: aiologic.SimpleQueue[object] = aiologic.SimpleQueue()
+    return q.put, q.async_get, None
+
+
+janus_thread = _thread_queue_case("asyncio", _janus)
 
 
 def culsans_thread(backend: str) -> Case:
-    def case(n: int) -> float:
-        async def go() -> None:
-            import culsans
-
-            q: culsans.Queue[object] = culsans.Queue(CAP)
-
-            def produce() -> None:
-                for i in range(n):
-                    q.sync_q.put(i)
-                q.sync_q.put(_END)
-
-            t = start_thread(produce)
-            get = q.async_q.get
-            while (await get()) is not _END:
-                pass
-            t.join()
-
-        return timed(backend, go)
-
-    return case
+    return _thread_queue_case(backend, _culsans)
 
 
 def aiologic_thread(backend: str) -> Case:
-    def case(n: int) -> float:
-        async def go() -> None:
-            import aiologic
-
-            q: aiologic.SimpleQueue[object] = aiologic.SimpleQueue()
-
-            def produce() -> None:
-                for i in range(n):
-                    q.put(i)
-                q.put(_END)
-
-            t = start_thread(produce)
-            get = q.async_get
-            while (await get()) is not _END:
-                pass
-            t.join()
-
-        return timed(backend, go)
-
-    return case
+    return _thread_queue_case(backend, _aiologic)
 
 
 def call_soon_threadsafe_thread(n: int) -> float:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -234,61 +234,68 @@ def asyncio_pump_from_aiter(n: int) -> float:
     return timed("asyncio", go)
 
 
-def trio_channel_from_aiter(n: int) -> float:
-    """asyncio.Queue's trio twin: one task feeds an unbounded channel, another calls on_next."""
-
-    async def go() -> None:
-        import trio
-
-        counter = _Counter()
-        async with trio.open_nursery() as nursery:
-
-            def subscribe(observer: abc.ObserverBase[int], _: Any = None) -> abc.DisposableBase:
-                send, receive = trio.open_memory_channel[int](math.inf)
-
-                async def produce() -> None:
-                    async with send:
-                        async for v in _numbers(n):
-                            send.send_nowait(v)
-
-                async def deliver() -> None:
-                    async with receive:
-                        async for v in receive:
-                            observer.on_next(v)
-                    observer.on_completed()
-
-                nursery.start_soon(produce)
-                nursery.start_soon(deliver)
-                return Disposable(nursery.cancel_scope.cancel)
-
-            reactivex.create(subscribe).subscribe(counter)
-        assert counter.count == n
-
-    return timed("trio", go)
+#: what a trio baseline subscribes with: given the nursery and n, reactivex's subscribe function
+TrioSubscribe = Callable[[Any, int], Callable[..., abc.DisposableBase]]
 
 
-def trio_pump_from_aiter(n: int) -> float:
-    """A nursery task calls on_next per value (no queue, no cancellation plumbing)."""
+def _trio_observable(subscribe_in: TrioSubscribe) -> Case:
+    """An Observable whose subscribe starts tasks in a nursery; its n values are counted."""
 
-    async def go() -> None:
-        import trio
+    def case(n: int) -> float:
+        async def go() -> None:
+            import trio
 
-        counter = _Counter()
-        async with trio.open_nursery() as nursery:
+            counter = _Counter()
+            async with trio.open_nursery() as nursery:
+                reactivex.create(subscribe_in(nursery, n)).subscribe(counter)
+            assert counter.count == n
 
-            def subscribe(observer: abc.ObserverBase[int], _: Any = None) -> abc.DisposableBase:
-                async def pump() -> None:
-                    async for v in _numbers(n):
-                        observer.on_next(v)
-                    observer.on_completed()
+        return timed("trio", go)
 
-                nursery.start_soon(pump)
-                return Disposable()
+    return case
 
-            reactivex.create(subscribe).subscribe(counter)
-        assert counter.count == n
 
-    return timed("trio", go)
+def _channel_subscribe(nursery: Any, n: int) -> Callable[..., abc.DisposableBase]:
+    import trio
+
+    def subscribe(observer: abc.ObserverBase[int], _: Any = None) -> abc.DisposableBase:
+        send, receive = trio.open_memory_channel[int](math.inf)
+
+        async def produce() -> None:
+            async with send:
+                async for v in _numbers(n):
+                    send.send_nowait(v)
+
+        async def deliver() -> None:
+            async with receive:
+                async for v in receive:
+                    observer.on_next(v)
+            observer.on_completed()
+
+        nursery.start_soon(produce)
+        nursery.start_soon(deliver)
+        return Disposable(nursery.cancel_scope.cancel)
+
+    return subscribe
+
+
+def _pump_subscribe(nursery: Any, n: int) -> Callable[..., abc.DisposableBase]:
+    def subscribe(observer: abc.ObserverBase[int], _: Any = None) -> abc.DisposableBase:
+        async def pump() -> None:
+            async for v in _numbers(n):
+                observer.on_next(v)
+            observer.on_completed()
+
+        nursery.start_soon(pump)
+        return Disposable()
+
+    return subscribe
+
+
+#: asyncio.Queue's trio twin: one task feeds an unbounded channel, another calls on_next
+trio_channel_from_aiter = _trio_observable(_channel_subscribe)
+#: a nursery task calls on_next per value (no queue, no cancellation plumbing)
+trio_pump_from_aiter = _trio_observable(_pump_subscribe)
 
 
 SCENARIOS = [

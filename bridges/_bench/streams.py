@@ -13,6 +13,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import anyio
 
@@ -99,10 +100,12 @@ def loopback_socket(backend: str) -> Case:
 # ---------------------------------------------------------------- pipes
 
 
-def open_pipe_case(backend: str) -> Case:
+def _pipe_case(backend: str, open_pair: Callable[[], Awaitable[tuple[Any, Any]]]) -> Case:
+    """A writer task writes n bytes into the pair's writer; the reader reads them all."""
+
     def case(n: int) -> float:
         async def go() -> float:
-            reader, writer = streams.open_pipe()
+            reader, writer = await open_pair()
             t0 = time.perf_counter()
             task = asyncio.ensure_future(_write_all(writer, n))
             total = await _read_all(reader)
@@ -113,64 +116,47 @@ def open_pipe_case(backend: str) -> Case:
         return _timed_after_setup(backend, go)
 
     return case
+
+
+async def _bridges_pipe() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return streams.open_pipe()
+
+
+async def _os_pipe() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    loop = asyncio.get_running_loop()
+    rfd, wfd = os.pipe()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(rfd, "rb", 0)
+    )
+    transport, protocol = await loop.connect_write_pipe(
+        asyncio.streams.FlowControlMixin, os.fdopen(wfd, "wb", 0)
+    )
+    return reader, asyncio.StreamWriter(transport, protocol, None, loop)
+
+
+def open_pipe_case(backend: str) -> Case:
+    return _pipe_case(backend, _bridges_pipe)
 
 
 def os_pipe_case(backend: str) -> Case:
-    def case(n: int) -> float:
-        async def go() -> float:
-            loop = asyncio.get_running_loop()
-            rfd, wfd = os.pipe()
-            reader = asyncio.StreamReader()
-            await loop.connect_read_pipe(
-                lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(rfd, "rb", 0)
-            )
-            transport, protocol = await loop.connect_write_pipe(
-                asyncio.streams.FlowControlMixin, os.fdopen(wfd, "wb", 0)
-            )
-            writer = asyncio.StreamWriter(transport, protocol, None, loop)
-            t0 = time.perf_counter()
-            task = asyncio.ensure_future(_write_all(writer, n))
-            total = await _read_all(reader)
-            await task
-            assert total == n // CHUNK * CHUNK
-            return time.perf_counter() - t0
-
-        return _timed_after_setup(backend, go)
-
-    return case
+    return _pipe_case(backend, _os_pipe)
 
 
 # ---------------------------------------------------------------- anyio byte streams
 
 
-def byte_stream_pipe_case(backend: str) -> Case:
+def _send_stream_case(
+    backend: str,
+    open_pair: Callable[[], tuple[Any, Any]],
+    chunks: Callable[[Any], AsyncIterator[bytes]] | None = None,
+) -> Case:
+    """A producer task sends n bytes in chunks; the consumer iterates the receive side
+    (through ``chunks(receive)`` when given)."""
+
     def case(n: int) -> float:
         async def go() -> float:
-            send, receive = streams.open_byte_stream_pipe()
-            t0 = time.perf_counter()
-            async with anyio.create_task_group() as tg:
-
-                async def produce() -> None:
-                    async with send:
-                        for _ in range(n // CHUNK):
-                            await send.send(PAYLOAD)
-
-                tg.start_soon(produce)
-                total = 0
-                async for chunk in streams.byte_stream_to_aiter(receive):
-                    total += len(chunk)
-            assert total == n // CHUNK * CHUNK
-            return time.perf_counter() - t0
-
-        return _timed_after_setup(backend, go)
-
-    return case
-
-
-def memory_object_stream_case(backend: str) -> Case:
-    def case(n: int) -> float:
-        async def go() -> float:
-            send, receive = anyio.create_memory_object_stream[bytes](1)
+            send, receive = open_pair()
             t0 = time.perf_counter()
             async with anyio.create_task_group() as tg:
 
@@ -182,7 +168,7 @@ def memory_object_stream_case(backend: str) -> Case:
                 tg.start_soon(produce)
                 total = 0
                 async with receive:
-                    async for chunk in receive:
+                    async for chunk in receive if chunks is None else chunks(receive):
                         total += len(chunk)
             assert total == n // CHUNK * CHUNK
             return time.perf_counter() - t0
@@ -190,6 +176,14 @@ def memory_object_stream_case(backend: str) -> Case:
         return _timed_after_setup(backend, go)
 
     return case
+
+
+def byte_stream_pipe_case(backend: str) -> Case:
+    return _send_stream_case(backend, streams.open_byte_stream_pipe, streams.byte_stream_to_aiter)
+
+
+def memory_object_stream_case(backend: str) -> Case:
+    return _send_stream_case(backend, lambda: anyio.create_memory_object_stream[bytes](1))
 
 
 def _scenarios() -> list[Scenario]:
