@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 import anyio
 import anyio.abc
 import sniffio
-from anyio.lowlevel import checkpoint
 from reactivex import Observable, abc
 from reactivex import typing as rx_typing
 from reactivex.disposable import CompositeDisposable, Disposable, SingleAssignmentDisposable
@@ -43,16 +42,19 @@ from reactivex.scheduler.periodicscheduler import PeriodicScheduler
 from ._backend import in_event_loop_thread, loaded, loop_kind, running_asyncio_loop
 from ._buffer import (
     FULL,
+    GONE,
     OVERFLOWED,
+    TAKEN,
     BufferOverflowError,
     Handoff,
     Overflow,
+    Result,
     validate_buffer,
 )
 from ._enter import MustEnter
 from ._hooks import refuse_awaitable, require_sync
-from ._iterator import CHECKPOINT_EVERY, BufferedIterator, log_cleanup_error, logger
-from ._pump import aclose_shielded
+from ._iterator import BufferedIterator, log_cleanup_error, logger
+from ._pump import FAILED, FINISHED, aclose_shielded, drive
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
@@ -342,6 +344,7 @@ class _Pump(abc.DisposableBase, Generic[T]):
         "_hop",
         "_lock",
         "_observer",
+        "_on_next",
         "_one_shot",
         "_open",
         "_scope",
@@ -446,41 +449,11 @@ class _Pump(abc.DisposableBase, Generic[T]):
 
     async def _iterate(self, it: AsyncIterator[T]) -> None:
         observer = self._observer
-        on_next = observer.on_next
-        anext = it.__anext__
-        error: BaseException | None = None
-        completed = False
-        cleanup_error: BaseException | None = None
-        tick = CHECKPOINT_EVERY
-        try:
-            while True:
-                try:
-                    value = await anext()
-                except StopAsyncIteration:
-                    completed = True
-                    break
-                except Exception as exc:
-                    error = exc
-                    break
-                if self._disposed:  # from another thread, while we waited
-                    break
-                try:
-                    on_next(value)  # R10: the next pull waits for this to return
-                except Exception as exc:
-                    self._failure = exc  # the observer's own mistake: not its on_error (R12)
-                    break
-                if self._stopped():  # from inside on_next, as take(n) does
-                    break
-                tick -= 1
-                if not tick:
-                    # a source that never suspends must still let other tasks run
-                    tick = CHECKPOINT_EVERY
-                    await checkpoint()
-        finally:
-            try:
-                await aclose_shielded(it)
-            except Exception as exc:
-                cleanup_error = exc
+        self._on_next = observer.on_next
+        ending = await drive(it, self, paced=False)  # R10: pulled after on_next returned
+        ending.raise_interruption("closing the source of rx.from_aiter()")
+        error = ending.error if ending.how is FAILED else None
+        cleanup_error = ending.cleanup_error
         if self._stopped() or self._failure is not None or error is not None:
             if cleanup_error is not None:
                 log_cleanup_error(cleanup_error, "closing the source of rx.from_aiter()")
@@ -488,8 +461,38 @@ class _Pump(abc.DisposableBase, Generic[T]):
                 self._notify(observer.on_error, error)
         elif cleanup_error is not None:
             self._notify(observer.on_error, cleanup_error)
-        elif completed:
+        elif ending.how is FINISHED:
             self._notify(observer.on_completed)
+
+    # ---------------------------------------------------------- the pump's sink
+
+    def put_nowait(self, item: T) -> Result:
+        """Give ``item`` to ``on_next``; GONE once disposed or when the observer raised."""
+        if self._disposed:  # from another thread, while the source was pulled
+            return GONE
+        try:
+            self._on_next(item)
+        except Exception as exc:
+            self._failure = exc  # the observer's own mistake: not its on_error (R12)
+            return GONE
+        if self._stopped():  # from inside on_next, as take(n) does
+            return GONE
+        return TAKEN
+
+    async def put(self, item: T) -> Result:
+        """Same as `put_nowait` (``on_next`` never waits)."""
+        return self.put_nowait(item)
+
+    def has_room(self) -> bool:
+        """Always: the pull waits for ``on_next`` to return, not for room."""
+        return True
+
+    async def wait_room(self) -> None:
+        """Never waits (see `has_room`)."""
+
+    def is_open(self) -> bool:
+        """False once disposed."""
+        return not self._disposed
 
     def _notify(self, method: Callable[..., None], *args: Any, report: bool = False) -> None:
         """Call a terminal method of the observer; keep what it raises as the failure."""
