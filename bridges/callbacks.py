@@ -25,7 +25,7 @@ import anyio
 from ._buffer import FULL, TAKEN, Handoff, Overflow, Result, validate_timeout
 from ._hooks import is_async_callable, refuse_awaitable, require_sync
 from ._iterator import BufferedIterator, log_cleanup_error
-from ._pump import FAILED, FINISHED, INTERRUPTED, drive
+from ._pump import FAILED, FINISHED, PushSink, drive
 
 T = TypeVar("T")
 
@@ -373,7 +373,7 @@ def to_aiter(
     return _CallbackIterator(handoff, subscribe)
 
 
-class _CallbackSink(Generic[T]):
+class _CallbackSink(PushSink[T]):
     """``on_next`` as a sink of the pump: a sync callback takes the value at once; one
     that returns an awaitable has it awaited (``put``) before the next pull."""
 
@@ -395,15 +395,6 @@ class _CallbackSink(Generic[T]):
         if pending is not None:
             await pending
         return TAKEN
-
-    def has_room(self) -> bool:
-        return True  # one value in flight: the pull waits for the callback, not for room
-
-    async def wait_room(self) -> None:
-        """Never waits (see `has_room`)."""
-
-    def is_open(self) -> bool:
-        return True
 
 
 async def _call(fn: Callable[..., object], *args: Any) -> None:
@@ -457,10 +448,10 @@ async def from_aiter(
         if fn is not None and not callable(fn):
             raise TypeError(f"{name} must be callable, not {type(fn).__name__}")
     ending = await drive(source.__aiter__(), _CallbackSink(on_next), paced=False)
-    if ending.how is FAILED and on_error is None:
-        ending.how = INTERRUPTED  # the source's error propagates
-    ending.raise_interruption()  # on_next raised, or a cancellation: the source is closed
-    if ending.cleanup_error is not None:
+    if ending.how is not FAILED or on_error is None:
+        # the source's error (without on_error), on_next's, a cancellation, a cleanup error
+        ending.raise_error()
+    elif ending.cleanup_error is not None:
         raise ending.cleanup_error
     if ending.how is FAILED:
         assert on_error is not None

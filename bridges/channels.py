@@ -988,8 +988,4 @@ async def _pump_send_channel(source: AsyncIterator[T], send: Any) -> None:
             close()
         else:
             await send.aclose()
-    if ending.how is FAILED:
-        ending.how = INTERRUPTED  # a send side cannot carry it: raised here
-    ending.raise_interruption()
-    if ending.cleanup_error is not None:
-        raise ending.cleanup_error
+    ending.raise_error()  # a trio or anyio send side cannot carry the source's error

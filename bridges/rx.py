@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import anyio
 import anyio.abc
@@ -54,7 +54,7 @@ from ._buffer import (
 from ._enter import MustEnter
 from ._hooks import refuse_awaitable, require_sync
 from ._iterator import BufferedIterator, log_cleanup_error, logger
-from ._pump import FAILED, FINISHED, aclose_shielded, drive
+from ._pump import FAILED, FINISHED, INTERRUPTED, STOPPED, PushSink, aclose_shielded, drive
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
@@ -334,7 +334,7 @@ def _is_task_group(obj: object) -> bool:
     return trio is not None and isinstance(obj, trio.Nursery)
 
 
-class _Pump(abc.DisposableBase, Generic[T]):
+class _Pump(abc.DisposableBase, PushSink[T]):
     """One subscription of [`from_aiter`][bridges.rx.from_aiter]: a pump task and its disposable."""
 
     __slots__ = (
@@ -344,7 +344,6 @@ class _Pump(abc.DisposableBase, Generic[T]):
         "_hop",
         "_lock",
         "_observer",
-        "_on_next",
         "_one_shot",
         "_open",
         "_scope",
@@ -449,8 +448,12 @@ class _Pump(abc.DisposableBase, Generic[T]):
 
     async def _iterate(self, it: AsyncIterator[T]) -> None:
         observer = self._observer
-        self._on_next = observer.on_next
-        ending = await drive(it, self, paced=False)  # R10: pulled after on_next returned
+        # R10: pulled after on_next returned; stopped once disposed (from inside
+        # on_next, as take(n) does, or from another thread while the source is pulled)
+        ending = await drive(it, self, paced=False, push=observer.on_next)
+        if ending.how is INTERRUPTED and isinstance(ending.error, Exception):
+            # the observer's own mistake: not its on_error (R12)
+            self._failure, ending.how = ending.error, STOPPED
         ending.raise_interruption("closing the source of rx.from_aiter()")
         error = ending.error if ending.how is FAILED else None
         cleanup_error = ending.cleanup_error
@@ -466,33 +469,24 @@ class _Pump(abc.DisposableBase, Generic[T]):
 
     # ---------------------------------------------------------- the pump's sink
 
+    def is_open(self) -> bool:
+        """False once disposed: the pump stops."""
+        return not self._disposed
+
     def put_nowait(self, item: T) -> Result:
-        """Give ``item`` to ``on_next``; GONE once disposed or when the observer raised."""
-        if self._disposed:  # from another thread, while the source was pulled
+        """Give ``item`` to ``on_next`` (what the pump's ``push`` does): GONE once disposed.
+
+        What ``on_next`` raises propagates: the observer's own mistake, which
+        stops the pump and is not its ``on_error`` (R12).
+        """
+        if self._disposed:
             return GONE
-        try:
-            self._on_next(item)
-        except Exception as exc:
-            self._failure = exc  # the observer's own mistake: not its on_error (R12)
-            return GONE
-        if self._stopped():  # from inside on_next, as take(n) does
-            return GONE
-        return TAKEN
+        self._observer.on_next(item)
+        return GONE if self._stopped() else TAKEN
 
     async def put(self, item: T) -> Result:
         """Same as `put_nowait` (``on_next`` never waits)."""
         return self.put_nowait(item)
-
-    def has_room(self) -> bool:
-        """Always: the pull waits for ``on_next`` to return, not for room."""
-        return True
-
-    async def wait_room(self) -> None:
-        """Never waits (see `has_room`)."""
-
-    def is_open(self) -> bool:
-        """False once disposed."""
-        return not self._disposed
 
     def _notify(self, method: Callable[..., None], *args: Any, report: bool = False) -> None:
         """Call a terminal method of the observer; keep what it raises as the failure."""
