@@ -22,7 +22,6 @@ class Source:
         self.pulls = 0
         self.closed = False
         self.close_error: Exception | None = None
-        self.block = anyio.Event()  # pulled past the end with no error: wait here
 
     def __aiter__(self) -> Source:
         return self
