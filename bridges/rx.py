@@ -32,14 +32,19 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import anyio
 import anyio.abc
-import sniffio
 from reactivex import Observable, abc
 from reactivex import typing as rx_typing
 from reactivex.disposable import CompositeDisposable, Disposable, SingleAssignmentDisposable
 from reactivex.scheduler import CurrentThreadScheduler
 from reactivex.scheduler.periodicscheduler import PeriodicScheduler
 
-from ._backend import in_event_loop_thread, loaded, loop_kind, running_asyncio_loop
+from ._backend import (
+    in_event_loop_thread,
+    loaded,
+    loop_kind,
+    name_asyncio_in_loop_callback,
+    running_asyncio_loop,
+)
 from ._buffer import (
     FULL,
     GONE,
@@ -375,12 +380,7 @@ class _Pump(abc.DisposableBase, PushSink[T]):
     def start_here(self) -> None:
         """Start the pump on this thread's loop (raises when it cannot)."""
         kind = loop_kind()
-        if kind == "asyncio" and asyncio.current_task() is None:
-            # a loop callback (a hop from another thread, an AsyncIOScheduler
-            # action) runs in no task, where sniffio, and so anyio's start_soon,
-            # cannot tell the library: say it, as anyio's from_thread.run_sync
-            # does (a callback runs in a context of its own)
-            sniffio.current_async_library_cvar.set("asyncio")
+        name_asyncio_in_loop_callback()  # anyio's start_soon must know the library
         if self._task_group is not None:
             self._task_group.start_soon(self._run_owned)
             return
