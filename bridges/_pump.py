@@ -45,7 +45,7 @@ import anyio
 from anyio.lowlevel import checkpoint
 
 from ._buffer import FULL, Result
-from ._iterator import CHECKPOINT_EVERY, log_cleanup_error
+from ._iterator import CHECKPOINT_EVERY, enter_foreign_context, log_cleanup_error
 
 if sys.version_info >= (3, 11):
     import builtins
@@ -198,6 +198,7 @@ async def drive(
     A source that never waits still lets
     other tasks run: a checkpoint every few dozen values that did not wait.
 
+    A source that must be entered first (aiostream's streamers) is entered.
     The source is stepped and closed in one cancel scope, which is shielded
     for the close: a source that keeps a task group or a cancel scope open
     across ``yield`` nests it there and is closed in the same scope stack,
@@ -230,6 +231,11 @@ async def _pull(
     push: Callable[[T], object] | None,
     ending: Ending,
 ) -> None:
+    try:
+        await enter_foreign_context(source)  # aiostream's streamers
+    except Exception as exc:
+        _source_raised(exc, ending)
+        return
     anext = source.__anext__
     if push is not None:
         await _push_each(anext, push, sink.is_open, ending)
