@@ -234,7 +234,7 @@ async def _pull(
     try:
         await enter_foreign_context(source)  # aiostream's streamers
     except Exception as exc:
-        _source_raised(exc, ending)
+        _source_ended(exc, ending)
         return
     anext = source.__anext__
     if push is not None:
@@ -253,11 +253,8 @@ async def _pull(
                 return  # STOPPED
         try:
             value = await anext()
-        except StopAsyncIteration:
-            ending.how = FINISHED
-            return
-        except Exception as exc:
-            _source_raised(exc, ending)
+        except Exception as exc:  # StopAsyncIteration included
+            _source_ended(exc, ending)
             return
         result = put_nowait(value)
         if result:  # TAKEN is the only false member: this is the rare path
@@ -285,11 +282,8 @@ async def _push_each(
     while is_open():  # not after the callback stopped it
         try:
             value = await anext()
-        except StopAsyncIteration:
-            ending.how = FINISHED
-            return
-        except Exception as exc:
-            _source_raised(exc, ending)
+        except Exception as exc:  # StopAsyncIteration included
+            _source_ended(exc, ending)
             return
         if not is_open():
             return  # stopped while the source was pulled: the value is not delivered
@@ -300,8 +294,11 @@ async def _push_each(
             await checkpoint()
 
 
-def _source_raised(exc: Exception, ending: Ending) -> None:
-    if cancelled_now():
+def _source_ended(exc: Exception, ending: Ending) -> None:
+    """The source's step raised ``exc``: its end, its error, or its cleanup failing."""
+    if isinstance(exc, StopAsyncIteration):
+        ending.how = FINISHED
+    elif cancelled_now():
         # raised while being cancelled: that is the source's cleanup failing
         ending.cleanup_error = exc
     else:
