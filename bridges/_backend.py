@@ -131,6 +131,20 @@ def loop_kind() -> str | None:
     return None
 
 
+def name_asyncio_in_loop_callback() -> None:
+    """In an asyncio loop callback (code the loop runs outside any task), tell sniffio
+    that asyncio runs here.
+
+    A loop callback (a hop from another thread, an ``AsyncIOScheduler``
+    action) runs in no task, where sniffio, and so anyio's ``start_soon``,
+    cannot tell the library; anyio's ``from_thread.run_sync`` says it the
+    same way (the callback runs in a context of its own, so nothing else
+    sees it).  Does nothing in a task, or where no asyncio loop runs.
+    """
+    if _get_running_loop() is not None and asyncio.current_task() is None:
+        sniffio.current_async_library_cvar.set("asyncio")
+
+
 def clock() -> Callable[[], float]:
     """The running loop's clock function (what ``anyio.current_time()`` reads), looked up once."""
     if current_library() == "trio":

@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import inspect
 import weakref
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 import anyio
-from anyio.lowlevel import checkpoint
 
-from ._buffer import TAKEN, Handoff, Overflow, validate_timeout
+from ._buffer import FULL, TAKEN, Handoff, Overflow, Result, validate_timeout
 from ._hooks import is_async_callable, refuse_awaitable, require_sync
-from ._iterator import CHECKPOINT_EVERY, BufferedIterator, log_cleanup_error
-from ._pump import close_source
+from ._iterator import BufferedIterator, log_cleanup_error
+from ._pump import FAILED, FINISHED, PushSink, drive
 
 T = TypeVar("T")
 
@@ -374,6 +373,30 @@ def to_aiter(
     return _CallbackIterator(handoff, subscribe)
 
 
+class _CallbackSink(PushSink[T]):
+    """``on_next`` as a sink of the pump: a sync callback takes the value at once; one
+    that returns an awaitable has it awaited (``put``) before the next pull."""
+
+    __slots__ = ("_on_next", "_pending")
+
+    def __init__(self, on_next: Callable[[T], object]) -> None:
+        self._on_next = on_next
+        self._pending: Awaitable[object] | None = None
+
+    def put_nowait(self, item: T) -> Result:
+        result = self._on_next(item)
+        if inspect.isawaitable(result):
+            self._pending = result
+            return FULL  # handed over: put() waits for the callback to finish
+        return TAKEN
+
+    async def put(self, item: T) -> Result:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            await pending
+        return TAKEN
+
+
 async def _call(fn: Callable[..., object], *args: Any) -> None:
     result = fn(*args)
     if inspect.isawaitable(result):
@@ -424,39 +447,18 @@ async def from_aiter(
     for name, fn in (("on_next", on_next), ("on_error", on_error), ("on_completed", on_completed)):
         if fn is not None and not callable(fn):
             raise TypeError(f"{name} must be callable, not {type(fn).__name__}")
-    it = source.__aiter__()
-    next_value = type(it).__anext__
-    source_error: Exception | None = None
-    tick = 0
-    try:
-        while True:
-            try:
-                value = await next_value(it)
-            except StopAsyncIteration:
-                break
-            except Exception as exc:
-                if on_error is None:
-                    raise
-                source_error = exc
-                break
-            result = on_next(value)
-            if inspect.isawaitable(result):
-                await result
-            else:
-                tick += 1
-                if tick >= CHECKPOINT_EVERY:
-                    # a source that never waits and a sync callback must not starve the loop
-                    tick = 0
-                    await checkpoint()
-    except BaseException as exc:
-        await close_source(it, exc)
-        raise
-    await close_source(it, None)
-    if source_error is not None:
+    ending = await drive(source.__aiter__(), _CallbackSink(on_next), paced=False)
+    if ending.how is not FAILED or on_error is None:
+        # the source's error (without on_error), on_next's, a cancellation, a cleanup error
+        ending.raise_error()
+    elif ending.cleanup_error is not None:
+        raise ending.cleanup_error
+    if ending.how is FAILED:
         assert on_error is not None
+        assert isinstance(ending.error, Exception)
         try:
-            await _call(on_error, source_error)
+            await _call(on_error, ending.error)
         finally:
-            source_error = None  # no reference cycle through the traceback
-    elif on_completed is not None:
+            ending.error = None  # no reference cycle through the traceback
+    elif ending.how is FINISHED and on_completed is not None:
         await _call(on_completed)

@@ -32,12 +32,22 @@ from anyio.lowlevel import checkpoint
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ._backend import async_waiter, library_name, loaded, trio_exceptions, under_trio
-from ._buffer import FULL, GONE, Handoff, Stats, validate_buffer
+from ._buffer import FULL, GONE, TAKEN, Handoff, Result, Stats, validate_buffer
 from ._cancel import CancelProbe, cancel_point
 from ._channel import ChannelReceiver, ChannelSender, handoff_of
 from ._enter import MustEnter
 from ._iterator import CHECKPOINT_EVERY, DONE, NEW, RUNNING, BridgeIterator, log_cleanup_error
-from ._pump import cancelled_now, close_source
+from ._pump import (
+    FAILED,
+    FINISHED,
+    INTERRUPTED,
+    STOPPED,
+    Ending,
+    cancelled_now,
+    close_source,
+    drive,
+    is_cancellation,
+)
 
 if TYPE_CHECKING:
     import trio
@@ -426,70 +436,32 @@ class _Pump(Generic[T]):
             self.handoff.leave()
 
     async def run(self, source: AsyncIterator[T], *, task_status: Any) -> None:
-        cancelled = anyio.get_cancelled_exc_class()
         with anyio.CancelScope() as scope:
             self.pump_scope = scope
             task_status.started()
-            interrupted: BaseException | None = None
-            # The source is stepped and closed in this task, inside ``guard``, which is
-            # entered before its first step.  A source that keeps a task group or a
-            # cancel scope open across ``yield`` (trio's as_safe_channel case) nests it
-            # inside ``guard``: closing the source in any other scope (a new shielded
-            # one, say) would exit its scopes out of order and corrupt the task's
-            # cancel-scope stack.  Shielding ``guard`` itself lets a cleanup that
-            # awaits run to its end while the pump is cancelled (R11).
-            with anyio.CancelScope() as guard:
-                try:
-                    await self._pull(source)
-                except cancelled as exc:
-                    interrupted = exc
-                finally:
-                    guard.shield = True
-                    await self._close_source(source)
-                    guard.shield = False
-            if interrupted is not None:
-                if scope.cancel_called or cancelled_now():
-                    raise interrupted  # ours (the block ended) or from outside
+            # Stepped and closed in this task, in one scope that the source's own
+            # scopes nest in (trio's as_safe_channel case: see drive)
+            ending = await drive(source, self.handoff)
+            if ending.cleanup_error is not None:
+                if self.cleanup_error is None:
+                    self.cleanup_error = ending.cleanup_error
+                else:
+                    log_cleanup_error(ending.cleanup_error, "closing the source")
+            if ending.how is FINISHED:
+                self.handoff.close()
+            elif ending.how is FAILED:
+                assert ending.error is not None
+                self.handoff.fail(ending.error)  # in-band: the receiver raises it after the values
+            elif ending.how is INTERRUPTED:
+                assert ending.error is not None
+                if not is_cancellation(ending.error) or scope.cancel_called or cancelled_now():
+                    raise ending.error  # ours (the block ended) or from outside
                 # A cancel scope of the source's own (its task group, after one of its
                 # tasks failed; a timeout it keeps across yield) cancelled the pump
                 # while the source waited at a yield.  That scope is closed now, so
                 # nothing would catch the cancellation: the stream ends in-band with
                 # the source's error instead.
                 self._source_cancelled_itself()
-
-    async def _pull(self, source: AsyncIterator[T]) -> None:
-        h = self.handoff
-        tick = CHECKPOINT_EVERY
-        anext = source.__anext__
-        while True:
-            if not h.has_room():
-                await h.wait_room()  # R10: pull only when the receiver can take it
-                tick = CHECKPOINT_EVERY
-            if not h.open:
-                return  # every receive end closed
-            try:
-                value = await anext()
-            except StopAsyncIteration:
-                h.close()
-                return
-            except Exception as exc:
-                if cancelled_now():
-                    # raised while being cancelled: that is the source's cleanup
-                    self.cleanup_error = exc
-                else:
-                    h.fail(exc)  # in-band: the receiver raises it after the values
-                return
-            result = h.put_nowait(value)
-            if result is FULL:  # rendezvous whose receiver gave up meanwhile
-                result = await h.put(value)
-                tick = CHECKPOINT_EVERY
-            if result is GONE:
-                return
-            tick -= 1
-            if not tick:
-                # a source that never waits must still let other tasks run
-                tick = CHECKPOINT_EVERY
-                await checkpoint()
 
     def _source_cancelled_itself(self) -> None:
         error, self.cleanup_error = self.cleanup_error, None
@@ -500,27 +472,6 @@ class _Pump(Generic[T]):
                 "yield, and was closed there: the stream was cut short"
             )
         self.handoff.fail(error)
-
-    async def _close_source(self, source: AsyncIterator[T]) -> None:
-        aclose = getattr(source, "aclose", None)
-        if aclose is None:
-            return
-        try:
-            await aclose()
-        except BaseException as exc:
-            error: BaseException | None = exc
-            if isinstance(exc, _BaseExceptionGroup):
-                # a task group the source kept open across yield adds the GeneratorExit
-                # that aclose() threw in to its group: that one is no error
-                error = exc.split(GeneratorExit)[1]
-            if error is None:
-                return
-            if not isinstance(error, Exception):
-                raise
-            if self.cleanup_error is None:
-                self.cleanup_error = error
-            else:
-                log_cleanup_error(error, "closing the source")
 
     async def watch(self, gone: AsyncWaiter, *, task_status: Any) -> None:
         """Cancel the pump as soon as every receive end closed (on any thread)."""
@@ -949,11 +900,43 @@ async def pump(
         )
 
 
+class _SendSink(Generic[T]):
+    """A send side as a sink of the pump: each value is sent with ``await send.send(v)``,
+    paced by the hand-off of an ``open_channel`` sender (R10); a broken one stops it."""
+
+    __slots__ = ("_broken", "_h", "_send")
+
+    def __init__(self, send: Any, handoff: Handoff[T] | None) -> None:
+        self._send = send
+        self._h = handoff
+        self._broken = _broken_classes()
+
+    def has_room(self) -> bool:
+        return self._h is None or self._h.has_room()
+
+    async def wait_room(self) -> None:
+        if self._h is not None:
+            await self._h.wait_room()
+
+    def is_open(self) -> bool:
+        return self._h is None or self._h.open
+
+    def put_nowait(self, item: T) -> Result:
+        return FULL  # every value is sent by put()
+
+    async def put(self, item: T) -> Result:
+        try:
+            await self._send.send(item)
+        except self._broken:
+            return GONE  # the receiver left (or the stream was ended through a clone)
+        return TAKEN
+
+
 async def _pump_open_channel(source: AsyncIterator[T], send: ChannelSender[T]) -> None:
     h = handoff_of(send)
     gone = async_waiter()
     h.on_consumer_gone(gone.wake)
-    error: Exception | None = None  # raised after the source is closed
+    ending = Ending(STOPPED)
     try:
         async with anyio.create_task_group() as tg:
             watch_scope = anyio.CancelScope()
@@ -965,11 +948,12 @@ async def _pump_open_channel(source: AsyncIterator[T], send: ChannelSender[T]) -
 
             tg.start_soon(watch)
             try:
-                await _feed(source, send)
-            except Exception as exc:  # kept out of the task group: never an ExceptionGroup
-                error = exc
+                ending = await drive(source, _SendSink(send, h))
             finally:
                 watch_scope.cancel()
+            if ending.how is INTERRUPTED and not isinstance(ending.error, Exception):
+                # a cancellation (ours, when the receiver left, ends in the task group)
+                raise ending.error  # type: ignore[misc]
     except BaseException as exc:  # a cancellation from outside, KeyboardInterrupt, ...
         if not h.consumer_gone:
             send.fail(
@@ -978,57 +962,33 @@ async def _pump_open_channel(source: AsyncIterator[T], send: ChannelSender[T]) -
                     f"({type(exc).__name__}); the stream was cut short"
                 )
             )
-        if error is not None:
-            log_cleanup_error(error, "pumping into the channel")
-        await close_source(source, exc)
+        if isinstance(ending.error, Exception) and ending.error is not exc:
+            log_cleanup_error(ending.error, "pumping into the channel")
+        if ending.cleanup_error is not None:
+            log_cleanup_error(ending.cleanup_error, "closing the source")
         raise
-    # a cancellation of our own (the receiver left) ended in the task group
-    await close_source(source, error)
-    if error is not None:
-        raise error
-
-
-async def _feed(source: AsyncIterator[T], send: ChannelSender[T]) -> None:
-    h = handoff_of(send)
-    while True:
-        if not h.has_room():
-            await h.wait_room()  # R10: pull only when the channel can take the value
-        if not h.open:
-            return
-        try:
-            value = await source.__anext__()
-        except StopAsyncIteration:
-            send.close()
-            return
-        except Exception as exc:
-            if h.consumer_gone or cancelled_now():
-                raise  # raised while being closed: the source's cleanup error
-            send.fail(exc)  # in-band: the receiver raises it after the values
-            return
-        try:
-            await send.send(value)
-        except anyio.BrokenResourceError:
-            return  # the receiver left (or the stream was ended through a clone)
+    if ending.how is FINISHED:
+        send.close()
+    elif ending.how is FAILED:
+        assert ending.error is not None
+        if h.consumer_gone:  # raised while being closed: the source's cleanup error
+            ending.how = INTERRUPTED
+        else:
+            send.fail(ending.error)  # in-band: the receiver raises it after the values
+    elif ending.how is INTERRUPTED and not isinstance(ending.error, Exception):
+        ending.how = STOPPED  # our own cancellation: the receiver left
+    ending.raise_interruption()  # the sink's error (a closed sender)
+    if ending.cleanup_error is not None:
+        raise ending.cleanup_error
 
 
 async def _pump_send_channel(source: AsyncIterator[T], send: Any) -> None:
-    broken = _broken_classes()
-    pending: BaseException | None = None
     try:
-        async for value in source:
-            try:
-                await send.send(value)
-            except broken:
-                break
-    except BaseException as exc:
-        pending = exc
-        raise
+        ending = await drive(source, _SendSink(send, None), paced=False)
     finally:
         close = getattr(send, "close", None)
-        try:
-            if close is not None:
-                close()
-            else:
-                await send.aclose()
-        finally:
-            await close_source(source, pending)
+        if close is not None:
+            close()
+        else:
+            await send.aclose()
+    ending.raise_error()  # a trio or anyio send side cannot carry the source's error

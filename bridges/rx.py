@@ -28,31 +28,38 @@ from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import anyio
 import anyio.abc
-import sniffio
-from anyio.lowlevel import checkpoint
 from reactivex import Observable, abc
 from reactivex import typing as rx_typing
 from reactivex.disposable import CompositeDisposable, Disposable, SingleAssignmentDisposable
 from reactivex.scheduler import CurrentThreadScheduler
 from reactivex.scheduler.periodicscheduler import PeriodicScheduler
 
-from ._backend import in_event_loop_thread, loaded, loop_kind, running_asyncio_loop
+from ._backend import (
+    in_event_loop_thread,
+    loaded,
+    loop_kind,
+    name_asyncio_in_loop_callback,
+    running_asyncio_loop,
+)
 from ._buffer import (
     FULL,
+    GONE,
     OVERFLOWED,
+    TAKEN,
     BufferOverflowError,
     Handoff,
     Overflow,
+    Result,
     validate_buffer,
 )
 from ._enter import MustEnter
 from ._hooks import refuse_awaitable, require_sync
-from ._iterator import CHECKPOINT_EVERY, BufferedIterator, log_cleanup_error, logger
-from ._pump import aclose_shielded
+from ._iterator import BufferedIterator, log_cleanup_error, logger
+from ._pump import FAILED, FINISHED, INTERRUPTED, STOPPED, PushSink, aclose_shielded, drive
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
@@ -332,7 +339,7 @@ def _is_task_group(obj: object) -> bool:
     return trio is not None and isinstance(obj, trio.Nursery)
 
 
-class _Pump(abc.DisposableBase, Generic[T]):
+class _Pump(abc.DisposableBase, PushSink[T]):
     """One subscription of [`from_aiter`][bridges.rx.from_aiter]: a pump task and its disposable."""
 
     __slots__ = (
@@ -373,12 +380,7 @@ class _Pump(abc.DisposableBase, Generic[T]):
     def start_here(self) -> None:
         """Start the pump on this thread's loop (raises when it cannot)."""
         kind = loop_kind()
-        if kind == "asyncio" and asyncio.current_task() is None:
-            # a loop callback (a hop from another thread, an AsyncIOScheduler
-            # action) runs in no task, where sniffio, and so anyio's start_soon,
-            # cannot tell the library: say it, as anyio's from_thread.run_sync
-            # does (a callback runs in a context of its own)
-            sniffio.current_async_library_cvar.set("asyncio")
+        name_asyncio_in_loop_callback()  # anyio's start_soon must know the library
         if self._task_group is not None:
             self._task_group.start_soon(self._run_owned)
             return
@@ -446,41 +448,15 @@ class _Pump(abc.DisposableBase, Generic[T]):
 
     async def _iterate(self, it: AsyncIterator[T]) -> None:
         observer = self._observer
-        on_next = observer.on_next
-        anext = it.__anext__
-        error: BaseException | None = None
-        completed = False
-        cleanup_error: BaseException | None = None
-        tick = CHECKPOINT_EVERY
-        try:
-            while True:
-                try:
-                    value = await anext()
-                except StopAsyncIteration:
-                    completed = True
-                    break
-                except Exception as exc:
-                    error = exc
-                    break
-                if self._disposed:  # from another thread, while we waited
-                    break
-                try:
-                    on_next(value)  # R10: the next pull waits for this to return
-                except Exception as exc:
-                    self._failure = exc  # the observer's own mistake: not its on_error (R12)
-                    break
-                if self._stopped():  # from inside on_next, as take(n) does
-                    break
-                tick -= 1
-                if not tick:
-                    # a source that never suspends must still let other tasks run
-                    tick = CHECKPOINT_EVERY
-                    await checkpoint()
-        finally:
-            try:
-                await aclose_shielded(it)
-            except Exception as exc:
-                cleanup_error = exc
+        # R10: pulled after on_next returned; stopped once disposed (from inside
+        # on_next, as take(n) does, or from another thread while the source is pulled)
+        ending = await drive(it, self, paced=False, push=observer.on_next)
+        if ending.how is INTERRUPTED and isinstance(ending.error, Exception):
+            # the observer's own mistake: not its on_error (R12)
+            self._failure, ending.how = ending.error, STOPPED
+        ending.raise_interruption("closing the source of rx.from_aiter()")
+        error = ending.error if ending.how is FAILED else None
+        cleanup_error = ending.cleanup_error
         if self._stopped() or self._failure is not None or error is not None:
             if cleanup_error is not None:
                 log_cleanup_error(cleanup_error, "closing the source of rx.from_aiter()")
@@ -488,8 +464,29 @@ class _Pump(abc.DisposableBase, Generic[T]):
                 self._notify(observer.on_error, error)
         elif cleanup_error is not None:
             self._notify(observer.on_error, cleanup_error)
-        elif completed:
+        elif ending.how is FINISHED:
             self._notify(observer.on_completed)
+
+    # ---------------------------------------------------------- the pump's sink
+
+    def is_open(self) -> bool:
+        """False once disposed: the pump stops."""
+        return not self._disposed
+
+    def put_nowait(self, item: T) -> Result:
+        """Give ``item`` to ``on_next`` (what the pump's ``push`` does): GONE once disposed.
+
+        What ``on_next`` raises propagates: the observer's own mistake, which
+        stops the pump and is not its ``on_error`` (R12).
+        """
+        if self._disposed:
+            return GONE
+        self._observer.on_next(item)
+        return GONE if self._stopped() else TAKEN
+
+    async def put(self, item: T) -> Result:
+        """Same as `put_nowait` (``on_next`` never waits)."""
+        return self.put_nowait(item)
 
     def _notify(self, method: Callable[..., None], *args: Any, report: bool = False) -> None:
         """Call a terminal method of the observer; keep what it raises as the failure."""

@@ -39,12 +39,21 @@ from anyio.lowlevel import checkpoint
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from ._backend import in_trio_run
-from ._buffer import CLOSED, GONE, Handoff
+from ._buffer import CLOSED, FULL, GONE, TAKEN, Handoff, Result
 from ._cancel import CancelProbe, cancel_point
 from ._channel import exit_error
 from ._enter import MustEnter
 from ._iterator import BridgeIterator, log_cleanup_error
-from ._pump import aclose_shielded, cancelled_now, close_source, is_cancellation
+from ._pump import (
+    FINISHED,
+    INTERRUPTED,
+    STOPPED,
+    PushSink,
+    aclose_shielded,
+    cancelled_now,
+    drive,
+    is_cancellation,
+)
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
@@ -489,23 +498,38 @@ def _still_open(writer: asyncio.StreamWriter) -> None:
         raise ConnectionResetError("the writer was closed before the source ended")
 
 
-async def _write_chunks(writer: asyncio.StreamWriter, it: AsyncIterator[Any]) -> int:
-    """Write every chunk of ``it``, pulling each only after ``drain()``; no closing."""
-    total = 0
-    anext = it.__anext__
-    while True:
-        await writer.drain()
+class _WriterSink:
+    """An asyncio ``StreamWriter`` as a sink of the pump: each chunk is pulled only after
+    ``drain()`` returned; no closing.  ``total`` counts the bytes written."""
+
+    __slots__ = ("total", "writer")
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.total = 0
+
+    def has_room(self) -> bool:
+        return False  # drain() first, every time: it returns at once when not paused
+
+    async def wait_room(self) -> None:
+        await self.writer.drain()
         # drain() returns when a paused writer is closed: nothing would get through
-        _still_open(writer)
-        try:
-            chunk = _chunk("write", await anext())
-        except StopAsyncIteration:
-            return total
+        _still_open(self.writer)
+
+    def is_open(self) -> bool:
+        return True  # a closed writer raises (the connection error is the sink's error)
+
+    def put_nowait(self, item: object) -> Result:
+        chunk = _chunk("write", item)
         # closed while the source was pulled: the same connection error, not
         # whatever the transport's write() does after a close
-        _still_open(writer)
-        writer.write(chunk)
-        total += _nbytes(chunk)
+        _still_open(self.writer)
+        self.writer.write(chunk)
+        self.total += _nbytes(chunk)
+        return TAKEN
+
+    async def put(self, item: object) -> Result:
+        return self.put_nowait(item)
 
 
 async def write(writer: asyncio.StreamWriter, source: AsyncIterable[Bytes]) -> int:
@@ -537,14 +561,9 @@ async def write(writer: asyncio.StreamWriter, source: AsyncIterable[Bytes]) -> i
     )
     _check_source("write", source)
     _require_asyncio("write")
-    it = source.__aiter__()
-    try:
-        total = await _write_chunks(writer, it)
-    except BaseException as exc:
-        await close_source(it, exc)
-        raise
-    await aclose_shielded(it)
-    return total
+    sink = _WriterSink(writer)
+    (await drive(source.__aiter__(), sink)).raise_error()
+    return sink.total
 
 
 # ------------------------------------------------------- asyncio: a fed reader
@@ -574,8 +593,8 @@ class _Fed(MustEnter, ABC, Generic[S]):
         """The stream handed to the block."""
 
     @abstractmethod
-    async def _pump(self, it: AsyncIterator[Bytes]) -> None:
-        """Move the source's chunks into the stream."""
+    def _sink(self) -> _WriterSink | _SendSink:
+        """Where the pump moves the source's chunks."""
 
     @abstractmethod
     async def _end(self) -> None:
@@ -602,27 +621,31 @@ class _Fed(MustEnter, ABC, Generic[S]):
 
     async def _run(self, it: AsyncIterator[Bytes]) -> None:
         # never raises (but cancellation): the source's end and errors go down the stream
-        error: Exception | None = None
-        try:
-            await self._pump(it)
-        except Exception as exc:
-            if cancelled_now():
-                # stopped by the block's exit: this is the source's cleanup failing
-                self._exit_error = exc
+        self._source_closed = True  # the pump closes it, in-band
+        sink = self._sink()
+        ending = await drive(it, sink, paced=isinstance(sink, _WriterSink))
+        error = ending.error
+        if ending.how is STOPPED or (ending.how is INTERRUPTED and cancelled_now()):
+            # stopped by the block's exit: raised from it (or logged) as the source's cleanup
+            self._exit_error = ending.cleanup_error
+            if isinstance(error, Exception):  # the first error, as before the source closed
+                if self._exit_error is not None:
+                    log_cleanup_error(self._exit_error, "closing the source")
+                self._exit_error = error
+            if error is not None and not isinstance(error, Exception):
+                raise error
+            return
+        if ending.how is FINISHED:
+            if ending.cleanup_error is None:
+                await self._end()
                 return
-            error = exc
-        self._source_closed = True  # the source is done: close it here, in-band
-        try:
-            await aclose_shielded(it)
-        except Exception as exc:
-            if error is None:
-                error = exc
-            else:
-                log_cleanup_error(exc, "closing the source")
-        if error is None:
-            await self._end()
-        else:
-            self._fail(error)
+            error = ending.cleanup_error
+        elif ending.cleanup_error is not None:
+            log_cleanup_error(ending.cleanup_error, "closing the source")
+        if not isinstance(error, Exception):
+            assert error is not None
+            raise error  # a cancellation of the pump's own (the stream's end was closed)
+        self._fail(error)
 
     async def __aexit__(
         self,
@@ -673,8 +696,8 @@ class _ReaderFromAiter(_Fed[asyncio.StreamReader]):
         self._reader, self._writer, self._transport = _make_pipe(loop, self._limit)
         return self._reader
 
-    async def _pump(self, it: AsyncIterator[Bytes]) -> None:
-        await _write_chunks(self._writer, it)
+    def _sink(self) -> _WriterSink:
+        return _WriterSink(self._writer)
 
     async def _end(self) -> None:
         self._writer.close()
@@ -1002,19 +1025,29 @@ def open_byte_stream_pipe(
 # ------------------------------------------------------------ anyio: writing
 
 
-async def _send_chunks(stream: anyio.abc.ByteSendStream, it: AsyncIterator[Any]) -> int:
-    """Send every chunk of ``it``, pulling each only after the previous send returned."""
-    total = 0
-    anext = it.__anext__
-    while True:
-        try:
-            chunk = _chunk("byte_stream_write", await anext())
-        except StopAsyncIteration:
-            return total
-        n = _nbytes(chunk)
-        if n:
-            await stream.send(chunk if isinstance(chunk, bytes) else bytes(chunk))
-            total += n
+class _SendSink(PushSink[object]):
+    """An anyio ``ByteSendStream`` as a sink of the pump: the next chunk is pulled only after
+    the previous ``send()`` returned.  ``total`` counts the bytes sent."""
+
+    __slots__ = ("_chunk", "stream", "total")
+
+    def __init__(self, stream: anyio.abc.ByteSendStream) -> None:
+        self.stream = stream
+        self.total = 0
+        self._chunk = b""
+
+    def put_nowait(self, item: object) -> Result:
+        chunk = _chunk("byte_stream_write", item)
+        if not _nbytes(chunk):
+            return TAKEN
+        self._chunk = chunk if isinstance(chunk, bytes) else bytes(chunk)
+        return FULL  # sent by put()
+
+    async def put(self, item: object) -> Result:
+        chunk, self._chunk = self._chunk, b""
+        await self.stream.send(chunk)
+        self.total += len(chunk)
+        return TAKEN
 
 
 async def byte_stream_write(stream: anyio.abc.ByteSendStream, source: AsyncIterable[Bytes]) -> int:
@@ -1040,14 +1073,9 @@ async def byte_stream_write(stream: anyio.abc.ByteSendStream, source: AsyncItera
         (asyncio.StreamWriter, "for an asyncio StreamWriter use streams.write()"),
     )
     _check_source("byte_stream_write", source)
-    it = source.__aiter__()
-    try:
-        total = await _send_chunks(stream, it)
-    except BaseException as exc:
-        await close_source(it, exc)
-        raise
-    await aclose_shielded(it)
-    return total
+    sink = _SendSink(stream)
+    (await drive(source.__aiter__(), sink, paced=False)).raise_error()
+    return sink.total
 
 
 # ---------------------------------------------------- anyio: a fed byte stream
@@ -1065,8 +1093,8 @@ class _ByteStreamFromAiter(_Fed[anyio.abc.ByteReceiveStream]):
         self._receive = _PipeReceiveStream(handoff)
         return self._receive
 
-    async def _pump(self, it: AsyncIterator[Bytes]) -> None:
-        await _send_chunks(self._send, it)
+    def _sink(self) -> _SendSink:
+        return _SendSink(self._send)
 
     async def _end(self) -> None:
         await self._send.aclose()
@@ -1180,6 +1208,30 @@ def queue_to_aiter(queue: asyncio.Queue[T], *, sentinel: object = END) -> Bridge
     return _QueueIterator(queue, sentinel)
 
 
+class _QueueSink(PushSink[T]):
+    """An ``asyncio.Queue`` as a sink of the pump: ``put()`` waits while it is full.
+    ``count`` counts the values put."""
+
+    __slots__ = ("count", "queue")
+
+    def __init__(self, queue: asyncio.Queue[T]) -> None:
+        self.queue = queue
+        self.count = 0
+
+    def put_nowait(self, item: T) -> Result:
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            return FULL
+        self.count += 1
+        return TAKEN
+
+    async def put(self, item: T) -> Result:
+        await self.queue.put(item)
+        self.count += 1
+        return TAKEN
+
+
 async def queue_from_aiter(
     source: AsyncIterable[T], queue: asyncio.Queue[T], *, sentinel: object = END
 ) -> int:
@@ -1208,23 +1260,11 @@ async def queue_from_aiter(
     _check_source("queue_from_aiter", source, "an async iterable")
     _check_queue("queue_from_aiter", queue)
     _require_asyncio("queue_from_aiter")
-    it = source.__aiter__()
-    count = 0
-    try:
-        while True:
-            try:
-                value = await it.__anext__()
-            except StopAsyncIteration:
-                break
-            await queue.put(value)
-            count += 1
-    except BaseException as exc:
-        await close_source(it, exc)
-        raise
-    await aclose_shielded(it)
+    sink = _QueueSink(queue)
+    (await drive(source.__aiter__(), sink, paced=False)).raise_error()
     shutdown = getattr(queue, "shutdown", None)
     if shutdown is not None:
         shutdown()
     else:
         await queue.put(sentinel)  # type: ignore[arg-type]
-    return count
+    return sink.count

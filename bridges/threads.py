@@ -20,7 +20,7 @@ import logging
 import threading
 import warnings
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator
 from concurrent.futures import CancelledError as FutureCancelledError
 from concurrent.futures import Future
 from types import TracebackType
@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, final, overload
 
 import anyio
 from anyio.from_thread import BlockingPortal
-from anyio.lowlevel import checkpoint
 
 from ._backend import async_waiter, in_event_loop_thread
 from ._buffer import TAKEN, Handoff, Overflow, Stats, validate_buffer
 from ._hooks import refuse_awaitable, require_sync
-from ._iterator import CHECKPOINT_EVERY, DONE, NEW, RUNNING, BufferedIterator, log_cleanup_error
+from ._iterator import DONE, NEW, RUNNING, BufferedIterator, log_cleanup_error
+from ._pump import FAILED, FINISHED, INTERRUPTED, drive, is_cancellation
 from ._workers import GRACE, describe, validate_grace, wait_returned, warn_left_behind
 
 if TYPE_CHECKING:
@@ -590,56 +590,29 @@ class _Pump(Generic[T]):
 
     async def pump(self) -> None:
         h = self.h
-        it: AsyncIterator[T] | None = None
-        error: BaseException | None = None
-        ended = False
-        tick = CHECKPOINT_EVERY
         try:
             it = self.source.__aiter__()
-            while True:
-                if not h.has_room():
-                    await h.wait_room()  # R10: pull only when the consumer can take it
-                if not h.is_open():
-                    break
-                try:
-                    value = await it.__anext__()
-                except StopAsyncIteration:
-                    ended = True
-                    break
-                if h.put_nowait(value) is not TAKEN and await h.put(value) is not TAKEN:
-                    break
-                tick -= 1
-                if not tick:
-                    tick = CHECKPOINT_EVERY
-                    await checkpoint()  # a source that never waits must not starve the loop
         except BaseException as exc:
-            error = exc
-        cleanup_error: BaseException | None = None
-        aclose = getattr(it, "aclose", None)
-        if aclose is not None:
-            try:
-                # shielded: the pump is usually being cancelled here (the consumer
-                # left, the portal stopped), and a cleanup that awaits must still
-                # run to the end (R11)
-                with anyio.CancelScope(shield=True):
-                    await aclose()
-            except BaseException as exc:
-                cleanup_error = exc
-        cancelled = isinstance(error, anyio.get_cancelled_exc_class())
-        if error is not None and not cancelled:
+            h.fail(exc)  # raised by the consumer as itself
+            return
+        # closed shielded: the pump is usually being cancelled then (the consumer
+        # left, the portal stopped), and a cleanup that awaits must run to the end
+        ending = await drive(it, h)
+        error, cleanup_error = ending.error, ending.cleanup_error
+        cancelled = ending.how is INTERRUPTED and is_cancellation(error)  # type: ignore[arg-type]
+        if ending.how is FAILED or (ending.how is INTERRUPTED and not cancelled):
+            assert error is not None
             if cleanup_error is not None:
                 log_cleanup_error(cleanup_error, "closing an async source that failed")
             h.fail(error)  # raised by the consumer as itself, once
-        elif ended:
+        elif ending.how is FINISHED:
             if cleanup_error is None:
                 h.close()
             else:
                 h.fail(cleanup_error)
         else:
             # the consumer left (or the loop is being torn down)
-            if cleanup_error is not None and not isinstance(
-                cleanup_error, anyio.get_cancelled_exc_class()
-            ):
+            if cleanup_error is not None:
                 if self.orphaned:  # nobody will call close(): do not lose it
                     log_cleanup_error(cleanup_error, "closing the source of a dropped iterator")
                 else:

@@ -225,8 +225,9 @@ def test_no_module_outside_the_core_touches_its_internals(module: Module) -> Non
     "module", [m for m in MODULES if m.name != "bridges._backend"], ids=lambda m: m.name
 )
 def test_only_the_backend_module_asks_which_libraries_are_loaded(module: Module) -> None:
-    """``sys.modules`` lookups ("is trio imported?") and asyncio's private calls live in
-    ``_backend.py``; the rest asks it (``loaded()``, ``under_trio()``, ``loop_kind()``)."""
+    """``sys.modules`` lookups ("is trio imported?"), asyncio's private calls and setting
+    sniffio's library live in ``_backend.py``; the rest asks it (``loaded()``,
+    ``under_trio()``, ``loop_kind()``, ``name_asyncio_in_loop_callback()``)."""
     found = [
         f"{_where(module, node)}: {ast.unparse(node)}"
         for node in ast.walk(module.tree)
@@ -235,6 +236,8 @@ def test_only_the_backend_module_asks_which_libraries_are_loaded(module: Module)
         and (
             (node.value.id == "sys" and node.attr == "modules")
             or (node.value.id == "asyncio" and _is_private(node.attr))
+            # telling sniffio which library runs is backend knowledge too
+            or (node.value.id == "sniffio" and node.attr == "current_async_library_cvar")
         )
     ]
     assert not found, "backend knowledge outside _backend.py:\n" + "\n".join(found)

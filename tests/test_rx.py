@@ -525,6 +525,26 @@ class TestFromAiter:
         assert log[-1] == "closed"
         assert collector.completed == 0 and collector.errors == []
 
+    async def test_a_cleanup_error_of_a_source_closed_by_dispose_is_logged_not_lost(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        async def source() -> AsyncIterator[int]:
+            try:
+                yield 0
+                await anyio.sleep_forever()
+            finally:
+                raise BoomError("cleanup")
+
+        collector = Collector()
+        with caplog.at_level(logging.ERROR, logger="bridges"), anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                subscription = rx.from_aiter(source(), task_group=tg).subscribe(collector)
+                await anyio.wait_all_tasks_blocked()
+                subscription.dispose()
+        assert collector.values == [0]
+        assert collector.errors == [], "a disposed observer hears nothing"
+        assert any("BoomError" in r.exc_text for r in caplog.records if r.exc_text)
+
     async def test_dispose_inside_on_next_closes_the_source_without_cancelling(self) -> None:
         cleanup: list[str] = []
 

@@ -9,9 +9,8 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 import anyio
 import anyio.lowlevel
-from anyio.lowlevel import checkpoint
 
-from .._buffer import FULL, Handoff, Overflow, validate_buffer
+from .._buffer import FULL, GONE, TAKEN, Handoff, Overflow, Result, validate_buffer
 from .._enter import not_entered
 from .._iterator import (
     DONE,
@@ -20,10 +19,9 @@ from .._iterator import (
     RUNNING,
     BridgeIterator,
     BufferedIterator,
-    enter_foreign_context,
     log_cleanup_error,
 )
-from .._pump import aclose_shielded
+from .._pump import INTERRUPTED, STOPPED, Ending, PushSink, drive
 from ._base import require_aiterable
 
 if TYPE_CHECKING:
@@ -32,6 +30,36 @@ if TYPE_CHECKING:
 
 
 T = TypeVar("T")
+
+
+class _Members(PushSink[T]):
+    """The members of one run as the pump's sink: each value goes to every member; a
+    full one makes the pump wait (the slowest paces the source); with none left open
+    the pump stops."""
+
+    __slots__ = ("_full", "members")
+
+    def __init__(self, members: list[Handoff[T]]) -> None:
+        self.members = members
+        self._full: list[Handoff[T]] = []
+
+    def put_nowait(self, item: T) -> Result:
+        full = self._full
+        for h in tuple(self.members):
+            if h.put_nowait(item) is FULL:
+                full.append(h)
+        if full:
+            return FULL  # put() waits for them
+        return self._taken()
+
+    async def put(self, item: T) -> Result:
+        full, self._full = self._full, []
+        for h in full:
+            await h.put(item)  # block: the slowest paces the source
+        return self._taken()
+
+    def _taken(self) -> Result:
+        return TAKEN if any(h.open for h in self.members) else GONE  # nobody can take more
 
 
 class _Run(Generic[T]):
@@ -248,47 +276,21 @@ class Shared(Generic[T]):
         assert it is not None
         assert run.scope is not None
         assert run.done is not None
-        error: BaseException | None = None
+        ending = Ending(STOPPED)
         try:
-            with run.scope:
-                try:
-                    await enter_foreign_context(it)
-                    nxt = it.__anext__
-                    members = run.members
-                    while True:
-                        try:
-                            value = await nxt()
-                        except StopAsyncIteration:
-                            break
-                        full: list[Handoff[T]] | None = None
-                        for h in tuple(members):
-                            if h.put_nowait(value) is FULL:
-                                if full is None:
-                                    full = [h]
-                                else:
-                                    full.append(h)
-                        waited = full is not None
-                        if full is not None:
-                            for h in full:
-                                await h.put(value)  # block: the slowest paces the source
-                        if not any(h.open for h in members):
-                            break  # nobody can take values any more
-                        if not waited:
-                            await checkpoint()  # a source that never waits must not hog the loop
-                except Exception as exc:
-                    error = exc
-                finally:
-                    run.ended = True
-                    if self._run is run:
-                        self._run = None
-                    try:
-                        await aclose_shielded(it)
-                    except Exception as exc:
-                        if error is None:
-                            error = exc
-                        else:
-                            log_cleanup_error(exc, "closing the shared source")
+            with run.scope:  # cancelled when the last member leaves
+                ending = await drive(it, _Members(run.members), paced=False)
+                if ending.how is INTERRUPTED and not isinstance(ending.error, Exception):
+                    raise ending.error  # type: ignore[misc]
         finally:
+            run.ended = True
+            if self._run is run:
+                self._run = None
+            error = ending.error if isinstance(ending.error, Exception) else None
+            if error is None:
+                error = ending.cleanup_error
+            elif ending.cleanup_error is not None:
+                log_cleanup_error(ending.cleanup_error, "closing the shared source")
             for h in run.members:
                 if error is None:
                     h.close()
