@@ -412,12 +412,7 @@ class ChannelReceiver(BufferedIterator[T]):
             raise self._closed_error()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def _detach(self) -> None:

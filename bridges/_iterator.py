@@ -9,6 +9,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, I
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar, overload
 
+import anyio
 from anyio.lowlevel import checkpoint
 
 from ._backend import CancelProbe, loaded
@@ -104,8 +105,10 @@ class BridgeIterator(AsyncIterator[T]):
         try:
             await self.aclose()
         except BaseException as cleanup_exc:
-            # the consumer's own exception wins; the cleanup error is not lost
-            log_cleanup_error(cleanup_exc, f"closing {type(self).__name__}")
+            # the consumer's own exception wins; the cleanup error is not lost (a
+            # cancellation is the one already on its way, or is delivered again)
+            if not isinstance(cleanup_exc, anyio.get_cancelled_exc_class()):
+                log_cleanup_error(cleanup_exc, f"closing {type(self).__name__}")
 
     async def aclose(self) -> None:
         """Release the source (idempotent). Cleanup errors are raised here."""

@@ -325,23 +325,6 @@ class ChannelIterator(BridgeIterator[T]):
         if not self._close():
             await self._receive.aclose()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc is None:
-            await self.aclose()
-            return
-        try:
-            await self.aclose()
-        except BaseException as cleanup_exc:
-            # a cancellation raised by a generic channel's aclose() is the one already
-            # on its way (or will be delivered again); anything else is logged
-            if not isinstance(cleanup_exc, anyio.get_cancelled_exc_class()):
-                log_cleanup_error(cleanup_exc, "closing the receive channel")
-
     def __del__(self) -> None:
         if getattr(self, "_state", DONE) != RUNNING:
             return
@@ -613,12 +596,7 @@ class PumpedReceiver(ChannelReceiver[T], ObjectReceiveStream[T], _TrioReceiveCha
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self.close()
 
     def __del__(self) -> None:
