@@ -24,8 +24,6 @@ the missing heartbeats and asked again (nats.py #504, #544).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextvars
 import importlib.metadata
 import json
 import os
@@ -43,7 +41,6 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
-    Coroutine,
     Mapping,
 )
 from pathlib import Path
@@ -55,6 +52,10 @@ import sniffio
 from anyio.lowlevel import checkpoint
 
 from . import BridgeIterator, ChannelReceiver, ChannelSender, open_channel
+from ._helper_loop import on_loop as _on_client_loop
+from ._helper_loop import run_on as _run_on
+from ._helper_loop import spawn as _spawn
+from ._helper_loop import wait_done as _wait_done
 
 try:
     import nats
@@ -91,65 +92,6 @@ _NS: Final = 1_000_000_000
 _EXPIRES: Final = 30.0
 #: the longest wait for the helper loop to finish a close (a dead connection)
 _CLOSE_GRACE: Final = 5.0
-
-
-def _on_client_loop(loop: asyncio.AbstractEventLoop) -> bool:
-    try:
-        if sniffio.current_async_library() != "asyncio":
-            return False
-    except sniffio.AsyncLibraryNotFoundError:
-        return False
-    return asyncio.get_running_loop() is loop
-
-
-async def _run_on(loop: asyncio.AbstractEventLoop, fn: Callable[[], Awaitable[R]]) -> R:
-    """Run ``fn()`` on ``loop`` (maybe another thread's) and wait for its result here.
-
-    Cancellation here cancels it there and waits until it ended.
-    """
-    if _on_client_loop(loop):
-        return await fn()
-    send, receive = open_channel[tuple[bool, Any]](1)
-
-    async def run() -> None:
-        with send:
-            try:
-                result = await fn()
-            except BaseException as exc:
-                send.send_nowait((False, exc))
-                if not isinstance(exc, Exception):
-                    raise
-            else:
-                send.send_nowait((True, result))
-
-    future = _spawn(loop, run())
-    async with receive:
-        try:
-            ok, value = await receive.receive()
-        except BaseException:
-            future.cancel()
-            with anyio.CancelScope(shield=True):
-                try:
-                    async for _ in receive:
-                        pass
-                except Exception:
-                    # how it ended there (cancelled by us) is not news: ours goes on
-                    pass
-            raise
-    if ok:
-        return value  # type: ignore[no-any-return]
-    raise value
-
-
-def _spawn(
-    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]
-) -> concurrent.futures.Future[None]:
-    """Run ``coro`` as a task on ``loop`` (any thread's), in a context of its own.
-
-    Not in a copy of the caller's: a trio caller's context says "trio" to
-    sniffio, and the task on the asyncio loop must not believe it.
-    """
-    return contextvars.Context().run(asyncio.run_coroutine_threadsafe, coro, loop)
 
 
 @final
@@ -842,23 +784,6 @@ class _Consumer(BridgeIterator[Message]):
                 stacklevel=2,
             )
             self._pull.commands.close()
-
-
-async def _wait_done(loop: asyncio.AbstractEventLoop, future: Any) -> None:
-    """Wait, shielded, until ``future`` (a concurrent future of a coroutine on ``loop``) ended."""
-    send, receive = open_channel[None](1)
-
-    def done(_: object) -> None:
-        send.close()
-
-    future.add_done_callback(done)
-    with anyio.CancelScope(shield=True):
-        with anyio.move_on_after(_CLOSE_GRACE):
-            async with receive:
-                async for _ in receive:
-                    pass
-            return
-        future.cancel()  # a close stuck on a dead connection
 
 
 def _check_name(value: object, what: str) -> str:
