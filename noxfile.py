@@ -92,7 +92,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=LOWEST)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
-    session.install("-e", ".[all,bench,nats]", "mypy>=1.10", "pytest")
+    session.install("-e", ".[all,bench,nats,redis]", "mypy>=1.10", "pytest")
     session.run("mypy", "--strict", "bridges", "tests/type_tests")
 
 
