@@ -510,7 +510,9 @@ class _Group:
         claim_cursor = "0-0"
         while True:
             free = self.buffer - self.held - self.given
-            if free <= 0:
+            # read for at least half the buffer, unless the consumer has nothing to take:
+            # not one round trip per entry the consumer finishes
+            if free <= 0 or (self.held and free < (self.buffer + 1) // 2):
                 self.room.clear()
                 await self.room.wait()
                 continue
