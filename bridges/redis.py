@@ -173,9 +173,11 @@ class connect:  # noqa: N801 - used like a function: async with connect(...) as 
         async def open_() -> aioredis.Redis:
             r = aioredis.Redis.from_url(self._url, **self._options)
             try:
-                await r.ping()
+                # connecting cut in its middle leaves a half-open socket behind
+                await _to_the_end(r.ping())
             except BaseException:
-                await r.aclose()
+                with anyio.CancelScope(shield=True):
+                    await r.aclose()
                 raise
             return r
 
@@ -685,7 +687,11 @@ class _Consumer(BridgeIterator[Entry]):
     async def __aenter__(self) -> Self:
         if not self._started and not self._closed:
             self._start()
-        await checkpoint()
+        try:
+            await checkpoint()
+        except BaseException:  # cancelled on the way in: no __aexit__ will close it
+            await self.aclose()
+            raise
         return self
 
     async def __anext__(self) -> Entry:
@@ -851,8 +857,38 @@ async def _write(
             pipe = r.pipeline(transaction=False)
             for fields in batch:
                 pipe.xadd(stream, fields, maxlen=maxlen, approximate=approximate)  # type: ignore[arg-type]
-            await pipe.execute()
+            await _to_the_end(pipe.execute())
             count += len(batch)
+
+
+async def _to_the_end(aw: Awaitable[R]) -> R:
+    """Await ``aw`` on this asyncio loop to its end even if cancelled meanwhile, then raise
+    the cancellation.
+
+    redis-py cut in the middle of connecting can leave a half-open connection
+    behind (closed only by the garbage collector, with a ResourceWarning); a
+    round trip of adds is short, and finishing it keeps the count of what was
+    added true.  A reply missing for ``_CLOSE_GRACE`` seconds after the
+    cancellation is given up on.
+    """
+    task = asyncio.ensure_future(aw)
+    cancelled: BaseException | None = None
+    deadline = math.inf
+    while not task.done():
+        try:
+            timeout = None if cancelled is None else max(0.0, deadline - time.monotonic())
+            await asyncio.wait({task}, timeout=timeout)
+        except asyncio.CancelledError as exc:
+            if cancelled is None:
+                cancelled = exc
+                deadline = time.monotonic() + _CLOSE_GRACE
+            continue
+        if time.monotonic() >= deadline:
+            task.cancel()
+            break
+    if cancelled is not None:
+        raise cancelled
+    return task.result()
 
 
 async def _aclose(it: object) -> None:
