@@ -6,6 +6,11 @@ possibly on another thread or another event loop, fires.  Every waiter's
 thread) that created the waiter.  The hand-off in ``_buffer.py`` parks
 consumers and producers on these and never needs to know which loop it is
 talking to.
+
+A *parker* (`loop_parker`) is the same-thread counterpart for the pipeline
+helpers' hot paths, where a task waits for another task of its own loop: not
+thread-safe, reused for wait after wait, and parked on the loop's cheapest
+primitive (a bare future on asyncio, trio's ``wait_task_rescheduled``).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import sniffio
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
     from types import ModuleType
 
 _get_ident = threading.get_ident
@@ -203,6 +208,80 @@ def async_waiter() -> AsyncWaiter:
     if current_library() == "trio":
         return TrioWaiter()
     return AsyncioWaiter()
+
+
+class LoopParker(Protocol):
+    def park(self) -> Awaitable[None]: ...
+
+    def wake(self) -> None: ...
+
+
+class AsyncioParker:
+    """Parks one asyncio task at a time; woken by another task of the same loop.
+
+    Unlike a waiter it is not thread-safe and is reused: each `park` is one
+    wait, and the `wake` after it ends that wait.  A `wake` with nobody
+    parked (or after the parked task was cancelled) does nothing.  `park`
+    returns the future to await, with no coroutine around it.
+    """
+
+    __slots__ = ("_fut", "_new")
+
+    def __init__(self) -> None:
+        self._new = asyncio.get_running_loop().create_future
+        self._fut: asyncio.Future[None] | None = None
+
+    def park(self) -> asyncio.Future[None]:
+        fut = self._fut = self._new()
+        return fut
+
+    def wake(self) -> None:
+        fut = self._fut
+        if fut is not None:
+            self._fut = None
+            if not fut.done():  # not cancelled
+                fut.set_result(None)
+
+
+class TrioParker:
+    """Parks one trio task at a time; woken by another task of the same run.
+
+    As `AsyncioParker`: not thread-safe, reused, and a `wake` with nobody
+    parked does nothing.  It parks on trio's lowest-level primitive (no
+    Event per wait); a cancellation unparks the task.
+    """
+
+    __slots__ = ("_current_task", "_reschedule", "_succeeded", "_task", "_wait")
+
+    def __init__(self) -> None:
+        import trio
+
+        self._task: Any = None
+        self._current_task = trio.lowlevel.current_task
+        self._reschedule = trio.lowlevel.reschedule
+        self._wait: Callable[[Any], Awaitable[None]] = trio.lowlevel.wait_task_rescheduled
+        self._succeeded = trio.lowlevel.Abort.SUCCEEDED
+
+    def park(self) -> Awaitable[None]:
+        self._task = self._current_task()
+        return self._wait(self._aborted)
+
+    def _aborted(self, raise_cancel: object) -> Any:
+        self._task = None  # cancelled: a later wake() finds nobody
+        return self._succeeded
+
+    def wake(self) -> None:
+        task = self._task
+        if task is not None:
+            self._task = None
+            self._reschedule(task)
+
+
+def loop_parker() -> LoopParker:
+    """A reusable parking place for tasks of the loop that calls this (same thread only)."""
+    if current_library() == "trio":
+        return TrioParker()
+    return AsyncioParker()
 
 
 class ThreadWaiter:

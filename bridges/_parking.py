@@ -110,10 +110,11 @@ class ParkingLot(deque[Parked]):
 class Slot:
     """A parking place for one async task, woken by another task of the same loop.
 
-    For a consumer that waits for its own helper task (a merged source, a
-    prefetched page, a batch that fills): `park` until the helper calls
-    `wake`.  A `wake` with nobody parked does nothing, so the consumer looks
-    at its state before it parks again.
+    For a consumer that waits for its own helper task (a prefetched page, a
+    batch that fills): `park` until the helper calls `wake`.  A `wake` with
+    nobody parked does nothing, so the consumer looks at its state before it
+    parks again.  (`merge`, which parks once per value, uses the reusable
+    `_backend.loop_parker` instead.)
     """
 
     __slots__ = ("_waiter",)

@@ -34,7 +34,6 @@ import sysconfig
 import tempfile
 import threading
 import time
-import warnings
 from collections import deque
 from collections.abc import (
     AsyncIterable,
@@ -51,11 +50,12 @@ import anyio
 import sniffio
 from anyio.lowlevel import checkpoint
 
-from . import BridgeIterator, ChannelReceiver, ChannelSender, open_channel
+from . import ChannelReceiver, ChannelSender, Stats, open_channel
+from ._helper_loop import HelperConsumer
 from ._helper_loop import on_loop as _on_client_loop
 from ._helper_loop import run_on as _run_on
-from ._helper_loop import spawn as _spawn
-from ._helper_loop import wait_done as _wait_done
+from ._helper_loop import start_loop as _start_loop
+from ._helper_loop import stop_loop as _stop_loop
 
 try:
     import nats
@@ -71,7 +71,16 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["Ack", "Client", "LocalServer", "Message", "connect", "from_aiter", "to_aiter"]
+__all__ = [
+    "Ack",
+    "Client",
+    "Consumer",
+    "LocalServer",
+    "Message",
+    "connect",
+    "from_aiter",
+    "to_aiter",
+]
 
 R = TypeVar("R")
 
@@ -175,11 +184,7 @@ class connect:  # noqa: N801 - used like a function: async with connect(...) as 
         if sniffio.current_async_library() == "asyncio":
             loop = asyncio.get_running_loop()
         else:
-            loop = asyncio.new_event_loop()
-            self._thread = threading.Thread(
-                target=loop.run_forever, name="bridges.nats helper loop", daemon=True
-            )
-            self._thread.start()
+            loop, self._thread = _start_loop("bridges.nats helper loop")
         try:
             nc = await _run_on(loop, lambda: nats.connect(self._servers, **self._options))
         except BaseException:
@@ -204,13 +209,9 @@ class connect:  # noqa: N801 - used like a function: async with connect(...) as 
             await self._stop(client.loop)
 
     async def _stop(self, loop: asyncio.AbstractEventLoop) -> None:
-        thread = self._thread
-        if thread is None:
-            return
-        loop.call_soon_threadsafe(loop.stop)
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(thread.join)
-        loop.close()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            await _stop_loop(loop, thread)
 
 
 # ---------------------------------------------------------------- a server
@@ -448,6 +449,11 @@ def _status(msg: NatsMsg) -> str | None:
 class _Pull:
     """The pull loop: runs on the client's loop, owns the inbox and the demand."""
 
+    # made by open(), when the iterator starts: an iterator never started holds nothing
+    out: ChannelSender[Message]
+    commands: ChannelSender[tuple[str, Message, float | None]]
+    command_receiver: ChannelReceiver[tuple[str, Message, float | None]]
+
     def __init__(
         self,
         client: Client,
@@ -456,7 +462,6 @@ class _Pull:
         buffer: int,
         ack: str,
         heartbeat: float,
-        out: ChannelSender[Message],
     ) -> None:
         self.client = client
         self.name = name
@@ -464,18 +469,23 @@ class _Pull:
         self.buffer = buffer
         self.ack = ack
         self.heartbeat = heartbeat
-        self.out = out
-        self.commands, self.command_receiver = open_channel[tuple[str, Message, float | None]](None)
         # held: delivered to us, not yet taken by the consumer: (message, when last kept alive)
         self.held: deque[list[Any]] = deque()
         self.requested = 0  # asked of the server, not arrived
         self.given = 0  # taken by the consumer, not settled (ack="on_next")
+        self.high_water = 0  # the most of held + given at once (Consumer.stats)
         self.taken: set[Message] = set()  # taken by the consumer, not settled
         self.last_heard = 0.0
         self.ack_wait = 30.0
         self.failed = False
         self.inbox = ""
         self.next_subject = ""
+
+    def open(self) -> ChannelReceiver[Message]:
+        """Make the channels (the messages out, the commands in); the messages' receiver."""
+        self.out, receiver = open_channel[Message](None)
+        self.commands, self.command_receiver = open_channel[tuple[str, Message, float | None]](None)
+        return receiver
 
     def command(self, verb: str, message: Message, arg: float | None) -> None:
         try:
@@ -493,6 +503,16 @@ class _Pull:
             self.commands.send_nowait((verb, message, None))
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass
+
+    def settle(self, message: Message) -> None:
+        """Ack ``message`` for the iterator (ack="on_next", "on_receive"), unless the
+        consumer settled it already."""
+        if not message._settled:
+            message._settled = True
+            self.offer("ack", message)
+
+    def holding(self) -> int:
+        return len(self.held) + self.given
 
     async def _resolve(self) -> str:
         js = self.client.js
@@ -642,6 +662,10 @@ class _Pull:
             message = Message(msg, self)
             self.requested -= 1
             self.held.append([message, self.last_heard])
+            # the demand's own count: what arrives never takes held + given above the buffer
+            held = len(self.held) + self.given
+            if held > self.high_water:
+                self.high_water = held
             try:
                 self.out.send_nowait(message)
             except anyio.BrokenResourceError:
@@ -683,6 +707,7 @@ class _Pull:
         back.extend(entry[0] for entry in self.held)
         self.taken.clear()
         self.held.clear()
+        self.given = 0
         for message in back:
             await _quietly(message._msg.nak())
         if not nc.is_closed:
@@ -708,54 +733,33 @@ async def _quietly(aw: Awaitable[object]) -> None:
 
 
 @final
-class _Consumer(BridgeIterator[Message]):
-    """The iterator [`to_aiter`][bridges.nats.to_aiter] returns."""
+class Consumer(HelperConsumer[Message]):
+    """The iterator [`to_aiter`][bridges.nats.to_aiter] returns: an async iterator of
+    [`Message`][bridges.nats.Message]s and an async context manager, with ``aclose()``.
 
-    __slots__ = ("_ack", "_closed", "_last", "_pull", "_receiver", "_run", "_started")
+    :ivar stats: its counters ([`bridges.Stats`][bridges.Stats]), as the demand counts them.
+    """
 
-    def __init__(self, pull: _Pull, receiver: ChannelReceiver[Message]) -> None:
-        self._pull = pull
-        self._receiver = receiver
-        self._ack = pull.ack
-        self._last: Message | None = None
-        self._started = False
-        self._closed = False
-        self._run: Any = None
+    __slots__ = ()
+    what = "nats.to_aiter()"
+    close_grace = _CLOSE_GRACE
 
-    def _start(self) -> None:
-        self._started = True
-        loop = self._pull.client.loop
-        self._run = _spawn(loop, self._pull.run())
+    @property
+    def stats(self) -> Stats:
+        """A snapshot of its counters ([`bridges.Stats`][bridges.Stats]).
 
-    async def __aenter__(self) -> Self:
-        if not self._started and not self._closed:
-            self._start()
-        await checkpoint()
-        return self
-
-    async def __anext__(self) -> Message:
-        if self._closed:
-            raise StopAsyncIteration
-        if not self._started:
-            self._start()
-        pull = self._pull
-        last = self._last
-        if last is not None:
-            self._last = None
-            if not last._settled:
-                last._settled = True
-                pull.offer("ack", last)
-        try:
-            message = await self._receiver.receive()
-        except anyio.EndOfStream:
-            raise StopAsyncIteration from None
-        pull.offer("take", message)
-        if self._ack == "on_next":
-            self._last = message
-        elif self._ack == "on_receive":
-            message._settled = True
-            pull.offer("ack", message)
-        return message
+        ``buffered``: messages the server delivered to this iterator and it has
+        not let go of: waiting to be taken, and, with ``ack="on_next"``, the one
+        in the consumer's hands until it is acknowledged (the demand counts it:
+        with ``"manual"`` and ``"on_receive"`` a message is the consumer's once
+        taken); 0 once closed.  ``high_water``: the most of them at once, never
+        above ``buffer`` (``capacity``).  ``delivered``: messages handed to the
+        consumer.  ``dropped``: always 0; nothing is dropped: what the consumer
+        did not take goes back to the server (nak'ed) when it leaves.  The
+        counts are the client's loop's (under trio, its thread's): a settle or
+        a take shows once that loop has applied it.
+        """
+        return self._stats()
 
     async def aclose(self) -> None:
         """Stop consuming: unacked messages go back to the server for redelivery.
@@ -763,27 +767,7 @@ class _Consumer(BridgeIterator[Message]):
         The durable consumer stays; the subscription and its open pull
         requests go.  Waits (shielded) until the client's loop has done so.
         """
-        if self._closed:
-            return
-        self._closed = True
-        self._last = None
-        pull = self._pull
-        pull.commands.close()
-        await self._receiver.aclose()
-        run = self._run
-        if run is None:
-            await pull.command_receiver.aclose()
-            return
-        await _wait_done(pull.client.loop, run)
-
-    def __del__(self) -> None:
-        if self._started and not self._closed:
-            warnings.warn(
-                "a bridges.nats.to_aiter() iterator was dropped unclosed: use 'async with'",
-                ResourceWarning,
-                stacklevel=2,
-            )
-            self._pull.commands.close()
+        await super().aclose()
 
 
 def _check_name(value: object, what: str) -> str:
@@ -812,7 +796,7 @@ def to_aiter(
     buffer: int = 64,
     ack: Ack = "on_next",
     heartbeat: float = 5.0,
-) -> BridgeIterator[Message]:
+) -> Consumer:
     """Consume a JetStream stream (or one subject of it) as an async iterator of
     [`Message`][bridges.nats.Message]s, through the pull consumer ``durable``.
 
@@ -827,7 +811,9 @@ def to_aiter(
     a request is sent only for free room.  Messages waiting in the buffer are
     kept from redelivery with ``in_progress()`` every third of ``ack_wait``;
     the one in the consumer's hands is not (a consumer stuck longer than
-    ``ack_wait`` sees it redelivered elsewhere).
+    ``ack_wait`` sees it redelivered elsewhere).  The iterator's ``stats``
+    ([`Consumer.stats`][bridges.nats.Consumer.stats]) counts what it holds:
+    ``stats.high_water`` never exceeds ``buffer``.
 
     ``ack`` says when messages are acknowledged ([`Ack`][bridges.nats.Ack]).
     Leaving the ``async with`` block, ``aclose()``, cancellation or a crash
@@ -855,9 +841,7 @@ def to_aiter(
     if isinstance(heartbeat, bool) or not isinstance(heartbeat, (int, float)) or heartbeat <= 0:
         raise ValueError(f"heartbeat={heartbeat!r}: expected a number of seconds > 0")
     client = _client(js, "to_aiter()")
-    out, receiver = open_channel[Message](None)
-    pull = _Pull(client, name, durable, buffer, ack, float(heartbeat), out)
-    return _Consumer(pull, receiver)
+    return Consumer(_Pull(client, name, durable, buffer, ack, float(heartbeat)), client.loop)
 
 
 # ---------------------------------------------------------------- publishing

@@ -36,7 +36,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import warnings
 from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -46,8 +45,8 @@ import anyio
 import sniffio
 from anyio.lowlevel import checkpoint
 
-from . import BridgeIterator, ChannelReceiver, ChannelSender, open_channel
-from ._helper_loop import run_on, spawn, start_loop, stop_loop, wait_done
+from . import ChannelReceiver, ChannelSender, Stats, open_channel
+from ._helper_loop import HelperConsumer, run_on, start_loop, stop_loop
 
 try:
     import redis.asyncio as aioredis
@@ -58,7 +57,16 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["Ack", "Client", "Entry", "LocalServer", "connect", "from_aiter", "to_aiter"]
+__all__ = [
+    "Ack",
+    "Client",
+    "Consumer",
+    "Entry",
+    "LocalServer",
+    "connect",
+    "from_aiter",
+    "to_aiter",
+]
 
 R = TypeVar("R")
 
@@ -398,6 +406,11 @@ class Entry:
 class _Group:
     """The read loop: runs on the client's loop, owns the demand and the pending list."""
 
+    # made by open(), when the iterator starts: an iterator never started holds nothing
+    out: ChannelSender[Entry]
+    commands: ChannelSender[tuple[str, Entry]]
+    command_receiver: ChannelReceiver[tuple[str, Entry]]
+
     def __init__(
         self,
         client: Client,
@@ -407,7 +420,6 @@ class _Group:
         buffer: int,
         ack: str,
         claim_idle: float | None,
-        out: ChannelSender[Entry],
     ) -> None:
         self.client = client
         self.stream = stream
@@ -416,14 +428,19 @@ class _Group:
         self.buffer = buffer
         self.ack = ack
         self.claim_idle = claim_idle
-        self.out = out
-        self.commands, self.command_receiver = open_channel[tuple[str, Entry]](None)
         self.held = 0  # sent to the consumer, not taken
         self.given = 0  # taken, not acked (ack="on_next")
+        self.high_water = 0  # the most of held + given at once (Consumer.stats)
         # ids delivered in this run whose XACK has not been answered: the pending
         # entries that are not "lost"
         self.mine: set[str] = set()
         self.room: asyncio.Event | None = None
+
+    def open(self) -> ChannelReceiver[Entry]:
+        """Make the channels (the entries out, the commands in); the entries' receiver."""
+        self.out, receiver = open_channel[Entry](None)
+        self.commands, self.command_receiver = open_channel[tuple[str, Entry]](None)
+        return receiver
 
     def command(self, verb: str, entry: Entry) -> None:
         try:
@@ -439,6 +456,16 @@ class _Group:
             self.commands.send_nowait((verb, entry))
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass  # the read loop ended: what was not acked stays pending
+
+    def settle(self, entry: Entry) -> None:
+        """Ack ``entry`` for the iterator (ack="on_next", "on_receive"), unless the
+        consumer acked it already."""
+        if not entry._settled:
+            entry._settled = True
+            self.offer("ack", entry)
+
+    def holding(self) -> int:
+        return self.held + self.given
 
     async def run(self) -> None:
         self.room = asyncio.Event()
@@ -495,6 +522,10 @@ class _Group:
         entry = Entry(self.stream, entry_id, dict(fields), count, self)  # type: ignore[call-overload]
         self.mine.add(entry_id)
         self.held += 1
+        # the demand's own count: what is read never takes held + given above the buffer
+        held = self.held + self.given
+        if held > self.high_water:
+            self.high_water = held
         try:
             self.out.send_nowait(entry)
         except anyio.BrokenResourceError:
@@ -666,57 +697,33 @@ def _drain(receiver: ChannelReceiver[tuple[str, Entry]]) -> list[tuple[str, Entr
 
 
 @final
-class _Consumer(BridgeIterator[Entry]):
-    """The iterator [`to_aiter`][bridges.redis.to_aiter] returns."""
+class Consumer(HelperConsumer[Entry]):
+    """The iterator [`to_aiter`][bridges.redis.to_aiter] returns: an async iterator of
+    [`Entry`][bridges.redis.Entry]s and an async context manager, with ``aclose()``.
 
-    __slots__ = ("_ack", "_closed", "_group", "_last", "_receiver", "_run", "_started")
+    :ivar stats: its counters ([`bridges.Stats`][bridges.Stats]), as the demand counts them.
+    """
 
-    def __init__(self, group: _Group, receiver: ChannelReceiver[Entry]) -> None:
-        self._group = group
-        self._receiver = receiver
-        self._ack = group.ack
-        self._last: Entry | None = None
-        self._started = False
-        self._closed = False
-        self._run: Any = None
+    __slots__ = ()
+    what = "redis.to_aiter()"
+    close_grace = _CLOSE_GRACE
 
-    def _start(self) -> None:
-        self._started = True
-        self._run = spawn(self._group.client.loop, self._group.run())
+    @property
+    def stats(self) -> Stats:
+        """A snapshot of its counters ([`bridges.Stats`][bridges.Stats]).
 
-    async def __aenter__(self) -> Self:
-        if not self._started and not self._closed:
-            self._start()
-        try:
-            await checkpoint()
-        except BaseException:  # cancelled on the way in: no __aexit__ will close it
-            await self.aclose()
-            raise
-        return self
-
-    async def __anext__(self) -> Entry:
-        if self._closed:
-            raise StopAsyncIteration
-        if not self._started:
-            self._start()
-        group = self._group
-        last = self._last
-        if last is not None:
-            self._last = None
-            if not last._settled:
-                last._settled = True
-                group.offer("ack", last)
-        try:
-            entry = await self._receiver.receive()
-        except anyio.EndOfStream:
-            raise StopAsyncIteration from None
-        group.offer("take", entry)
-        if self._ack == "on_next":
-            self._last = entry
-        elif self._ack == "on_receive":
-            entry._settled = True
-            group.offer("ack", entry)
-        return entry
+        ``buffered``: entries read for this consumer that it has not let go
+        of: waiting to be taken, and, with ``ack="on_next"``, the one in the
+        consumer's hands until it is acknowledged (the demand counts it: with
+        ``"manual"`` and ``"on_receive"`` an entry is the consumer's once
+        taken); 0 once closed.  ``high_water``: the most of them at once,
+        never above ``buffer`` (``capacity``).  ``delivered``: entries handed
+        to the consumer.  ``dropped``: always 0; nothing is dropped: what the
+        consumer did not take stays pending in the group when it leaves.  The
+        counts are the client's loop's (under trio, its thread's): a take or
+        an ack shows once that loop has applied it.
+        """
+        return self._stats()
 
     async def aclose(self) -> None:
         """Stop consuming: unacknowledged entries stay pending for this consumer.
@@ -724,27 +731,7 @@ class _Consumer(BridgeIterator[Entry]):
         The group stays.  Waits (shielded) until the client's loop has sent
         the acks already given and stopped reading.
         """
-        if self._closed:
-            return
-        self._closed = True
-        self._last = None
-        group = self._group
-        group.commands.close()
-        await self._receiver.aclose()
-        run = self._run
-        if run is None:
-            await group.command_receiver.aclose()
-            return
-        await wait_done(group.client.loop, run, _CLOSE_GRACE)
-
-    def __del__(self) -> None:
-        if self._started and not self._closed:
-            warnings.warn(
-                "a bridges.redis.to_aiter() iterator was dropped unclosed: use 'async with'",
-                ResourceWarning,
-                stacklevel=2,
-            )
-            self._group.commands.close()
+        await super().aclose()
 
 
 def _check_name(value: object, what: str) -> str:
@@ -774,7 +761,7 @@ def to_aiter(
     buffer: int = 64,
     ack: Ack = "on_next",
     claim_idle: float | None = None,
-) -> BridgeIterator[Entry]:
+) -> Consumer:
     """Consume ``stream`` as ``consumer`` of the consumer group ``group``: an async
     iterator of [`Entry`][bridges.redis.Entry]s.
 
@@ -787,6 +774,8 @@ def to_aiter(
     Demand is the backpressure: each ``XREADGROUP`` asks for at most the
     buffer's free room, and at most ``buffer`` entries are held at once (with
     ``ack="on_next"`` the one being processed counts); the rest stay in Redis.
+    The iterator's ``stats`` ([`Consumer.stats`][bridges.redis.Consumer.stats])
+    counts what it holds: ``stats.high_water`` never exceeds ``buffer``.
 
     ``ack`` says when entries are acknowledged ([`Ack`][bridges.redis.Ack]).
     Leaving the ``async with`` block, ``aclose()``, cancellation or a crash
@@ -816,18 +805,8 @@ def to_aiter(
             f"claim_idle={claim_idle!r}: expected None (claim nothing) or a number of seconds > 0"
         )
     bridge = _client(client, "to_aiter()")
-    out, receiver = open_channel[Entry](None)
-    pump = _Group(
-        bridge,
-        stream,
-        group,
-        consumer,
-        buffer,
-        ack,
-        None if claim_idle is None else float(claim_idle),
-        out,
-    )
-    return _Consumer(pump, receiver)
+    idle = None if claim_idle is None else float(claim_idle)
+    return Consumer(_Group(bridge, stream, group, consumer, buffer, ack, idle), bridge.loop)
 
 
 # ---------------------------------------------------------------- adding

@@ -2165,9 +2165,13 @@ NO_ROW: dict[str, str] = {
     "bridges.nats.Ack": "a type alias (the ack modes) for annotations; to_aiter's rows check "
     "the value",
     "bridges.nats.Message": "made by to_aiter for each message it delivers; users never build it",
+    "bridges.nats.Consumer": "the iterator to_aiter returns; users never build it (to_aiter's "
+    "rows check the input)",
     "bridges.redis.Ack": "a type alias (the ack modes) for annotations; to_aiter's rows check "
     "the value",
     "bridges.redis.Entry": "made by to_aiter for each entry it delivers; users never build it",
+    "bridges.redis.Consumer": "the iterator to_aiter returns; users never build it (to_aiter's "
+    "rows check the input)",
     "bridges.Stats": "a frozen snapshot the library returns (.stats); users read it, "
     "never build it",
     "bridges.testing.Case": "a record (harness, rule, backend) that cases() makes; "

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import sys
 import tracemalloc
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ import nats.js.errors as nats_js_errors
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+import bridges
 from bridges import nats as bnats
 
 from .natsserver import NatsServer
@@ -108,13 +111,61 @@ async def test_a_slow_consumer_of_many_messages_holds_at_most_the_buffer_in_orde
                     await anyio.lowlevel.checkpoint()  # slower than the server
                     if expected == n:
                         break
+                stats = it.stats
+                # held by the bridge (waiting, or in hand until acked): never above the buffer
+                assert 1 <= stats.high_water <= buffer, stats
+                assert (stats.delivered, stats.dropped, stats.capacity) == (n, 0, buffer)
+                assert stats.buffered <= buffer
             peak = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
+        stats = it.stats
+        assert (stats.buffered, stats.open_senders, stats.open_receivers) == (0, 0, 0), stats
         # bounded: a few hundred kB at most here; n messages piling up would take megabytes
         assert peak - baseline < 1_000_000, f"memory grew by {peak - baseline} bytes"
         info = await consumer_info(client, stream, durable)
         assert info.num_pending == 0
+
+
+async def test_stats_count_the_message_in_hand_until_it_is_acked(
+    nats_server: NatsServer,
+) -> None:
+    subject = fresh("stats.")
+    async with bnats.connect(nats_server.url) as client:
+        await add_stream(client, [subject])
+        await bnats.from_aiter(numbers(3), client, subject)
+        it = bnats.to_aiter(client, subject, durable=fresh("d"), buffer=1)
+        assert it.stats == bridges.Stats(0, 0, 0, 0, capacity=1)
+        async with it:
+            for delivered in (1, 2):
+                await it.__anext__()
+                # buffer=1 and ack="on_next": the message in hand fills the buffer until the
+                # next __anext__ acknowledges it, so nothing more was asked for
+                s = it.stats
+                assert (s.buffered, s.high_water, s.delivered, s.dropped) == (1, 1, delivered, 0)
+        s = it.stats
+        assert (s.buffered, s.high_water, s.delivered) == (0, 1, 2)  # the one in hand: nak'ed
+        assert (s.open_senders, s.open_receivers) == (0, 0)
+
+
+async def test_an_iterator_never_started_holds_nothing_and_warns_nothing(
+    nats_server: NatsServer,
+) -> None:
+    async with bnats.connect(nats_server.url) as client:
+        # no such stream: anything asked of the server would fail
+        it = bnats.to_aiter(client, fresh("S"), durable="d")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            del it
+            gc.collect()
+        assert [str(w.message) for w in caught] == []
+        closed = bnats.to_aiter(client, fresh("S"), durable="d")
+        await closed.aclose()
+        with pytest.raises(StopAsyncIteration):
+            await closed.__anext__()
+        assert closed.stats == bridges.Stats(
+            0, 0, 0, 0, capacity=64, open_senders=0, open_receivers=0
+        )
 
 
 async def test_an_empty_stream_waits_instead_of_raising_a_timeout(nats_server: NatsServer) -> None:

@@ -1,12 +1,15 @@
-"""The parking lot: FIFO, release, withdrawal, and the one-party slot, on every backend."""
+"""The parking lot: FIFO, release, withdrawal, the one-party slot, the loop parker, per backend."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import anyio
 import pytest
 
+from bridges._backend import loop_parker
 from bridges._parking import Parked, ParkingLot, Slot, wake_all
 
 pytestmark = pytest.mark.anyio
@@ -60,18 +63,25 @@ async def test_a_slot_wakes_its_parked_task_and_ignores_a_wake_with_nobody_there
         assert woken.is_set()
 
 
-async def test_a_wake_after_a_cancelled_park_is_not_kept_for_the_next_one() -> None:
-    slot = Slot()
+@pytest.mark.parametrize("make", [Slot, loop_parker], ids=["slot", "loop_parker"])
+async def test_a_wake_after_a_cancelled_park_is_not_kept_for_the_next_one(
+    make: Callable[[], Any],
+) -> None:
+    waiter = make()
+
+    async def park() -> None:
+        await waiter.park()
+
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(slot.park)
+            tg.start_soon(park)
             await anyio.wait_all_tasks_blocked()
             tg.cancel_scope.cancel()
-    slot.wake()  # the cancelled task is gone: this wakes nobody
+    waiter.wake()  # the cancelled task is gone: this wakes nobody (and does not fail)
     done = anyio.Event()
 
     async def again() -> None:
-        await slot.park()
+        await waiter.park()
         done.set()
 
     with anyio.fail_after(5):
@@ -79,5 +89,26 @@ async def test_a_wake_after_a_cancelled_park_is_not_kept_for_the_next_one() -> N
             tg.start_soon(again)
             await anyio.wait_all_tasks_blocked()
             assert not done.is_set()  # the earlier wake() was not kept
-            slot.wake()
+            waiter.wake()
     assert done.is_set()
+
+
+async def test_a_loop_parker_serves_wait_after_wait_and_ignores_a_wake_with_nobody_there() -> None:
+    parker = loop_parker()
+    parker.wake()  # nobody parked: nothing happens, and no wake-up is kept for later
+    rounds: list[int] = []
+
+    async def waiter() -> None:
+        for i in range(3):
+            await parker.park()
+            rounds.append(i)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            for i in range(3):
+                await anyio.wait_all_tasks_blocked()
+                assert rounds == list(range(i))
+                parker.wake()
+                parker.wake()  # a second wake before the task ran wakes nothing more
+    assert rounds == [0, 1, 2]

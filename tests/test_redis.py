@@ -3,10 +3,12 @@ backend."""
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import sys
 import tracemalloc
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from redis.asyncio.retry import Retry
 from redis.backoff import ConstantBackoff, NoBackoff
 
+import bridges
 from bridges import redis as bredis
 
 from .redisserver import RedisServer
@@ -104,11 +107,61 @@ async def test_a_slow_consumer_of_many_entries_holds_at_most_the_buffer_in_order
                     await anyio.lowlevel.checkpoint()  # slower than the server
                     if expected == n:
                         break
+                stats = it.stats
+                # held by the bridge (waiting, or in hand until acked): never above the buffer
+                assert 1 <= stats.high_water <= buffer, stats
+                assert (stats.delivered, stats.dropped, stats.capacity) == (n, 0, buffer)
+                assert stats.buffered <= buffer
             peak = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
+        stats = it.stats
+        assert (stats.buffered, stats.open_senders, stats.open_receivers) == (0, 0, 0), stats
         assert peak - baseline < 1_000_000, f"memory grew by {peak - baseline} bytes"
         assert await pending(client, stream, "g") == 1  # the last one, in hand at the break
+
+
+async def test_stats_count_the_entry_in_hand_until_it_is_acked(
+    redis_server: RedisServer,
+) -> None:
+    stream = fresh()
+    async with bredis.connect(redis_server.url) as client:
+        await bredis.from_aiter(numbers(3), client, stream)
+        it = bredis.to_aiter(client, stream, group="g", consumer="c", buffer=1)
+        assert it.stats == bridges.Stats(0, 0, 0, 0, capacity=1)
+        async with it:
+            for delivered in (1, 2):
+                await it.__anext__()
+                # buffer=1 and ack="on_next": the entry in hand fills the buffer until the
+                # next __anext__ acknowledges it, so nothing more was read
+                s = it.stats
+                assert (s.buffered, s.high_water, s.delivered, s.dropped) == (1, 1, delivered, 0)
+                assert await pending(client, stream, "g") == 1
+        s = it.stats
+        assert (s.buffered, s.high_water, s.delivered) == (0, 1, 2)  # the one in hand: pending
+        assert (s.open_senders, s.open_receivers) == (0, 0)
+
+
+async def test_an_iterator_never_started_holds_nothing_and_warns_nothing(
+    redis_server: RedisServer,
+) -> None:
+    async with bredis.connect(redis_server.url) as client:
+        stream = fresh()
+        it = bredis.to_aiter(client, stream, group="g", consumer="c")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            del it
+            gc.collect()
+        assert [str(w.message) for w in caught] == []
+        closed = bredis.to_aiter(client, stream, group="g", consumer="c")
+        await closed.aclose()
+        with pytest.raises(StopAsyncIteration):
+            await closed.__anext__()
+        assert closed.stats == bridges.Stats(
+            0, 0, 0, 0, capacity=64, open_senders=0, open_receivers=0
+        )
+        # nothing was asked of the server: not even the group was created
+        assert await client.call(lambda r: r.exists(stream)) == 0
 
 
 async def test_an_empty_stream_waits_past_the_socket_timeout(redis_server: RedisServer) -> None:

@@ -10,13 +10,12 @@ import anyio
 import anyio.lowlevel
 from anyio.lowlevel import checkpoint
 
-from .._backend import async_waiter
+from .._backend import loop_parker
 from .._iterator import CHECKPOINT_EVERY, BridgeIterator, log_cleanup_error
-from .._parking import Slot
 from ._base import Hosted, Upstream, require_aiterable
 
 if TYPE_CHECKING:
-    from .._backend import AsyncWaiter
+    from .._backend import LoopParker
 
 T = TypeVar("T")
 
@@ -26,9 +25,12 @@ class _Merge(Hosted[T]):
 
     def __init__(self, sources: tuple[AsyncIterable[T], ...]) -> None:
         super().__init__(*sources)
-        # values pulled and not yet delivered, each with the waiter of its source's helper
-        self._ready: deque[tuple[T, AsyncWaiter]] = deque()
-        self._waiter = Slot()  # the consumer, waiting for a value or the end
+        # values pulled and not yet delivered, each with the parking place of its
+        # source's helper (which waits there until its value is delivered)
+        self._ready: deque[tuple[T, LoopParker]] = deque()
+        # the consumer's parking place, where it waits for a value or the end (made
+        # on the loop at the first pull, before any helper runs)
+        self._waiter: LoopParker | None = None
         self._active = 0
         self._error: BaseException | None = None
         self._raised = False
@@ -44,7 +46,7 @@ class _Merge(Hosted[T]):
         elif self._error is None and not self._raised:
             self._error = exc
             self._cancel_helpers(but=scope)  # the first error cancels the others
-            self._waiter.wake()
+            self._wake_consumer()
         else:
             log_cleanup_error(exc, "merging (another error came first)")
 
@@ -54,15 +56,21 @@ class _Merge(Hosted[T]):
                 it = await up.open()
                 nxt = it.__anext__
                 ready = self._ready
+                consumer = self._waiter
+                assert consumer is not None  # made before the helpers were started
+                wake_consumer = consumer.wake
+                # one per helper, reused for every value: the helper is parked there
+                # whenever its value waits in ready (nothing runs in between)
+                delivered = loop_parker()
+                park = delivered.park
                 while True:
                     try:
                         value = await nxt()
                     except StopAsyncIteration:
                         return
-                    delivered = async_waiter()
                     ready.append((value, delivered))
-                    self._waiter.wake()
-                    await delivered.wait()  # one in flight: pull again once delivered
+                    wake_consumer()
+                    await park()  # one in flight: pull again once delivered
             except Exception as exc:
                 self._fail(exc, scope)
             finally:
@@ -72,9 +80,14 @@ class _Merge(Hosted[T]):
                     self._fail(exc, scope)
                 finally:
                     self._active -= 1
-                    self._waiter.wake()
+                    self._wake_consumer()
 
         return feed
+
+    def _wake_consumer(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            waiter.wake()
 
     async def __anext__(self) -> T:
         ready = self._ready
@@ -93,6 +106,7 @@ class _Merge(Hosted[T]):
             if self._closed:
                 raise StopAsyncIteration
             self._started = True
+            self._waiter = loop_parker()
             for up in self._ups:
                 self._spawn(self._feeder(up))
                 self._active += 1
@@ -111,7 +125,9 @@ class _Merge(Hosted[T]):
             if self._active <= 0:
                 self._raised = True
                 raise StopAsyncIteration
-            await self._waiter.park()
+            waiter = self._waiter
+            assert waiter is not None
+            await waiter.park()
 
     async def aclose(self) -> None:
         self._ready.clear()

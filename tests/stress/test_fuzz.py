@@ -40,6 +40,9 @@ NOT_FUZZED = {
     "nats.from_aiter": "each example needs a server connection and a stream (seconds, not "
     "milliseconds); some plans of cancellation and early stop do not finish within the "
     "fuzz's 10 s yet: to be found and fixed before it joins",
+    "nats.to_aiter": "each example needs a stream on the server and a durable (tens of "
+    "milliseconds); first runs found cancellation plans under trio whose release the "
+    "harness did not see within the 5 s the fuzz waits: to look into before it joins",
 }
 
 

@@ -132,6 +132,10 @@ def _write_errors(
         if hung_up and isinstance(exc, hang_up) and not isinstance(exc, testing.SourceError):
             continue
         if outcome.error is not None:
+            if isinstance(exc, testing.SourceError):
+                # the source failed on its own while the consumer was failing: both
+                # happened, the consumer's error is the outcome (as for every adapter)
+                continue
             raise exc
         outcome.error = exc
         outcome.errors_seen += 1
