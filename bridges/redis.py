@@ -85,6 +85,8 @@ Ack = Literal["on_next", "manual", "on_receive"]
 _ACKS: Final = ("on_next", "manual", "on_receive")
 #: the longest XREADGROUP BLOCK (seconds); an idle read comes back this often
 _BLOCK: Final = 1.0
+#: the longest an ack waits to go along with a read before it is sent on its own (seconds)
+_ACK_DELAY: Final = 0.05
 #: read timeouts in a row that end the stream
 _TIMEOUTS: Final = 3
 #: the longest wait for the helper loop to finish a close (a dead connection)
@@ -457,6 +459,13 @@ class _Group:
         # entries that are not "lost"
         self.mine: set[str] = set()
         self.room: asyncio.Event | None = None
+        # acks the consumer gave, not yet sent: they go with the next read, in its round
+        # trip, or on their own when no read comes soon (the reader blocks on an empty
+        # stream, or waits for room the consumer does not make)
+        self.acks: list[str] = []
+        self.acks_since = 0.0  # when the oldest of them was given
+        self.blocking = False  # the reader waits on the server for new entries
+        self.flushing: asyncio.Future[None] | None = None  # acks on their own, on the wire
 
     def open(self) -> ChannelReceiver[Entry]:
         """Make the channels (the entries out, the commands in); the entries' receiver."""
@@ -513,6 +522,12 @@ class _Group:
             self.out.close()
             with anyio.CancelScope(shield=True):
                 await self.command_receiver.aclose()
+                # the acks given before the consumer left (a read cut short gave its back)
+                with anyio.move_on_after(_CLOSE_GRACE):
+                    try:
+                        await self._flush()
+                    except (redis.exceptions.RedisError, OSError):
+                        pass  # the connection is gone: they stay pending, read again
 
     async def _create_group(self) -> None:
         r = self.client.redis
@@ -555,9 +570,9 @@ class _Group:
         return True
 
     async def _reader(self) -> None:
-        r = self.client.redis
         assert self.room is not None
         recover = True  # this consumer's own pending entries first
+        idle = False  # the last read found nothing new: the next may block
         recreated = False
         timeouts = 0
         claim_every = None if self.claim_idle is None else max(self.claim_idle / 2, 0.05)
@@ -565,9 +580,11 @@ class _Group:
         claim_cursor = "0-0"
         while True:
             free = self.buffer - self.held - self.given
-            # read for at least half the buffer, unless the consumer has nothing to take:
-            # not one round trip per entry the consumer finishes
-            if free <= 0 or (self.held and free < (self.buffer + 1) // 2):
+            # read once the consumer took what was read, for all the free room: a round
+            # trip per buffer, not one per entry the consumer finishes (nor two per buffer,
+            # as reading ahead at half of it did: measured slower, a round trip costs more
+            # than the overlap saves)
+            if free <= 0 or self.held:
                 self.room.clear()
                 await self.room.wait()
                 continue
@@ -584,13 +601,12 @@ class _Group:
                             next_claim = now + claim_every
                         continue
                     wait = min(wait, next_claim - now)
-                reply: Any = await r.xreadgroup(
-                    self.group,
-                    self.consumer,
-                    {self.stream: ">"},
-                    count=free,
-                    block=self._block_ms(wait),
-                )
+                # block only once a read found nothing: a read that may wait on the server
+                # leaves the acks given meanwhile to the acker, one that returns at once
+                # takes them along
+                self.blocking = idle
+                reply = await self._read(free, self._block_ms(wait) if idle else None)
+                self.blocking = False
             except redis.exceptions.ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
@@ -622,8 +638,49 @@ class _Group:
             for _, entries in reply or ():
                 for entry_id, fields in entries:
                     got = self._deliver(entry_id, fields, 1) or got
-            if not got:
+            if not got and idle:
                 recover = True  # idle: a read whose reply was lost shows up here
+            idle = not got
+
+    async def _read(self, count: int, block: int | None) -> Any:
+        """XREADGROUP for ``count`` new entries, with the acks given so far in the same
+        round trip (ahead of it).  A read cut short gives its acks back, to be sent again
+        (XACK twice is harmless)."""
+        r = self.client.redis
+        streams = {self.stream: ">"}
+        if self.flushing is not None:
+            # acks on another connection: the read goes after them, so that the server's
+            # pending list too holds no more than the buffer
+            await asyncio.shield(self.flushing)
+        acks, self.acks = self.acks, []
+        if not acks:
+            return await r.xreadgroup(self.group, self.consumer, streams, count=count, block=block)  # type: ignore[arg-type]
+        try:
+            pipe = r.pipeline(transaction=False)
+            pipe.xack(self.stream, self.group, *acks)
+            pipe.xreadgroup(self.group, self.consumer, streams, count=count, block=block)  # type: ignore[arg-type]
+            replies: list[Any] = await pipe.execute()
+        except BaseException:
+            self.acks[:0] = acks
+            raise
+        self.mine.difference_update(acks)
+        return replies[-1]
+
+    async def _flush(self) -> None:
+        """XACK the acks given so far on their own."""
+        acks, self.acks = self.acks, []
+        if not acks:
+            return
+        flushing = self.flushing = asyncio.get_running_loop().create_future()
+        try:
+            await self.client.redis.xack(self.stream, self.group, *acks)
+        except BaseException:
+            self.acks[:0] = acks
+            raise
+        finally:
+            self.flushing = None
+            flushing.set_result(None)
+        self.mine.difference_update(acks)
 
     async def _recover(self, free: int) -> bool:
         """Claim back this consumer's pending entries that no one here holds.
@@ -682,16 +739,24 @@ class _Group:
         return _sid(reply[0])
 
     async def _acker(self) -> None:
-        r = self.client.redis
+        """Apply the consumer's takes and acks; send the acks the reader does not take along."""
         receiver = self.command_receiver
         assert self.room is not None
         while True:
-            try:
-                items = [await receiver.receive()]
-            except anyio.EndOfStream:
-                return
+            wait = math.inf
+            if self.acks:
+                # the reader waits on the server (no read is coming soon): now
+                wait = 0.0 if self.blocking else self.acks_since + _ACK_DELAY - time.monotonic()
+            items = []
+            with anyio.move_on_after(max(wait, 0.0)):
+                try:
+                    items.append(await receiver.receive())
+                except anyio.EndOfStream:
+                    return  # run() sends what is left
+            if not items:
+                await self._flush()
+                continue
             items.extend(_drain(receiver))
-            ids = []
             for verb, entry in items:
                 if verb == "take":
                     self.held -= 1
@@ -699,13 +764,12 @@ class _Group:
                         entry._counted = True
                         self.given += 1
                 else:
-                    ids.append(entry.id)
+                    if not self.acks:
+                        self.acks_since = time.monotonic()
+                    self.acks.append(entry.id)
                     if entry._counted:
                         entry._counted = False
                         self.given -= 1
-            if ids:
-                await r.xack(self.stream, self.group, *ids)
-                self.mine.difference_update(ids)
             self.room.set()
 
 
@@ -836,30 +900,36 @@ def to_aiter(
 
 async def _write(
     receive: ChannelReceiver[Mapping[Any, Any]],
+    credits: ChannelSender[int],
     r: aioredis.Redis,
     stream: str,
     maxlen: int | None,
     approximate: bool,
     window: int,
 ) -> int:
-    """XADD what arrives, pipelined: each round trip takes what waits, up to ``window``."""
+    """XADD what arrives, pipelined: each round trip takes what waits, up to ``window``;
+    its answer gives the values' room back to the puller (``credits``)."""
     count = 0
     async with receive:
-        while True:
-            try:
-                batch = [await receive.receive()]
-            except anyio.EndOfStream:
-                return count
-            while len(batch) < window:
+        with credits:  # closed on the way out: a puller waiting for room stops
+            while True:
                 try:
-                    batch.append(receive.receive_nowait())
-                except (anyio.WouldBlock, anyio.EndOfStream):
-                    break
-            pipe = r.pipeline(transaction=False)
-            for fields in batch:
-                pipe.xadd(stream, fields, maxlen=maxlen, approximate=approximate)  # type: ignore[arg-type]
-            await _to_the_end(pipe.execute())
-            count += len(batch)
+                    batch = [await receive.receive()]
+                except anyio.EndOfStream:
+                    return count
+                # one pass of the loop first: a puller on this loop tops the window up
+                await asyncio.sleep(0)
+                while len(batch) < window:
+                    try:
+                        batch.append(receive.receive_nowait())
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                pipe = r.pipeline(transaction=False)
+                for fields in batch:
+                    pipe.xadd(stream, fields, maxlen=maxlen, approximate=approximate)  # type: ignore[arg-type]
+                await _to_the_end(pipe.execute())
+                count += len(batch)
+                credits.send_nowait(len(batch))
 
 
 async def _to_the_end(aw: Awaitable[R]) -> R:
@@ -912,8 +982,8 @@ async def from_aiter(
     ``stream``, in order, and return how many were added.
 
     The adds are pipelined: each round trip carries the values waiting, at
-    most ``in_flight`` values are taken from the source and not yet answered
-    by the server (one more may wait to be taken), and the source is pulled
+    most ``in_flight`` of them; at most ``in_flight`` values are taken from
+    the source and not yet answered by the server, and the source is pulled
     only when there is room.  ``maxlen`` trims the stream as Redis does
     (``MAXLEN ~ maxlen`` with ``approximate``, exactly ``maxlen`` without):
     the oldest entries are deleted, read or not, acknowledged or not; a slow
@@ -944,16 +1014,16 @@ async def from_aiter(
         )
     bridge = _client(client, "from_aiter()")
     it = source.__aiter__()
-    # the window is split between the crossing and the pipeline, so that the values
-    # taken from the source and not answered stay within in_flight (one more waits in
-    # the send), and a pipeline fills while the previous one is on the wire
-    crossing = in_flight // 2
-    send, receive = open_channel[Mapping[Any, Any]](crossing)
+    # values cross to the client's loop; each answered round trip sends their room back:
+    # the values taken from the source and not answered stay within in_flight, and a
+    # round trip carries up to in_flight of them (the hand-written loop's window)
+    send, receive = open_channel[Mapping[Any, Any]](in_flight)
+    give_credits, credits_given = open_channel[int](None)
     outcome: list[tuple[bool, Any]] = []
 
     async def write() -> int:
         return await _write(
-            receive, bridge.redis, stream, maxlen, approximate, in_flight - crossing
+            receive, give_credits, bridge.redis, stream, maxlen, approximate, in_flight
         )
 
     async def run() -> None:
@@ -968,12 +1038,23 @@ async def from_aiter(
             tg.start_soon(run)
             try:
                 with send:  # left by the source's error: the writer stops with it
-                    async for value in it:
+                    room = in_flight
+                    while True:
+                        if not room:
+                            try:
+                                room = await credits_given.receive()
+                            except anyio.EndOfStream:
+                                break  # the writer failed: its error is in outcome
+                        try:
+                            value = await it.__anext__()
+                        except StopAsyncIteration:
+                            break
                         if not isinstance(value, Mapping) or not value:
                             raise TypeError(
                                 "from_aiter(): values must be non-empty field maps, got "
                                 f"{value!r}: wrap them, such as {{'data': value}}"
                             )
+                        room -= 1
                         try:
                             await send.send(value)
                         except anyio.BrokenResourceError:
@@ -981,6 +1062,8 @@ async def from_aiter(
             except Exception as exc:
                 source_error = exc
     finally:
+        with anyio.CancelScope(shield=True):
+            await credits_given.aclose()
         await _aclose(it)
     if source_error is not None:
         raise source_error
