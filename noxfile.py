@@ -92,7 +92,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=LOWEST)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
-    session.install("-e", ".[all,bench,nats]", "mypy>=1.10", "pytest")
+    session.install("-e", ".[all,bench,nats,redis]", "mypy>=1.10", "pytest")
     session.run("mypy", "--strict", "bridges", "tests/type_tests")
 
 
@@ -135,6 +135,8 @@ def stress(session: nox.Session) -> None:
         "tests/test_threads.py::test_a_million_sqlite_rows_stream_in_order_and_the_loop_stays_responsive",
         # the issue's 100,000 messages (a fifth of them in the default run)
         "tests/test_nats.py::test_a_slow_consumer_of_many_messages_holds_at_most_the_buffer_in_order",
+        # and the Redis spoke's (a twentieth of them in the default run)
+        "tests/test_redis.py::test_a_slow_consumer_of_many_entries_holds_at_most_the_buffer_in_order",
         "-m",
         "not soak",
         "-n",

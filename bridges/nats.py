@@ -24,8 +24,6 @@ the missing heartbeats and asked again (nats.py #504, #544).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextvars
 import importlib.metadata
 import json
 import os
@@ -36,14 +34,12 @@ import sysconfig
 import tempfile
 import threading
 import time
-import warnings
 from collections import deque
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
     Awaitable,
     Callable,
-    Coroutine,
     Mapping,
 )
 from pathlib import Path
@@ -54,7 +50,12 @@ import anyio
 import sniffio
 from anyio.lowlevel import checkpoint
 
-from . import BridgeIterator, ChannelReceiver, ChannelSender, Stats, open_channel
+from . import ChannelReceiver, ChannelSender, Stats, open_channel
+from ._helper_loop import HelperConsumer
+from ._helper_loop import on_loop as _on_client_loop
+from ._helper_loop import run_on as _run_on
+from ._helper_loop import start_loop as _start_loop
+from ._helper_loop import stop_loop as _stop_loop
 
 try:
     import nats
@@ -100,65 +101,6 @@ _NS: Final = 1_000_000_000
 _EXPIRES: Final = 30.0
 #: the longest wait for the helper loop to finish a close (a dead connection)
 _CLOSE_GRACE: Final = 5.0
-
-
-def _on_client_loop(loop: asyncio.AbstractEventLoop) -> bool:
-    try:
-        if sniffio.current_async_library() != "asyncio":
-            return False
-    except sniffio.AsyncLibraryNotFoundError:
-        return False
-    return asyncio.get_running_loop() is loop
-
-
-async def _run_on(loop: asyncio.AbstractEventLoop, fn: Callable[[], Awaitable[R]]) -> R:
-    """Run ``fn()`` on ``loop`` (maybe another thread's) and wait for its result here.
-
-    Cancellation here cancels it there and waits until it ended.
-    """
-    if _on_client_loop(loop):
-        return await fn()
-    send, receive = open_channel[tuple[bool, Any]](1)
-
-    async def run() -> None:
-        with send:
-            try:
-                result = await fn()
-            except BaseException as exc:
-                send.send_nowait((False, exc))
-                if not isinstance(exc, Exception):
-                    raise
-            else:
-                send.send_nowait((True, result))
-
-    future = _spawn(loop, run())
-    async with receive:
-        try:
-            ok, value = await receive.receive()
-        except BaseException:
-            future.cancel()
-            with anyio.CancelScope(shield=True):
-                try:
-                    async for _ in receive:
-                        pass
-                except Exception:
-                    # how it ended there (cancelled by us) is not news: ours goes on
-                    pass
-            raise
-    if ok:
-        return value  # type: ignore[no-any-return]
-    raise value
-
-
-def _spawn(
-    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]
-) -> concurrent.futures.Future[None]:
-    """Run ``coro`` as a task on ``loop`` (any thread's), in a context of its own.
-
-    Not in a copy of the caller's: a trio caller's context says "trio" to
-    sniffio, and the task on the asyncio loop must not believe it.
-    """
-    return contextvars.Context().run(asyncio.run_coroutine_threadsafe, coro, loop)
 
 
 @final
@@ -242,13 +184,22 @@ class connect:  # noqa: N801 - used like a function: async with connect(...) as 
         if sniffio.current_async_library() == "asyncio":
             loop = asyncio.get_running_loop()
         else:
-            loop = asyncio.new_event_loop()
-            self._thread = threading.Thread(
-                target=loop.run_forever, name="bridges.nats helper loop", daemon=True
-            )
-            self._thread.start()
+            loop, self._thread = _start_loop("bridges.nats helper loop")
+
+        async def open_() -> NatsConnection:
+            nc = NatsConnection()
+            try:
+                await nc.connect(self._servers, **self._options)
+            except BaseException:
+                # connecting cut short (cancelled) leaves an open socket: only close()
+                # closes it, else the garbage collector does, with a ResourceWarning
+                with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_GRACE):
+                    await nc.close()
+                raise
+            return nc
+
         try:
-            nc = await _run_on(loop, lambda: nats.connect(self._servers, **self._options))
+            nc = await _run_on(loop, open_)
         except BaseException:
             await self._stop(loop)
             raise
@@ -271,13 +222,9 @@ class connect:  # noqa: N801 - used like a function: async with connect(...) as 
             await self._stop(client.loop)
 
     async def _stop(self, loop: asyncio.AbstractEventLoop) -> None:
-        thread = self._thread
-        if thread is None:
-            return
-        loop.call_soon_threadsafe(loop.stop)
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(thread.join)
-        loop.close()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            await _stop_loop(loop, thread)
 
 
 # ---------------------------------------------------------------- a server
@@ -575,6 +522,16 @@ class _Pull:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass
 
+    def settle(self, message: Message) -> None:
+        """Ack ``message`` for the iterator (ack="on_next", "on_receive"), unless the
+        consumer settled it already."""
+        if not message._settled:
+            message._settled = True
+            self.offer("ack", message)
+
+    def holding(self) -> int:
+        return len(self.held) + self.given
+
     async def _resolve(self) -> str:
         js = self.client.js
         name = self.name
@@ -825,33 +782,16 @@ async def _quietly(aw: Awaitable[object]) -> None:
 
 
 @final
-class Consumer(BridgeIterator[Message]):
+class Consumer(HelperConsumer[Message]):
     """The iterator [`to_aiter`][bridges.nats.to_aiter] returns: an async iterator of
     [`Message`][bridges.nats.Message]s and an async context manager, with ``aclose()``.
 
     :ivar stats: its counters ([`bridges.Stats`][bridges.Stats]), as the demand counts them.
     """
 
-    __slots__ = (
-        "_ack",
-        "_closed",
-        "_delivered",
-        "_last",
-        "_pull",
-        "_receiver",
-        "_run",
-        "_started",
-    )
-
-    def __init__(self, pull: _Pull) -> None:
-        self._pull = pull
-        self._receiver: ChannelReceiver[Message] | None = None
-        self._ack = pull.ack
-        self._last: Message | None = None
-        self._started = False
-        self._closed = False
-        self._delivered = 0
-        self._run: Any = None
+    __slots__ = ()
+    what = "nats.to_aiter()"
+    close_grace = _CLOSE_GRACE
 
     @property
     def stats(self) -> Stats:
@@ -861,64 +801,14 @@ class Consumer(BridgeIterator[Message]):
         not let go of: waiting to be taken, and, with ``ack="on_next"``, the one
         in the consumer's hands until it is acknowledged (the demand counts it:
         with ``"manual"`` and ``"on_receive"`` a message is the consumer's once
-        taken).  ``high_water``: the most of them at once, never above
-        ``buffer`` (``capacity``).  ``delivered``: messages handed to the
+        taken); 0 once closed.  ``high_water``: the most of them at once, never
+        above ``buffer`` (``capacity``).  ``delivered``: messages handed to the
         consumer.  ``dropped``: always 0; nothing is dropped: what the consumer
         did not take goes back to the server (nak'ed) when it leaves.  The
         counts are the client's loop's (under trio, its thread's): a settle or
         a take shows once that loop has applied it.
         """
-        pull = self._pull
-        run = self._run
-        ended = self._closed or (run is not None and run.done())
-        return Stats(
-            buffered=len(pull.held) + pull.given,
-            high_water=pull.high_water,
-            delivered=self._delivered,
-            dropped=0,
-            capacity=pull.buffer,
-            open_senders=0 if ended else 1,
-            open_receivers=0 if self._closed else 1,
-        )
-
-    def _start(self) -> None:
-        self._started = True
-        self._receiver = self._pull.open()
-        loop = self._pull.client.loop
-        self._run = _spawn(loop, self._pull.run())
-
-    async def __aenter__(self) -> Self:
-        if not self._started and not self._closed:
-            self._start()
-        await checkpoint()
-        return self
-
-    async def __anext__(self) -> Message:
-        if self._closed:
-            raise StopAsyncIteration
-        if not self._started:
-            self._start()
-        pull = self._pull
-        last = self._last
-        if last is not None:
-            self._last = None
-            if not last._settled:
-                last._settled = True
-                pull.offer("ack", last)
-        receiver = self._receiver
-        assert receiver is not None
-        try:
-            message = await receiver.receive()
-        except anyio.EndOfStream:
-            raise StopAsyncIteration from None
-        pull.offer("take", message)
-        if self._ack == "on_next":
-            self._last = message
-        elif self._ack == "on_receive":
-            message._settled = True
-            pull.offer("ack", message)
-        self._delivered += 1
-        return message
+        return self._stats()
 
     async def aclose(self) -> None:
         """Stop consuming: unacked messages go back to the server for redelivery.
@@ -926,47 +816,7 @@ class Consumer(BridgeIterator[Message]):
         The durable consumer stays; the subscription and its open pull
         requests go.  Waits (shielded) until the client's loop has done so.
         """
-        if self._closed:
-            return
-        self._closed = True
-        self._last = None
-        receiver = self._receiver
-        if receiver is None:
-            return  # never started: nothing was asked of the server
-        pull = self._pull
-        pull.commands.close()
-        await receiver.aclose()
-        run = self._run
-        if run is None:
-            await pull.command_receiver.aclose()
-            return
-        await _wait_done(pull.client.loop, run)
-
-    def __del__(self) -> None:
-        if self._started and not self._closed:
-            warnings.warn(
-                "a bridges.nats.to_aiter() iterator was dropped unclosed: use 'async with'",
-                ResourceWarning,
-                stacklevel=2,
-            )
-            self._pull.commands.close()
-
-
-async def _wait_done(loop: asyncio.AbstractEventLoop, future: Any) -> None:
-    """Wait, shielded, until ``future`` (a concurrent future of a coroutine on ``loop``) ended."""
-    send, receive = open_channel[None](1)
-
-    def done(_: object) -> None:
-        send.close()
-
-    future.add_done_callback(done)
-    with anyio.CancelScope(shield=True):
-        with anyio.move_on_after(_CLOSE_GRACE):
-            async with receive:
-                async for _ in receive:
-                    pass
-            return
-        future.cancel()  # a close stuck on a dead connection
+        await super().aclose()
 
 
 def _check_name(value: object, what: str) -> str:
@@ -1040,7 +890,7 @@ def to_aiter(
     if isinstance(heartbeat, bool) or not isinstance(heartbeat, (int, float)) or heartbeat <= 0:
         raise ValueError(f"heartbeat={heartbeat!r}: expected a number of seconds > 0")
     client = _client(js, "to_aiter()")
-    return Consumer(_Pull(client, name, durable, buffer, ack, float(heartbeat)))
+    return Consumer(_Pull(client, name, durable, buffer, ack, float(heartbeat)), client.loop)
 
 
 # ---------------------------------------------------------------- publishing

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from .natsserver import nats_server, private_nats_server  # noqa: F401 - fixtures
+from .redisserver import private_redis_server, redis_server  # noqa: F401 - fixtures
 
 try:
     import uvloop  # noqa: F401

@@ -34,7 +34,7 @@ import pytest
 import reactivex
 
 import bridges
-from bridges import callbacks, channels, nats, ops, rx, streams, testing, threads
+from bridges import callbacks, channels, nats, ops, redis, rx, streams, testing, threads
 
 #: every public module (a new one is covered by the completeness test too)
 PUBLIC_MODULES = (
@@ -85,6 +85,10 @@ async def _agen(n: int = 3) -> AsyncIterator[int]:
 
 async def _agen_bytes() -> AsyncIterator[bytes]:
     yield b"x"
+
+
+async def _agen_fields() -> AsyncIterator[dict[str, str]]:
+    yield {"a": "x"}
 
 
 async def _agen_text() -> AsyncIterator[str]:
@@ -2064,6 +2068,95 @@ ROWS += [
     ),  # type: ignore[arg-type]
     Row("bridges.nats.LocalServer", "store=3", lambda: nats.LocalServer(3), TypeError, "directory"),  # type: ignore[arg-type]
     Row("bridges.nats.connect", "servers=3", lambda: nats.connect(3), TypeError, "URL"),  # type: ignore[arg-type]
+    # bridges.redis: checked at the call, before any connection is used
+    *(
+        Row("bridges.redis.to_aiter", case, call, raises, keyword)
+        for case, call, raises, keyword in [
+            (
+                "client=object()",
+                lambda: redis.to_aiter(object(), "s", group="g", consumer="c"),
+                TypeError,
+                "connect",
+            ),  # type: ignore[arg-type]
+            (
+                "group=''",
+                lambda: redis.to_aiter(None, "s", group="", consumer="c"),
+                ValueError,
+                "empty",
+            ),  # type: ignore[arg-type]
+            (
+                "consumer=3",
+                lambda: redis.to_aiter(None, "s", group="g", consumer=3),
+                TypeError,
+                "str",
+            ),  # type: ignore[arg-type]
+            (
+                "stream=3",
+                lambda: redis.to_aiter(None, 3, group="g", consumer="c"),
+                TypeError,
+                "str",
+            ),  # type: ignore[arg-type]
+            (
+                "buffer=0",
+                lambda: redis.to_aiter(None, "s", group="g", consumer="c", buffer=0),
+                ValueError,
+                "at least 1",
+            ),  # type: ignore[arg-type]
+            (
+                "ack='x'",
+                lambda: redis.to_aiter(None, "s", group="g", consumer="c", ack="x"),
+                ValueError,
+                "on_next",
+            ),  # type: ignore[arg-type]
+            (
+                "claim_idle=-1",
+                lambda: redis.to_aiter(None, "s", group="g", consumer="c", claim_idle=-1),
+                ValueError,
+                "seconds",
+            ),  # type: ignore[arg-type]
+        ]
+    ),
+    *(
+        Row("bridges.redis.from_aiter", case, call, raises, keyword)
+        for case, call, raises, keyword in [
+            (
+                "client=object()",
+                lambda: redis.from_aiter(_agen_fields(), object(), "s"),
+                TypeError,
+                "connect",
+            ),  # type: ignore[arg-type]
+            (
+                "in_flight=0",
+                lambda: redis.from_aiter(_agen_fields(), None, "s", in_flight=0),
+                ValueError,
+                "at least 1",
+            ),  # type: ignore[arg-type]
+            (
+                "maxlen=0",
+                lambda: redis.from_aiter(_agen_fields(), None, "s", maxlen=0),
+                ValueError,
+                "no trimming",
+            ),  # type: ignore[arg-type]
+            ("stream=''", lambda: redis.from_aiter(_agen_fields(), None, ""), ValueError, "empty"),  # type: ignore[arg-type]
+            (
+                "source=list",
+                lambda: redis.from_aiter([{"a": 1}], None, "s"),
+                TypeError,
+                "async iterable",
+            ),  # type: ignore[arg-type]
+        ]
+    ),
+    Row(
+        "bridges.redis.Client",
+        "redis=object()",
+        lambda: redis.Client(object()),
+        TypeError,
+        "redis.asyncio.Redis",
+    ),  # type: ignore[arg-type]
+    Row(
+        "bridges.redis.LocalServer", "store=3", lambda: redis.LocalServer(3), TypeError, "directory"
+    ),  # type: ignore[arg-type]
+    Row("bridges.redis.connect", "url=3", lambda: redis.connect(3), TypeError, "URL"),  # type: ignore[arg-type]
 ]
 
 
@@ -2073,6 +2166,11 @@ NO_ROW: dict[str, str] = {
     "the value",
     "bridges.nats.Message": "made by to_aiter for each message it delivers; users never build it",
     "bridges.nats.Consumer": "the iterator to_aiter returns; users never build it (to_aiter's "
+    "rows check the input)",
+    "bridges.redis.Ack": "a type alias (the ack modes) for annotations; to_aiter's rows check "
+    "the value",
+    "bridges.redis.Entry": "made by to_aiter for each entry it delivers; users never build it",
+    "bridges.redis.Consumer": "the iterator to_aiter returns; users never build it (to_aiter's "
     "rows check the input)",
     "bridges.Stats": "a frozen snapshot the library returns (.stats); users read it, "
     "never build it",

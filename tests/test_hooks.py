@@ -42,7 +42,7 @@ import anyio.lowlevel
 import pytest
 
 import bridges
-from bridges import callbacks, nats, ops, rx, testing, threads
+from bridges import callbacks, nats, ops, redis, rx, testing, threads
 from bridges._buffer import Handoff
 
 from .test_bad_input import PUBLIC_MODULES
@@ -509,10 +509,21 @@ async def _nats_call(wrap: Wrap, flavour: str) -> None:
             assert await client.call(wrap(fn)) is client.js
 
 
+async def _redis_call(wrap: Wrap, flavour: str) -> None:
+    with redis.LocalServer() as server:
+        async with redis.connect(server.url) as client:
+
+            async def fn(r: Any) -> Any:
+                return r
+
+            assert await client.call(wrap(fn)) is client.redis
+
+
 # ----------------------------------------------------------------- the table
 
 HOOKS: list[Hook] = [
     Hook("bridges.nats.Client.call", "fn", AWAITED, _nats_call),
+    Hook("bridges.redis.Client.call", "fn", AWAITED, _redis_call),
     Hook("bridges.callbacks.to_aiter", "subscribe", REFUSED, _cb_subscribe, "unsubscribe"),
     Hook("bridges.callbacks.to_aiter", "subscribe->unsubscribe", AWAITED, _cb_unsubscribe),
     Hook("bridges.callbacks.to_aiter", "pause", REFUSED, _cb_pause, "pause_reading"),

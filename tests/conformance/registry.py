@@ -11,7 +11,7 @@ from . import harnesses
 
 Harness = testing.PushHarness | testing.PullHarness | testing.CallHarness
 #: the optional ecosystems: their harnesses are left out where they are not installed
-OPTIONAL = {"reactivex", "trio", "uvloop", "aiostream", "nats"}
+OPTIONAL = {"reactivex", "trio", "uvloop", "aiostream", "nats", "redis"}
 
 
 def load() -> list[Harness]:

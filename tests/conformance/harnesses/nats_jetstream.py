@@ -12,7 +12,6 @@ import atexit
 import contextvars
 import itertools
 import threading
-import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
@@ -26,10 +25,12 @@ from bridges import nats, testing
 from bridges._bench._natsserver import shared_url
 from bridges.testing import ConsumerError, End, Outcome, Plan, Probe, Script
 
+from ..broker_values import END, FAIL, BrokerValues
+
 _ids = itertools.count()
 R = TypeVar("R")
 #: the end of a script, in the stream: a JetStream stream has no end of its own
-_END = {End.COMPLETE: b"end", End.FAIL: b"fail"}
+_END = {End.COMPLETE: END, End.FAIL: FAIL}
 _MARKERS = frozenset(_END.values())
 
 
@@ -214,64 +215,14 @@ class _Stream:
 
         contextvars.Context().run(asyncio.run_coroutine_threadsafe, release(), _BROKER.loop)
 
+    def payload(self, item: nats.Message) -> bytes:
+        return item.data
 
-class _Values(bridges.BridgeIterator[int]):
-    """The adapter's messages as the script's ints; the script's end marker ends it."""
+    def asking(self) -> None:
+        pass
 
-    def __init__(self, it: nats.Consumer, stream: _Stream) -> None:
-        self._it: nats.Consumer | None = it
-        self._stream = stream
-        self._ended = False
-        self._closed = False
-
-    @property
-    def stats(self) -> bridges.Stats:
-        """The adapter's stats."""
-        assert self._it is not None
-        return self._it.stats
-
-    async def __aenter__(self) -> _Values:
-        assert self._it is not None
-        await self._it.__aenter__()
-        return self
-
-    async def __anext__(self) -> int:
-        if self._ended or self._closed or self._it is None:
-            raise StopAsyncIteration
-        if self._stream.rest and self._stream.probe.open_gate.is_set():
-            await self._stream.open_gate()
-        msg = await self._it.__anext__()
-        if msg.data not in _MARKERS:
-            return int(msg.data)
-        # the end marker: the harness's stand-in for a source's end
-        self._ended = True
-        await self.aclose()
-        if msg.data == b"fail":
-            assert self._stream.script.error is not None
-            raise self._stream.script.error
-        raise StopAsyncIteration
-
-    async def aclose(self) -> None:
-        """Close the adapter, then see the server show it released."""
-        if self._closed or self._it is None:
-            return
-        self._closed = True
-        with anyio.CancelScope(shield=True):  # as the adapter's own: a cancelled caller too
-            await self._stream.closing()
-            await self._it.aclose()
-            await self._stream.released_now()
-
-    def __del__(self) -> None:
-        if self._closed or self._it is None:
-            return
-        if not self._stream.probe.started:  # never started: nothing to warn about
-            self._stream.forget()
-            return
-        warnings.warn(
-            "a nats.to_aiter() harness iterator was dropped unclosed", ResourceWarning, stacklevel=2
-        )
-        self._it = None  # the adapter is collected unclosed too: it must release by itself
-        self._stream.released_later()
+    def taken(self, item: nats.Message) -> None:
+        pass
 
 
 class ToAiterHarness(testing.PushHarness):
@@ -321,7 +272,7 @@ class ToAiterHarness(testing.PushHarness):
             raise ValueError(f"nats.to_aiter has no overflow={overflow!r}")
         stream = _Stream(script, probe)
         it = nats.to_aiter(stream.client, stream.name, durable=stream.durable, buffer=buffer)  # type: ignore[arg-type]
-        return _Values(it, stream)
+        return BrokerValues(it, stream, "nats.to_aiter()")
 
     def open_bad(self, **kwargs: Any) -> object:
         # to_aiter checks its arguments before it looks at the client; its mode string

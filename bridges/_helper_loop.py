@@ -1,0 +1,281 @@
+"""Running an asyncio-only client from any backend: a helper asyncio loop in its own thread.
+
+The broker spokes (``bridges.nats``, ``bridges.redis``) wrap clients that run
+only on asyncio.  On asyncio they run on the caller's loop; under trio on a
+helper asyncio loop in a thread of its own, and values, commands and results
+cross over [`open_channel`][bridges.open_channel].  These are the pieces both
+use: run a call there and wait for it here, start a task there, wait for one
+to end, start and stop the helper loop; and the consumer iterator both
+spokes' ``to_aiter`` return (`HelperConsumer`),
+over a pump of their own that runs on the client's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import threading
+import warnings
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
+
+import anyio
+import sniffio
+from anyio.lowlevel import checkpoint
+
+from ._buffer import Stats
+from ._channel import ChannelReceiver, ChannelSender, open_channel
+from ._iterator import BridgeIterator
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = [
+    "HelperConsumer",
+    "Pump",
+    "on_loop",
+    "run_on",
+    "spawn",
+    "start_loop",
+    "stop_loop",
+    "wait_done",
+]
+
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+def on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether the caller runs on ``loop`` (asyncio, that very loop)."""
+    try:
+        if sniffio.current_async_library() != "asyncio":
+            return False
+    except sniffio.AsyncLibraryNotFoundError:
+        return False
+    return asyncio.get_running_loop() is loop
+
+
+async def run_on(loop: asyncio.AbstractEventLoop, fn: Callable[[], Awaitable[R]]) -> R:
+    """Run ``fn()`` on ``loop`` (maybe another thread's) and wait for its result here.
+
+    Cancellation here cancels it there and waits until it ended.
+    """
+    if on_loop(loop):
+        return await fn()
+    send, receive = open_channel[tuple[bool, Any]](1)
+
+    async def run() -> None:
+        with send:
+            try:
+                result = await fn()
+            except BaseException as exc:
+                send.send_nowait((False, exc))
+                if not isinstance(exc, Exception):
+                    raise
+            else:
+                send.send_nowait((True, result))
+
+    future = spawn(loop, run())
+    async with receive:
+        try:
+            ok, value = await receive.receive()
+        except BaseException:
+            future.cancel()
+            with anyio.CancelScope(shield=True):
+                try:
+                    async for _ in receive:
+                        pass
+                except Exception:
+                    # how it ended there (cancelled by us) is not news: ours goes on
+                    pass
+            raise
+    if ok:
+        return value  # type: ignore[no-any-return]
+    raise value
+
+
+def spawn(
+    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]
+) -> concurrent.futures.Future[None]:
+    """Run ``coro`` as a task on ``loop`` (any thread's), in a context of its own.
+
+    Not in a copy of the caller's: a trio caller's context says "trio" to
+    sniffio, and the task on the asyncio loop must not believe it.
+    """
+    return contextvars.Context().run(asyncio.run_coroutine_threadsafe, coro, loop)
+
+
+async def wait_done(loop: asyncio.AbstractEventLoop, future: Any, grace: float = 5.0) -> None:
+    """Wait, shielded, until ``future`` (a concurrent future of a coroutine on ``loop``) ended.
+
+    After ``grace`` seconds it is cancelled (a close stuck on a dead connection).
+    """
+    send, receive = open_channel[None](1)
+
+    def done(_: object) -> None:
+        send.close()
+
+    future.add_done_callback(done)
+    with anyio.CancelScope(shield=True):
+        with anyio.move_on_after(grace):
+            async with receive:
+                async for _ in receive:
+                    pass
+            return
+        future.cancel()
+
+
+def start_loop(name: str) -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
+    """A new asyncio loop running forever in a daemon thread called ``name``."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name=name, daemon=True)
+    thread.start()
+    return loop, thread
+
+
+async def stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+    """Stop a loop from ``start_loop``, wait (shielded) until its thread ended, close it."""
+    loop.call_soon_threadsafe(loop.stop)
+    with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(thread.join)
+    loop.close()
+
+
+class Pump(Protocol[T]):
+    """What a broker spoke's read loop offers its `HelperConsumer`.
+
+    It runs on ``loop`` (``run()``), sends what it reads into the channel
+    ``open()`` made, and takes the consumer's word (a take, an ack) over
+    ``commands``, whose closing tells it the consumer left.
+    """
+
+    #: "on_next", "manual" or "on_receive"
+    ack: str
+    #: the most items it reads ahead (the demand's limit)
+    buffer: int
+    #: the most items held at once so far
+    high_water: int
+    #: the consumer's commands: closed when the consumer leaves
+    commands: ChannelSender[Any]
+
+    def open(self) -> ChannelReceiver[T]:
+        """Make its channels (called once, when the iterator starts); the items' receiver."""
+        ...
+
+    def run(self) -> Coroutine[Any, Any, None]:
+        """The read loop, to run on the client's loop until the commands close."""
+        ...
+
+    def holding(self) -> int:
+        """Items read and not let go of: waiting to be taken, or taken and not yet acked
+        (with ack="on_next")."""
+        ...
+
+    def offer(self, verb: str, item: T) -> None:
+        """Tell the read loop (``"take"``, ``"ack"``); nothing if it ended already."""
+        ...
+
+    def settle(self, item: T) -> None:
+        """Acknowledge ``item`` unless it was already (``offer("ack", item)`` once)."""
+        ...
+
+
+class HelperConsumer(BridgeIterator[T]):
+    """The iterator of a broker spoke's ``to_aiter``: it starts the pump on the
+    client's loop at the first ``__anext__`` (or ``async with``), takes what it
+    sends, acks as ``pump.ack`` says, and on close waits until the pump let go.
+
+    Subclasses (one per spoke, for the docs) name themselves in ``what``.
+    """
+
+    __slots__ = ("_closed", "_delivered", "_last", "_loop", "_pump", "_receiver", "_run")
+
+    #: how the dropped-unclosed warning names the spoke's function
+    what: ClassVar[str] = "to_aiter()"
+    #: the longest wait for the pump to end on close (a dead connection)
+    close_grace: ClassVar[float] = 5.0
+
+    def __init__(self, pump: Pump[T], loop: asyncio.AbstractEventLoop) -> None:
+        self._pump = pump
+        self._loop = loop
+        self._receiver: ChannelReceiver[T] | None = None
+        self._last: T | None = None
+        self._closed = False
+        self._delivered = 0
+        self._run: concurrent.futures.Future[None] | None = None
+
+    def _stats(self) -> Stats:
+        pump = self._pump
+        run = self._run
+        ended = self._closed or (run is not None and run.done())
+        return Stats(
+            buffered=0 if self._closed else pump.holding(),
+            high_water=pump.high_water,
+            delivered=self._delivered,
+            dropped=0,
+            capacity=pump.buffer,
+            open_senders=0 if ended else 1,
+            open_receivers=0 if self._closed else 1,
+        )
+
+    def _start(self) -> ChannelReceiver[T]:
+        receiver = self._receiver = self._pump.open()
+        self._run = spawn(self._loop, self._pump.run())
+        return receiver
+
+    async def __aenter__(self) -> Self:
+        if self._receiver is None and not self._closed:
+            self._start()
+        try:
+            await checkpoint()
+        except BaseException:  # cancelled on the way in: no __aexit__ will close it
+            await self.aclose()
+            raise
+        return self
+
+    async def __anext__(self) -> T:
+        if self._closed:
+            raise StopAsyncIteration
+        receiver = self._receiver
+        if receiver is None:
+            receiver = self._start()
+        pump = self._pump
+        last = self._last
+        if last is not None:
+            self._last = None
+            pump.settle(last)
+        try:
+            item = await receiver.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+        pump.offer("take", item)
+        ack = pump.ack
+        if ack == "on_next":
+            self._last = item
+        elif ack == "on_receive":
+            pump.settle(item)
+        self._delivered += 1
+        return item
+
+    async def aclose(self) -> None:
+        """Stop consuming; wait (shielded) until the pump on the client's loop ended."""
+        if self._closed:
+            return
+        self._closed = True
+        self._last = None
+        receiver = self._receiver
+        if receiver is None:
+            return  # never started: nothing was asked of the server
+        self._pump.commands.close()
+        await receiver.aclose()
+        await wait_done(self._loop, self._run, self.close_grace)
+
+    def __del__(self) -> None:
+        if self._receiver is not None and not self._closed:
+            warnings.warn(
+                f"a bridges.{self.what} iterator was dropped unclosed: use 'async with'",
+                ResourceWarning,
+                stacklevel=2,
+            )
+            self._pump.commands.close()

