@@ -949,10 +949,12 @@ async def _pump_open_channel(source: AsyncIterator[T], send: ChannelSender[T]) -
         send.close()
     elif ending.how is FAILED:
         assert ending.error is not None
-        if h.consumer_gone:  # raised while being closed: the source's cleanup error
-            ending.how = INTERRUPTED
-        else:
-            send.fail(ending.error)  # in-band: the receiver raises it after the values
+        # in-band: the receiver raises it after the values; a receiver that left while
+        # the source was in its step (from another thread) takes nothing more, this
+        # error included (one raised while the source was being closed is its cleanup
+        # error, raised below)
+        if not h.consumer_gone:
+            send.fail(ending.error)
     elif ending.how is INTERRUPTED and not isinstance(ending.error, Exception):
         ending.how = STOPPED  # our own cancellation: the receiver left
     ending.raise_interruption()  # the sink's error (a closed sender)

@@ -715,6 +715,20 @@ async def test_pump_stops_at_once_when_the_receiver_leaves_during_a_slow_pull() 
     assert source.closed.is_set()
 
 
+async def test_pump_returns_when_the_source_fails_after_the_receiver_left() -> None:
+    # the receiver may leave from another thread while the source is in its step: the
+    # error the source then raises has nobody to go to, like the values after it
+    send, receive = bridges.open_channel[int](4)
+
+    async def source() -> AsyncIterator[int]:
+        yield 0
+        receive.close()  # the receiver leaves while the source runs
+        raise ValueError("after the receiver left")
+
+    await channels.pump(source(), send)  # returns, as for any receiver gone
+    assert receive.closed
+
+
 async def test_pump_cancelled_cuts_the_stream_short_visibly() -> None:
     send, receive = bridges.open_channel[int](8)
     source = Source(100, hang=True)
