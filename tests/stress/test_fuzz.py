@@ -41,6 +41,10 @@ NOT_FUZZED = {
     "short left its socket to the collector (fixed: tests/test_nats.py), and with that the "
     "short profile passes, but a BRIDGES_STRESS=1 run did not finish within 15 minutes: "
     "to be found before it joins",
+    "redis.to_aiter": "each example needs a stream and a consumer group on the server; the "
+    "short profile passes alone, but a default run on 3.10 with two workers failed a trio "
+    "case once and then spent minutes shrinking it (each example waits on the server): to "
+    "be found before it joins",
     "nats.to_aiter": "each example needs a stream on the server and a durable (tens of "
     "milliseconds); first runs found cancellation plans under trio whose release the "
     "harness did not see within the 5 s the fuzz waits: to look into before it joins",
