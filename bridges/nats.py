@@ -185,21 +185,8 @@ class connect:  # noqa: N801 - used like a function: async with connect(...) as 
             loop = asyncio.get_running_loop()
         else:
             loop, self._thread = _start_loop("bridges.nats helper loop")
-
-        async def open_() -> NatsConnection:
-            nc = NatsConnection()
-            try:
-                await nc.connect(self._servers, **self._options)
-            except BaseException:
-                # connecting cut short (cancelled) leaves an open socket: only close()
-                # closes it, else the garbage collector does, with a ResourceWarning
-                with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_GRACE):
-                    await nc.close()
-                raise
-            return nc
-
         try:
-            nc = await _run_on(loop, open_)
+            nc = await _run_on(loop, lambda: nats.connect(self._servers, **self._options))
         except BaseException:
             await self._stop(loop)
             raise

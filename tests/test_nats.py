@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import anyio.abc
 import anyio.lowlevel
 import nats.errors as nats_errors
 import nats.js.errors as nats_js_errors
@@ -168,41 +167,6 @@ async def test_an_iterator_never_started_holds_nothing_and_warns_nothing(
         assert closed.stats == bridges.Stats(
             0, 0, 0, 0, capacity=64, open_senders=0, open_receivers=0
         )
-
-
-async def test_a_connect_cancelled_on_the_way_in_leaves_no_socket_behind() -> None:
-    # a server that accepts and then says nothing: connect() waits for its INFO
-    accepted = anyio.Event()
-    held: list[anyio.abc.SocketStream] = []
-
-    async def hold(stream: anyio.abc.SocketStream) -> None:
-        held.append(stream)
-        accepted.set()
-        await anyio.sleep_forever()
-
-    async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
-        port = listener.extra(anyio.abc.SocketAttribute.local_port)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(listener.serve, hold)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                with anyio.fail_after(10), anyio.CancelScope() as scope:
-                    async with anyio.create_task_group() as inner:
-
-                        async def cancel_once_accepted() -> None:
-                            await accepted.wait()  # the socket is open: connecting is under way
-                            scope.cancel()
-
-                        inner.start_soon(cancel_once_accepted)
-                        async with bnats.connect(f"nats://127.0.0.1:{port}"):
-                            pytest.fail("connected to a server that never spoke")
-                assert scope.cancelled_caught
-                gc.collect()
-            tg.cancel_scope.cancel()
-        for stream in held:
-            await stream.aclose()
-    unclosed = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
-    assert unclosed == [], "connecting cut short left a socket to the garbage collector"
 
 
 async def test_an_empty_stream_waits_instead_of_raising_a_timeout(nats_server: NatsServer) -> None:
