@@ -161,24 +161,19 @@ class Pump(Protocol[T]):
 
     def open(self) -> ChannelReceiver[T]:
         """Make its channels (called once, when the iterator starts); the items' receiver."""
-        ...
 
     def run(self) -> Coroutine[Any, Any, None]:
         """The read loop, to run on the client's loop until the commands close."""
-        ...
 
     def holding(self) -> int:
         """Items read and not let go of: waiting to be taken, or taken and not yet acked
         (with ack="on_next")."""
-        ...
 
     def offer(self, verb: str, item: T) -> None:
         """Tell the read loop (``"take"``, ``"ack"``); nothing if it ended already."""
-        ...
 
     def settle(self, item: T) -> None:
         """Acknowledge ``item`` unless it was already (``offer("ack", item)`` once)."""
-        ...
 
 
 class HelperConsumer(BridgeIterator[T]):

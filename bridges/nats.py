@@ -51,11 +51,7 @@ import sniffio
 from anyio.lowlevel import checkpoint
 
 from . import ChannelReceiver, ChannelSender, Stats, open_channel
-from ._helper_loop import HelperConsumer
-from ._helper_loop import on_loop as _on_client_loop
-from ._helper_loop import run_on as _run_on
-from ._helper_loop import start_loop as _start_loop
-from ._helper_loop import stop_loop as _stop_loop
+from ._helper_loop import HelperConsumer, on_loop, run_on, start_loop, stop_loop
 
 try:
     import nats
@@ -133,7 +129,7 @@ class Client:
         ``await client.call(lambda js: js.add_stream(name="jobs", subjects=["jobs.>"]))``.
         Cancellation cancels the call and waits until it ended.
         """
-        return await _run_on(self.loop, lambda: fn(self.js))
+        return await run_on(self.loop, lambda: fn(self.js))
 
 
 def _client(js: object, what: str) -> Client:
@@ -184,9 +180,9 @@ class connect:  # noqa: N801 - used like a function: async with connect(...) as 
         if sniffio.current_async_library() == "asyncio":
             loop = asyncio.get_running_loop()
         else:
-            loop, self._thread = _start_loop("bridges.nats helper loop")
+            loop, self._thread = start_loop("bridges.nats helper loop")
         try:
-            nc = await _run_on(loop, lambda: nats.connect(self._servers, **self._options))
+            nc = await run_on(loop, lambda: nats.connect(self._servers, **self._options))
         except BaseException:
             await self._stop(loop)
             raise
@@ -204,14 +200,14 @@ class connect:  # noqa: N801 - used like a function: async with connect(...) as 
         nc = client.js._nc
         try:
             with anyio.CancelScope(shield=True):
-                await _run_on(client.loop, nc.close)
+                await run_on(client.loop, nc.close)
         finally:
             await self._stop(client.loop)
 
     async def _stop(self, loop: asyncio.AbstractEventLoop) -> None:
         thread, self._thread = self._thread, None
         if thread is not None:
-            await _stop_loop(loop, thread)
+            await stop_loop(loop, thread)
 
 
 # ---------------------------------------------------------------- a server
@@ -997,7 +993,7 @@ async def from_aiter(
         )
     client = _client(js, "from_aiter()")
     it = source.__aiter__()
-    if _on_client_loop(client.loop):
+    if on_loop(client.loop):
         try:
             return await _publish(it, client.js, subject, in_flight, ack_timeout)
         finally:
@@ -1017,7 +1013,7 @@ async def from_aiter(
 
     async def run() -> None:
         try:
-            outcome.append((True, await _run_on(client.loop, publish)))
+            outcome.append((True, await run_on(client.loop, publish)))
         except Exception as exc:
             outcome.append((False, exc))
 
