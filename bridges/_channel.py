@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import warnings
 from threading import get_ident
-from types import TracebackType
 from typing import TYPE_CHECKING, Generic, NoReturn, TypeVar
 
 import anyio
@@ -25,6 +24,7 @@ from ._buffer import (
     Stats,
     validate_timeout,
 )
+from ._enter import ExcType, Tb
 from ._iterator import CHECKPOINT_EVERY, BufferedIterator
 
 if TYPE_CHECKING:
@@ -262,23 +262,13 @@ class ChannelSender(Generic[T]):
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: ExcType, exc: BaseException | None, tb: Tb) -> None:
         self._exit(exc)
 
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, exc_type: ExcType, exc: BaseException | None, tb: Tb) -> None:
         self._exit(exc)
 
     def __del__(self) -> None:

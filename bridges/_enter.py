@@ -9,7 +9,12 @@ a message that does not say what to do.
 
 from __future__ import annotations
 
+from types import TracebackType
 from typing import TYPE_CHECKING, ClassVar, NoReturn
+
+#: the parameter types of ``__exit__`` / ``__aexit__``, named once
+ExcType = type[BaseException] | None
+Tb = TracebackType | None
 
 
 def not_entered(what: str, usage: str, why: str = "") -> RuntimeError:

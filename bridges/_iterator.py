@@ -6,7 +6,6 @@ import enum
 import logging
 import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar, overload
 
 import anyio
@@ -14,6 +13,7 @@ from anyio.lowlevel import checkpoint
 
 from ._backend import CancelProbe, loaded
 from ._buffer import Handoff, Stats, WithdrawnError
+from ._enter import ExcType, Tb
 from ._hooks import refuse_awaitable, require_sync
 
 if TYPE_CHECKING:
@@ -93,12 +93,7 @@ class BridgeIterator(AsyncIterator[T]):
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, exc_type: ExcType, exc: BaseException | None, tb: Tb) -> None:
         if exc is None:
             await self.aclose()
             return

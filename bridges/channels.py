@@ -23,7 +23,6 @@ import sys
 import warnings
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import AbstractAsyncContextManager
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 import anyio
@@ -35,7 +34,7 @@ from ._backend import async_waiter, library_name, loaded, trio_exceptions, under
 from ._buffer import FULL, GONE, TAKEN, Handoff, Result, Stats, validate_buffer
 from ._cancel import CancelProbe, cancel_point
 from ._channel import ChannelReceiver, ChannelSender, handoff_of
-from ._enter import MustEnter
+from ._enter import ExcType, MustEnter, Tb
 from ._iterator import CHECKPOINT_EVERY, DONE, NEW, RUNNING, BridgeIterator, log_cleanup_error
 from ._pump import (
     FAILED,
@@ -671,12 +670,7 @@ class _FromAiter(MustEnter, AbstractAsyncContextManager[PumpedReceiver[T]]):
         self._active = pump
         return PumpedReceiver(pump)
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool:
+    async def __aexit__(self, exc_type: ExcType, exc: BaseException | None, tb: Tb) -> bool:
         pump, tg = self._active, self._tg
         assert pump is not None
         assert tg is not None

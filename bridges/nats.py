@@ -43,7 +43,6 @@ from collections.abc import (
     Mapping,
 )
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, final
 
 import anyio
@@ -51,6 +50,7 @@ import sniffio
 from anyio.lowlevel import checkpoint
 
 from . import ChannelReceiver, ChannelSender, Stats, open_channel
+from ._enter import ExcType, Tb
 from ._helper_loop import HelperConsumer, on_loop, run_on, start_loop, stop_loop
 
 try:
@@ -189,12 +189,7 @@ class connect:  # noqa: N801 - used like a function: async with connect(...) as 
         self._client = Client(nc.jetstream(), loop)
         return self._client
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, exc_type: ExcType, exc: BaseException | None, tb: Tb) -> None:
         client = self._client
         assert client is not None
         nc = client.js._nc

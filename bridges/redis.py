@@ -38,7 +38,6 @@ import threading
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, final
 
 import anyio
@@ -46,6 +45,7 @@ import sniffio
 from anyio.lowlevel import checkpoint
 
 from . import ChannelReceiver, ChannelSender, Stats, open_channel
+from ._enter import ExcType, Tb
 from ._helper_loop import HelperConsumer, run_on, start_loop, stop_loop
 
 try:
@@ -199,12 +199,7 @@ class connect:  # noqa: N801 - used like a function: async with connect(...) as 
         self._client = Client(r, loop)
         return self._client
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, exc_type: ExcType, exc: BaseException | None, tb: Tb) -> None:
         client = self._client
         assert client is not None
         try:

@@ -30,7 +30,6 @@ import sys
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import AbstractAsyncContextManager
-from types import TracebackType
 from typing import Any, Final, Generic, TypeVar
 
 import anyio
@@ -42,7 +41,7 @@ from ._backend import in_trio_run
 from ._buffer import CLOSED, FULL, GONE, TAKEN, Handoff, Result
 from ._cancel import CancelProbe, cancel_point
 from ._channel import exit_error
-from ._enter import MustEnter
+from ._enter import ExcType, MustEnter, Tb
 from ._iterator import BridgeIterator, log_cleanup_error
 from ._pump import (
     FINISHED,
@@ -647,12 +646,7 @@ class _Fed(MustEnter, ABC, Generic[S]):
             raise error  # a cancellation of the pump's own (the stream's end was closed)
         self._fail(error)
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, exc_type: ExcType, exc: BaseException | None, tb: Tb) -> None:
         tg = self._tg
         assert tg is not None
         tg.cancel_scope.cancel()
@@ -933,12 +927,7 @@ class _PipeSendStream(anyio.abc.ByteSendStream):
         self._closed = True
         self._h.close()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, exc_type: ExcType, exc_val: BaseException | None, exc_tb: Tb) -> None:
         """Leaving ``async with`` normally ends the stream; by an exception, fails it (R16)."""
         if exc_val is None:
             await self.aclose()

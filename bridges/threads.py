@@ -23,7 +23,6 @@ from collections import deque
 from collections.abc import AsyncIterable, Callable, Iterable, Iterator
 from concurrent.futures import CancelledError as FutureCancelledError
 from concurrent.futures import Future
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, final, overload
 
 import anyio
@@ -31,6 +30,7 @@ from anyio.from_thread import BlockingPortal
 
 from ._backend import async_waiter, in_event_loop_thread
 from ._buffer import TAKEN, Handoff, Overflow, Stats, validate_buffer
+from ._enter import ExcType, Tb
 from ._hooks import refuse_awaitable, require_sync
 from ._iterator import DONE, NEW, RUNNING, BufferedIterator, log_cleanup_error
 from ._pump import FAILED, FINISHED, INTERRUPTED, drive, is_cancellation
@@ -716,12 +716,7 @@ class BlockingIterator(Iterator[T]):
             self._begin()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: ExcType, exc: BaseException | None, tb: Tb) -> None:
         if exc is None:
             self.close()
             return

@@ -8,13 +8,12 @@ import functools
 import inspect
 import types
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
 import anyio
 import anyio.lowlevel
 
-from .._enter import not_entered
+from .._enter import ExcType, Tb, not_entered
 from .._iterator import BridgeIterator, enter_foreign_context, log_cleanup_error
 from .._pump import aclose_shielded
 
@@ -161,12 +160,7 @@ class Op(BridgeIterator[T]):
             raise
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, exc_type: ExcType, exc: BaseException | None, tb: Tb) -> None:
         pending = exc
         try:
             await self.aclose()

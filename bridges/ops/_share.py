@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterable, AsyncIterator, Callable
-from types import TracebackType
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 import anyio
 import anyio.lowlevel
 
 from .._buffer import FULL, GONE, TAKEN, Handoff, Overflow, Result, validate_buffer
-from .._enter import not_entered
+from .._enter import ExcType, Tb, not_entered
 from .._iterator import (
     DONE,
     NEW,
@@ -191,12 +190,7 @@ class Shared(Generic[T]):
             self._entered = True
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, exc_type: ExcType, exc: BaseException | None, tb: Tb) -> None:
         self._state = DONE
         pending = exc
         run = self._run
