@@ -401,12 +401,9 @@ class BufferedIterator(BridgeIterator[T], Generic[T]):
             while self._probe.cancelled():
                 await checkpoint()
         if h._items:
-            tick = self._tick + 1
-            if tick >= CHECKPOINT_EVERY:
-                self._tick = 0
+            self._tick = tick = (self._tick + 1) % CHECKPOINT_EVERY
+            if not tick:  # a schedule point every CHECKPOINT_EVERY values
                 await checkpoint()
-            else:
-                self._tick = tick
             try:
                 item = h._items.popleft()
             except IndexError:

@@ -278,12 +278,9 @@ class ChannelIterator(BridgeIterator[T]):
         if nowait is not None:
             if self._probe.cancelled():  # a cancelled scope takes nothing (R19)
                 await cancel_point(self._probe)
-            tick = self._tick + 1
-            if tick >= CHECKPOINT_EVERY:
-                self._tick = 0
+            self._tick = tick = (self._tick + 1) % CHECKPOINT_EVERY
+            if not tick:  # a schedule point every CHECKPOINT_EVERY values
                 await checkpoint()
-            else:
-                self._tick = tick
             try:
                 item: T = nowait()
             except self._wouldblock:

@@ -92,12 +92,9 @@ class _Merge(Hosted[T]):
     async def __anext__(self) -> T:
         ready = self._ready
         if ready:
-            tick = self._tick + 1
-            if tick >= CHECKPOINT_EVERY:
-                self._tick = 0
+            self._tick = tick = (self._tick + 1) % CHECKPOINT_EVERY
+            if not tick:  # a schedule point every CHECKPOINT_EVERY values
                 await checkpoint()
-            else:
-                self._tick = tick
             if ready:
                 value, delivered = ready.popleft()
                 delivered.wake()

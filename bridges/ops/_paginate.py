@@ -67,12 +67,9 @@ class _Paginate(Hosted[T]):
     async def __anext__(self) -> T:
         items = self._items
         if items:
-            tick = self._tick + 1
-            if tick >= CHECKPOINT_EVERY:
-                self._tick = 0
+            self._tick = tick = (self._tick + 1) % CHECKPOINT_EVERY
+            if not tick:  # a schedule point every CHECKPOINT_EVERY values
                 await checkpoint()
-            else:
-                self._tick = tick
             return items.popleft()
         while True:
             if items:
