@@ -22,6 +22,7 @@ from bridges import BufferedIterator, BufferOverflowError, callbacks
 from bridges.callbacks import Emitter
 
 from .conftest import BACKENDS
+from .sources import AwaitingCleanup
 
 pytestmark = pytest.mark.anyio
 
@@ -1231,29 +1232,6 @@ async def test_from_aiter_cancellation_closes_the_source() -> None:
     assert scope.cancelled_caught
     assert got == [0, 1]
     assert source.closed == 1
-
-
-class AwaitingCleanup:
-    """Endless values from an async generator whose cleanup awaits (closing a connection, say).
-
-    It never suspends between values, so whenever it is closed it is suspended
-    at a ``yield``: its ``finally`` runs inside the adapter's ``aclose()``.
-    """
-
-    def __init__(self) -> None:
-        self.cleanup_started = False
-        self.cleaned = False
-
-    async def __aiter__(self) -> AsyncIterator[int]:
-        try:
-            i = 0
-            while True:
-                yield i
-                i += 1
-        finally:
-            self.cleanup_started = True
-            await anyio.lowlevel.checkpoint()  # raises if the close was left cancelled
-            self.cleaned = True
 
 
 async def test_from_aiter_cancelled_runs_a_source_cleanup_that_awaits() -> None:

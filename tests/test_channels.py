@@ -19,6 +19,8 @@ import bridges
 from bridges import channels
 from bridges.testing import TestSource
 
+from .sources import AwaitingCleanup
+
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream
     from typing_extensions import assert_type
@@ -69,29 +71,6 @@ class Source:
             self.closed.set()
             if self.cleanup_error is not None:
                 raise self.cleanup_error
-
-
-class AwaitingCleanup:
-    """An endless async generator source whose cleanup awaits (closing a connection, say).
-
-    It never suspends between values, so whenever an adapter closes it, it is
-    suspended at a ``yield``: its ``finally`` runs inside the adapter's ``aclose()``.
-    """
-
-    def __init__(self) -> None:
-        self.cleanup_started = False
-        self.cleaned = False
-
-    async def __aiter__(self) -> AsyncIterator[int]:
-        i = 0
-        try:
-            while True:
-                yield i
-                i += 1
-        finally:
-            self.cleanup_started = True
-            await anyio.lowlevel.checkpoint()  # raises if the close was left cancelled
-            self.cleaned = True
 
 
 # =================================================================== to_aiter

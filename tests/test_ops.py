@@ -26,6 +26,8 @@ import bridges
 from bridges import BufferOverflowError, ops
 from bridges.testing import End, SourceError, TestSource
 
+from .sources import AwaitingCleanup
+
 pytestmark = pytest.mark.anyio
 
 ASYNCIO_ONLY = pytest.mark.parametrize("anyio_backend", ["asyncio"])
@@ -129,29 +131,6 @@ async def agen(n: int, start: int = 0) -> AsyncIterator[int]:
     for i in range(start, start + n):
         await anyio.lowlevel.checkpoint()
         yield i
-
-
-class AwaitingCleanup:
-    """Endless values from an async generator whose cleanup awaits (closing a connection, say).
-
-    It never suspends between values, so whenever an op closes it, it is
-    suspended at a ``yield``: its ``finally`` runs inside the op's ``aclose()``.
-    """
-
-    def __init__(self) -> None:
-        self.cleanup_started = False
-        self.cleaned = False
-
-    async def __aiter__(self) -> AsyncIterator[int]:
-        try:
-            i = 0
-            while True:
-                yield i
-                i += 1
-        finally:
-            self.cleanup_started = True
-            await anyio.lowlevel.checkpoint()  # raises if the close was left cancelled
-            self.cleaned = True
 
 
 #: every op over one source, built around it
@@ -1164,18 +1143,19 @@ async def test_merge_of_merges_and_of_nothing() -> None:
         ops.merge(agen(1), 42)  # type: ignore[arg-type]
 
 
+async def endless_then_raise(error: BaseException) -> AsyncIterator[int]:
+    """Endless 1s; its cleanup raises ``error``."""
+    try:
+        while True:
+            await anyio.lowlevel.checkpoint()
+            yield 1
+    finally:
+        raise error
+
+
 async def test_merge_cleanup_error_is_raised_by_aclose() -> None:
     boom = SourceError("cleanup")
-
-    async def bad_cleanup() -> AsyncIterator[int]:
-        try:
-            while True:
-                await anyio.lowlevel.checkpoint()
-                yield 1
-        finally:
-            raise boom
-
-    it = ops.merge(bad_cleanup(), agen(100))
+    it = ops.merge(endless_then_raise(boom), agen(100))
     await it.__aenter__()
     assert await it.__anext__() in (0, 1)
     with pytest.raises(SourceError) as info:
@@ -1185,17 +1165,8 @@ async def test_merge_cleanup_error_is_raised_by_aclose() -> None:
 
 async def test_merge_consumer_error_wins_over_cleanup_error(caplog: Any) -> None:
     boom = SourceError("cleanup")
-
-    async def bad_cleanup() -> AsyncIterator[int]:
-        try:
-            while True:
-                await anyio.lowlevel.checkpoint()
-                yield 1
-        finally:
-            raise boom
-
     with caplog.at_level(logging.ERROR, logger="bridges"), pytest.raises(KeyError):
-        async with ops.merge(bad_cleanup()) as it:
+        async with ops.merge(endless_then_raise(boom)) as it:
             async for _ in it:
                 raise KeyError("mine")
     assert any(r.exc_info and r.exc_info[1] is boom for r in caplog.records)

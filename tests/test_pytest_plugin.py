@@ -122,6 +122,16 @@ class QuickHarness(testing.PushHarness):
         return receive
 """
 
+#: QUICK with its rules under test, on every backend the harness names
+QUICK_RULES = (
+    QUICK
+    + """
+@pytest.mark.bridges_conformance(QuickHarness())
+async def test_rules(bridges_case):
+    await testing.check(*bridges_case)
+"""
+)
+
 
 def test_a_parametrized_anyio_backend_fixture_gives_way(pytester: pytest.Pytester) -> None:
     """A conftest with its own backend matrix (like this project's) is not crossed with it."""
@@ -154,28 +164,14 @@ async def test_rules(bridges_case, anyio_backend):
 def test_the_summary_under_xdist(pytester: pytest.Pytester) -> None:
     """The n/a rules reach the summary from the workers."""
     pytest.importorskip("xdist")
-    pytester.makepyfile(
-        test_quick=QUICK
-        + """
-@pytest.mark.bridges_conformance(QuickHarness())
-async def test_rules(bridges_case):
-    await testing.check(*bridges_case)
-"""
-    )
+    pytester.makepyfile(test_quick=QUICK_RULES)
     result = _run(pytester, "-n", "2")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*= bridges conformance: n/a =*", "quick*R1*n/a: quick*"])
 
 
 def test_backends_option_skips_with_the_reason(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(
-        test_quick=QUICK
-        + """
-@pytest.mark.bridges_conformance(QuickHarness())
-async def test_rules(bridges_case):
-    await testing.check(*bridges_case)
-"""
-    )
+    pytester.makepyfile(test_quick=QUICK_RULES)
     result = _run(pytester, "-rs", "--bridges-backends=trio")
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(["*--bridges-backends leaves out asyncio*"])

@@ -27,6 +27,8 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from bridges import threads
 from bridges._buffer import TAKEN, Handoff
 
+from .sources import AwaitingCleanup
+
 pytestmark = pytest.mark.anyio
 
 WORKER = "bridges-threads-worker"
@@ -224,16 +226,17 @@ async def test_nothing_runs_before_the_first_value() -> None:
     await it.aclose()
 
 
+def numbers_noting_finally(finally_ran: list[str]) -> Iterator[int]:
+    """Endless numbers; the thread that ran the generator's ``finally`` is noted."""
+    try:
+        yield from range(10**9)
+    finally:
+        finally_ran.append(threading.current_thread().name)
+
+
 async def test_early_exit_runs_the_generators_finally_in_the_worker_before_exit() -> None:
     finally_ran: list[str] = []
-
-    def numbers() -> Iterator[int]:
-        try:
-            yield from range(10**9)
-        finally:
-            finally_ran.append(threading.current_thread().name)
-
-    async with threads.to_aiter(numbers(), buffer=4) as it:
+    async with threads.to_aiter(numbers_noting_finally(finally_ran), buffer=4) as it:
         assert await it.__anext__() == 0
         # the worker has filled the buffer and waits for room (not inside next())
         await _until(lambda: _worker_parked(it))
@@ -465,14 +468,7 @@ async def test_a_close_error_after_a_detached_exit_is_logged_as_what_happened(
 
 async def test_an_exit_with_no_call_in_progress_closes_before_exit_even_with_grace_zero() -> None:
     finally_ran: list[str] = []
-
-    def numbers() -> Iterator[int]:
-        try:
-            yield from range(10**9)
-        finally:
-            finally_ran.append(threading.current_thread().name)
-
-    async with threads.to_aiter(numbers(), buffer=2, grace=0) as it:
+    async with threads.to_aiter(numbers_noting_finally(finally_ran), buffer=2, grace=0) as it:
         assert await it.__anext__() == 0
         await _until(lambda: _worker_parked(it))  # waiting for room, not in a call
     assert finally_ran == [WORKER]  # and no warning (warnings are errors here)
@@ -823,29 +819,6 @@ def test_a_stopped_portal_fails_the_stream_instead_of_hanging() -> None:
             next(it)
         stopper.join()
     assert source.closed == 1
-
-
-class AwaitingCleanup:
-    """Endless values from an async generator whose cleanup awaits (closing a connection, say).
-
-    It never suspends between values, so whenever it is closed it is suspended
-    at a ``yield``: its ``finally`` runs inside the pump's ``aclose()``.
-    """
-
-    def __init__(self) -> None:
-        self.cleanup_started = False
-        self.cleaned = False
-
-    async def __aiter__(self) -> AsyncIterator[int]:
-        try:
-            i = 0
-            while True:
-                yield i
-                i += 1
-        finally:
-            self.cleanup_started = True
-            await anyio.lowlevel.checkpoint()  # raises if the close was left cancelled
-            self.cleaned = True
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
