@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 import anyio
 
-from ._backend import current_library, in_event_loop_thread
-from ._parking import Parked, ParkingLot, wake_all
+from ._backend import in_event_loop_thread, in_trio_run
+from ._parking import Parked, ParkingLot, park_task, park_thread, wake_all
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Generator
 
     from ._parking import Waiter
 
@@ -228,8 +228,8 @@ class WithdrawnError(Exception):
 
 #: the "value" of a producer parked for room only (``wait_room``), which has none yet
 _ROOM: Any = object()
-#: a woken consumer found the stream ended: look again
-_AGAIN: Any = object()
+#: what a consumer's steps return at the end of the stream (each driver raises its own stop)
+_END: Any = object()
 
 
 def _r8_message(capacity: int | None) -> str:
@@ -636,21 +636,7 @@ class Handoff(Generic[T]):
             return result
         if in_event_loop_thread():
             return self._full_on_loop(item)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            parked = Parked.thread(item, owner)
-            result = self._offer(item, parked)
-            if result is not FULL:
-                return result
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if not parked.waiter.wait(remaining) and self._abandon_put(parked):
-                raise TimeoutError(
-                    f"no room in the buffer within {timeout} seconds "
-                    "(the consumer is slower than the producer)"
-                )
-            woken = self._woken_producer(parked)
-            if woken is not None:
-                return woken
+        return park_thread(self._put_steps(item, owner, Parked.thread, timeout), timeout)
 
     def put_then_wait_room_sync(self, item: T) -> bool:
         """Put ``item`` from the one producer thread of a bounded ``block`` buffer that
@@ -736,30 +722,40 @@ class Handoff(Generic[T]):
         (the value was sent), as trio's own channels do.
         """
         result = self._offer(item, None)
-        while result is FULL:
-            parked = Parked.task(item, owner)
+        if result is not FULL:
+            return result
+        return await park_task(self._put_steps(item, owner, Parked.task))
+
+    def _put_steps(
+        self,
+        item: T,
+        owner: object,
+        party: Callable[[Any, object], Parked],
+        timeout: float | None = None,
+    ) -> Generator[Parked, bool, Result]:
+        """`put` and `put_sync` once room is short: park behind the producers parked
+        first until the value is taken (``TAKEN``), withdrawn (``WITHDRAWN``) or the
+        stream ends (offer again: the offer says how)."""
+        while True:
+            parked = party(item, owner)
             result = self._offer(item, parked)
             if result is not FULL:
                 return result
             try:
-                await parked.waiter.wait()
+                woke = yield parked
             except BaseException:
-                if not self._abandon_put(parked) and parked.served and current_library() == "trio":
+                if not self._abandon_put(parked) and parked.served and in_trio_run():
                     return TAKEN  # sent: trio re-raises the cancellation at the next checkpoint
                 raise
-            woken = self._woken_producer(parked)
-            result = self._offer(item, None) if woken is None else woken
-        return result
-
-    @staticmethod
-    def _woken_producer(parked: Parked) -> Result | None:
-        """What a parked producer was woken with: ``TAKEN``, ``WITHDRAWN``, or None (the
-        stream ended: offer again, the offer says how)."""
-        if parked.served:
-            return TAKEN
-        if parked.withdrawn:
-            return WITHDRAWN
-        return None
+            if not woke and self._abandon_put(parked):
+                raise TimeoutError(
+                    f"no room in the buffer within {timeout} seconds "
+                    "(the consumer is slower than the producer)"
+                )
+            if parked.served:
+                return TAKEN
+            if parked.withdrawn:
+                return WITHDRAWN
 
     def _abandon_put(self, parked: Parked) -> bool:
         """A parked producer gives up (cancelled, timed out): True if it was still parked.
@@ -791,23 +787,22 @@ class Handoff(Generic[T]):
         can take the value (pull -> push adapters, R10).  Woken like a parked
         `put`, in its turn.  Cancellation takes nothing.
         """
-        while not self.has_room():
-            parked = Parked.task(_ROOM)
-            if self._room_or_park(parked):
-                return
+        if not self.has_room():
+            await park_task(self._room_steps(Parked.task))
+
+    def _room_steps(self, party: Callable[[Any], Parked]) -> Generator[Parked, bool, None]:
+        """`wait_room` and `wait_room_sync`: park in the producers' turn until there is room."""
+        while True:
+            parked = party(_ROOM)
+            with self._lock:
+                if self.has_room():
+                    return
+                self._putters.append(parked)
             try:
-                await parked.waiter.wait()
+                yield parked
             except BaseException:
                 self._abandon_put(parked)
                 raise
-
-    def _room_or_park(self, parked: Parked) -> bool:
-        """`wait_room`'s no-wait call, then park: True when there is room now."""
-        with self._lock:
-            if self.has_room():
-                return True
-            self._putters.append(parked)
-            return False
 
     def wait_room_sync(self) -> None:
         """Block this thread (one that runs no event loop) until `has_room`.
@@ -820,15 +815,7 @@ class Handoff(Generic[T]):
         """
         if (self._slots and not self._putters) or self._cap is None or self._state != _OPEN:
             return  # the hot path of a producer thread: a free place
-        while True:
-            parked = Parked.thread(_ROOM)
-            if self._room_or_park(parked):
-                return
-            try:
-                parked.waiter.wait(None)
-            except BaseException:
-                self._abandon_put(parked)
-                raise
+        park_thread(self._room_steps(Parked.thread))
 
     def close(self) -> bool:
         """End the stream: buffered values are delivered, then the end. False if already ended."""
@@ -1060,78 +1047,73 @@ class Handoff(Generic[T]):
         """
         # with linger=: a consumer that ran dry waits for a burst (see the class)
         watch = self._linger is not None and not self._items and self._cap and not self._state
-        linger = watch and self._linger_next
         try:
-            while True:
-                ok, item = self._pop_ready()
-                if ok:
-                    return item  # type: ignore[return-value]
-                try:
-                    ok, item = self._take_or_park(Parked.task(None, owner))
-                except StopIteration:
-                    raise StopAsyncIteration from None
-                if ok:
-                    return item  # type: ignore[no-any-return]
-                if item is None:
-                    continue
-                try:
-                    if not linger:
-                        await item.waiter.wait()
-                    elif not await self._linger_wait(item):
-                        linger = False  # the timer ran out: from here on a value wakes us
-                        continue
-                except BaseException:
-                    self._abandon_get(item)
-                    raise
-                item = self._woken_consumer(item)
-                if item is not _AGAIN:
-                    return item  # type: ignore[no-any-return]
+            item = await park_task(
+                self._get_steps(owner, Parked.task),
+                self._linger_wait if watch and self._linger_next else None,
+            )
         finally:
             if watch:
                 # more than the one value that woke us: the producer is fast, collect bursts
                 self._linger_next = bool(self._items)
+        if item is _END:
+            raise StopAsyncIteration
+        return item  # type: ignore[no-any-return]
 
     async def _linger_wait(self, parked: Parked) -> bool:
         """Wait for ``parked`` to be served at most ``linger`` seconds, while producers
         append without waking it (a full buffer or the end still does).
 
-        False when the timer ran out: ``parked`` is out of the queue then.
+        False when the timer ran out: ``parked`` is out of the queue then, and
+        from then on this consumer waits as any other (a value wakes it).
         """
+        if not self._linger_next:
+            await parked.waiter.wait()
+            return True
         self._lingering = True
         try:
             with anyio.move_on_after(self._linger):
                 await parked.waiter.wait()
                 return True
             self._abandon_get(parked)
+            self._linger_next = False
             return False
         finally:
             # after the waiter is withdrawn: from here on a value wakes the consumer
             self._lingering = False
 
-    def _take_or_park(self, parked: Parked) -> tuple[bool, Any]:
-        """The consumer's no-wait call, then park: ``(True, value)``, or ``(False, parked)``
-        once it is parked, or ``(False, None)`` when values arrived meanwhile (look again).
-
-        Raises ``StopIteration`` at the end, or the producer's exception once.
-        """
-        with self._lock:
-            if self._items:
-                return False, None
-            ok, item = self._next_locked(parked)
-        if ok:
-            return True, item
-        if self._paused:
-            self._do_resume()
-        return False, parked
-
-    def _woken_consumer(self, parked: Parked) -> Any:
-        """What a parked consumer was woken with: its value, `WithdrawnError`, or
-        `_AGAIN` (the stream ended: look again, the next look says how)."""
-        if parked.served:
-            return self._received(parked)
-        if parked.withdrawn:
-            raise WithdrawnError
-        return _AGAIN
+    def _get_steps(
+        self, owner: object, party: Callable[[Any, object], Parked]
+    ) -> Generator[Parked, bool, Any]:
+        """`get` and `get_sync`: the next value, parking in the consumers' turn when
+        there is none; ``_END`` at the end, the producer's exception once if it failed."""
+        while True:
+            ok, item = self._pop_ready()
+            if ok:
+                return item
+            parked = party(None, owner)
+            with self._lock:
+                if self._items:
+                    continue  # values arrived meanwhile: look again
+                try:
+                    ok, item = self._next_locked(parked)
+                except StopIteration:
+                    return _END
+            if ok:
+                return item
+            if self._paused:
+                self._do_resume()
+            try:
+                woke = yield parked
+            except BaseException:
+                self._abandon_get(parked)
+                raise
+            if not woke:
+                continue  # the linger timer ran out (parked is out of the queue): look again
+            if parked.served:
+                return self._received(parked)
+            if parked.withdrawn:
+                raise WithdrawnError
 
     def get_sync(self, owner: object = None) -> T:
         """The next value, blocking this thread (one that runs no event loop) until there is one.
@@ -1141,20 +1123,7 @@ class Handoff(Generic[T]):
         left), the producer's exception once if it failed (then the end).
         Producers on any loop or thread wake it like they wake `get`.
         """
-        while True:
-            ok, item = self._pop_ready()
-            if ok:
-                return item  # type: ignore[return-value]
-            ok, item = self._take_or_park(Parked.thread(None, owner))
-            if ok:
-                return item  # type: ignore[no-any-return]
-            if item is None:
-                continue
-            try:
-                item.waiter.wait(None)
-            except BaseException:
-                self._abandon_get(item)
-                raise
-            item = self._woken_consumer(item)
-            if item is not _AGAIN:
-                return item  # type: ignore[no-any-return]
+        item = park_thread(self._get_steps(owner, Parked.thread))
+        if item is _END:
+            raise StopIteration
+        return item  # type: ignore[no-any-return]

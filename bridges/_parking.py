@@ -16,6 +16,14 @@ A party parks with the waiter of its own kind: an async task on any loop
 thread a `ThreadWaiter` (with a timeout).  Wake-ups are thread-safe and
 idempotent, so the waker never needs to know which kind it wakes.
 
+A blocking operation is written once, as *steps*: a generator that makes
+the no-wait call, parks a party when it must wait and yields it.  A driver
+waits on each yielded party and sends back whether it was woken (False:
+a thread's timeout ran out); `park_task` drives the steps for an async task,
+`park_thread` for a plain thread.  An exception while waiting (a
+cancellation, a ``KeyboardInterrupt``) is thrown into the steps at the
+``yield``, so they take their party out of the lot.
+
 `ParkingLot` is a ``deque``: the hot paths ask ``if lot:`` at C speed, and
 the lot's own methods are for the slow paths only.  `Slot` is the one-party
 case (a consumer waiting for its own helper task), used by the pipeline
@@ -24,13 +32,14 @@ helpers.
 
 from __future__ import annotations
 
+import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._backend import ThreadWaiter, async_waiter
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Awaitable, Callable, Generator, Iterable
     from typing import TypeAlias
 
     from ._backend import AsyncWaiter
@@ -38,7 +47,9 @@ if TYPE_CHECKING:
     #: what a parked party waits on: its own kind (a task on any loop, or a thread)
     Waiter: TypeAlias = "AsyncWaiter | ThreadWaiter"
 
-__all__ = ["Parked", "ParkingLot", "Slot", "wake_all"]
+__all__ = ["Parked", "ParkingLot", "Slot", "park_task", "park_thread", "wake_all"]
+
+R = TypeVar("R")
 
 
 class Parked:
@@ -70,6 +81,53 @@ class Parked:
     def thread(cls, item: Any = None, owner: object = None) -> Parked:
         """A party for the calling thread (one that runs no event loop)."""
         return cls(ThreadWaiter(), item, owner)
+
+
+async def park_task(
+    steps: Generator[Parked, bool, R],
+    wait: Callable[[Parked], Awaitable[bool]] | None = None,
+) -> R:
+    """Run a blocking operation's ``steps`` in the calling async task (any loop).
+
+    Each party the steps yield waits on its waiter (or on ``wait(party)``,
+    which says whether it was woken); what the steps return is returned.
+    """
+    try:
+        parked = next(steps)
+        while True:
+            try:
+                if wait is None:
+                    await parked.waiter.wait()
+                    woke = True
+                else:
+                    woke = await wait(parked)
+            except BaseException as exc:
+                parked = steps.throw(exc)
+            else:
+                parked = steps.send(woke)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+def park_thread(steps: Generator[Parked, bool, R], timeout: float | None = None) -> R:
+    """Run a blocking operation's ``steps`` on this thread (one that runs no event loop).
+
+    Each party the steps yield waits on its waiter; the steps are sent False
+    once ``timeout`` seconds (for the whole operation) have run out.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        parked = next(steps)
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            try:
+                woke = parked.waiter.wait(remaining)
+            except BaseException as exc:
+                parked = steps.throw(exc)
+            else:
+                parked = steps.send(woke)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
 
 
 def wake_all(waiters: Iterable[Waiter]) -> None:

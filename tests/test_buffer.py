@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import threading
+import time
 from collections import defaultdict
 
 import anyio
@@ -453,3 +455,39 @@ def test_linger_collects_a_burst_until_its_time_or_a_full_buffer() -> None:
         backend="trio",
         backend_options={"clock": trio.testing.MockClock(autojump_threshold=0)},
     )
+
+
+class SignalledError(Exception):
+    """Raised in the main thread by a signal handler, like a KeyboardInterrupt."""
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs POSIX signals")
+def test_a_thread_interrupted_while_parked_in_put_sync_takes_its_value_back() -> None:
+    # the main thread parks in put_sync (a full buffer); a signal interrupts the
+    # wait: the value must leave the lot with it, not be delivered afterwards
+    assert threading.current_thread() is threading.main_thread()
+    h: Handoff[int] = Handoff(1)
+    assert h.put_sync(1) is TAKEN
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise SignalledError
+
+    def when_parked() -> None:
+        deadline = time.monotonic() + 10
+        while h.stats.waiting_senders == 0:  # a real thread polls the public stats
+            assert time.monotonic() < deadline, "put_sync never parked"
+            time.sleep(0.001)
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)  # type: ignore[arg-type]
+
+    old = signal.signal(signal.SIGUSR1, interrupt)
+    helper = threading.Thread(target=when_parked)
+    try:
+        helper.start()
+        with pytest.raises(SignalledError):
+            h.put_sync(2, timeout=10)
+    finally:
+        helper.join(10)
+        signal.signal(signal.SIGUSR1, old)
+    assert h.stats.waiting_senders == 0
+    assert h.get_nowait() == (True, 1)
+    assert h.get_nowait() == (False, None), "the interrupted put delivered its value"
