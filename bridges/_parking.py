@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._backend import ThreadWaiter, async_waiter
 
@@ -83,6 +83,32 @@ class Parked:
         return cls(ThreadWaiter(), item, owner)
 
 
+class _Run(Generic[R]):
+    """The steps of one blocking operation: the party they parked, or their result."""
+
+    __slots__ = ("parked", "result", "steps")
+
+    def __init__(self, steps: Generator[Parked, bool, R]) -> None:
+        self.steps = steps
+        self.parked: Parked | None = None
+        self.result: R
+        self.go_on(None)
+
+    def go_on(self, outcome: bool | BaseException | None) -> None:
+        """Resume the steps after a wait: woken (True), timed out (False), or the
+        exception that interrupted it, raised at their ``yield`` (None: start)."""
+        try:
+            if outcome is None:
+                self.parked = next(self.steps)
+            elif isinstance(outcome, BaseException):
+                self.parked = self.steps.throw(outcome)
+            else:
+                self.parked = self.steps.send(outcome)
+        except StopIteration as done:
+            self.parked = None
+            self.result = done.value
+
+
 async def park_task(
     steps: Generator[Parked, bool, R],
     wait: Callable[[Parked], Awaitable[bool]] | None = None,
@@ -92,21 +118,18 @@ async def park_task(
     Each party the steps yield waits on its waiter (or on ``wait(party)``,
     which says whether it was woken); what the steps return is returned.
     """
-    try:
-        parked = next(steps)
-        while True:
-            try:
-                if wait is None:
-                    await parked.waiter.wait()
-                    woke = True
-                else:
-                    woke = await wait(parked)
-            except BaseException as exc:
-                parked = steps.throw(exc)
+    run = _Run(steps)
+    while run.parked is not None:
+        outcome: bool | BaseException = True
+        try:
+            if wait is None:
+                await run.parked.waiter.wait()
             else:
-                parked = steps.send(woke)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
+                outcome = await wait(run.parked)
+        except BaseException as exc:
+            outcome = exc
+        run.go_on(outcome)
+    return run.result
 
 
 def park_thread(steps: Generator[Parked, bool, R], timeout: float | None = None) -> R:
@@ -116,18 +139,15 @@ def park_thread(steps: Generator[Parked, bool, R], timeout: float | None = None)
     once ``timeout`` seconds (for the whole operation) have run out.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
-    try:
-        parked = next(steps)
-        while True:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            try:
-                woke = parked.waiter.wait(remaining)
-            except BaseException as exc:
-                parked = steps.throw(exc)
-            else:
-                parked = steps.send(woke)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
+    run = _Run(steps)
+    while run.parked is not None:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        try:
+            outcome: bool | BaseException = run.parked.waiter.wait(remaining)
+        except BaseException as exc:
+            outcome = exc
+        run.go_on(outcome)
+    return run.result
 
 
 def wake_all(waiters: Iterable[Waiter]) -> None:
