@@ -25,6 +25,7 @@ import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from bridges import threads
+from bridges._bench.threads import make_table
 from bridges._buffer import TAKEN, Handoff
 
 from .sources import AwaitingCleanup
@@ -82,25 +83,14 @@ def bridges_log() -> Iterator[Recorder]:
 MILLION = 1_000_000
 
 
-def _make_db(path: Path, n: int) -> Path:
-    con = sqlite3.connect(path)
-    with con:
-        con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, score REAL)")
-        con.executemany(
-            "INSERT INTO t VALUES (?, ?, ?)", ((i, f"row-{i}", i * 0.5) for i in range(n))
-        )
-    con.close()
-    return path
-
-
 @pytest.fixture(scope="module")
 def million_rows(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _make_db(tmp_path_factory.mktemp("db") / "million.sqlite", MILLION)
+    return make_table(tmp_path_factory.mktemp("db") / "million.sqlite", MILLION)
 
 
 @pytest.fixture(scope="module")
 def small_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _make_db(tmp_path_factory.mktemp("db") / "small.sqlite", 5_000)
+    return make_table(tmp_path_factory.mktemp("db") / "small.sqlite", 5_000)
 
 
 async def test_a_million_sqlite_rows_stream_in_order_and_the_loop_stays_responsive(
