@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import TypeVar
 
 import anyio
+import pytest
+
+T = TypeVar("T")
 
 
 class AwaitingCleanup:
@@ -28,3 +32,21 @@ class AwaitingCleanup:
             self.cleanup_started = True
             await anyio.lowlevel.checkpoint()  # raises if the close was left cancelled
             self.cleaned = True
+
+
+async def assert_values_then_error(
+    it: AsyncIterator[T], values: list[T], error: BaseException
+) -> pytest.ExceptionInfo[BaseException]:
+    """Iterate ``it`` to its error (R5): ``values`` first, then ``error`` itself, then the end.
+
+    Returns what ``pytest.raises`` caught, for checks of the traceback.
+    """
+    got: list[T] = []
+    with pytest.raises(type(error)) as info:
+        async for v in it:
+            got.append(v)
+    assert info.value is error, f"{info.value!r} raised, not the original {error!r}"
+    assert got == values, "the values sent before the error come first"
+    with pytest.raises(StopAsyncIteration):
+        await it.__anext__()
+    return info

@@ -13,6 +13,8 @@ import bridges
 from bridges import BufferOverflowError, Overflow
 from bridges._buffer import CLOSED, DROPPED, FULL, GONE, OVERFLOWED, TAKEN, Handoff
 
+from .sources import assert_values_then_error
+
 pytestmark = pytest.mark.anyio
 
 
@@ -271,14 +273,7 @@ async def test_fail_carries_the_error_in_band() -> None:
     await send.send(1)
     await send.send(2)
     send.fail(boom)
-    got = []
-    with pytest.raises(KeyError) as info:
-        async for x in receive:
-            got.append(x)
-    assert info.value is boom
-    assert got == [1, 2]
-    with pytest.raises(StopAsyncIteration):
-        await receive.__anext__()
+    await assert_values_then_error(receive, [1, 2], boom)
 
 
 async def test_receiver_close_breaks_waiting_sender() -> None:

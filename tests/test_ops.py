@@ -26,7 +26,7 @@ import bridges
 from bridges import BufferOverflowError, ops
 from bridges.testing import End, SourceError, TestSource
 
-from .sources import AwaitingCleanup
+from .sources import AwaitingCleanup, assert_values_then_error
 
 pytestmark = pytest.mark.anyio
 
@@ -298,12 +298,7 @@ async def test_function_error_closes_source_and_is_raised_once() -> None:
 async def test_source_error_passes_through_the_chain_unwrapped() -> None:
     boom = SourceError("boom")
     it = bridges.iterate(TestSource(range(3), End.FAIL, boom)).map(lambda v: v).drop(1)
-    got = []
-    with pytest.raises(SourceError) as info:
-        async for v in it:
-            got.append(v)
-    assert info.value is boom
-    assert got == [1, 2]
+    await assert_values_then_error(it, [1, 2], boom)
 
 
 async def test_cancelled_async_call_keeps_the_value() -> None:
@@ -626,15 +621,8 @@ async def test_paginate_error_after_the_items_before_it() -> None:
         raise boom
 
     for prefetch in (False, True):
-        got = []
         async with ops.paginate(fetch, prefetch=prefetch) as it:
-            with pytest.raises(SourceError) as info:
-                async for v in it:
-                    got.append(v)
-            assert info.value is boom
-            assert got == [1, 2]
-            with pytest.raises(StopAsyncIteration):
-                await it.__anext__()
+            await assert_values_then_error(it, [1, 2], boom)
 
 
 async def test_paginate_cancelled_fetch_is_retried_with_the_same_token() -> None:

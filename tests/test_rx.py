@@ -29,6 +29,7 @@ from reactivex.testing import ReactiveTest, TestScheduler
 from bridges import BufferOverflowError, rx
 
 from .conftest import BACKENDS
+from .sources import assert_values_then_error
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
@@ -120,14 +121,7 @@ class TestToAiter:
     async def test_error_is_the_original_object_after_the_values(self) -> None:
         boom = BoomError("boom")
         it = rx.to_aiter(reactivex.of(1, 2).pipe(ops.concat(reactivex.throw(boom))))
-        got = []
-        with pytest.raises(BoomError) as info:
-            async for v in it:
-                got.append(v)
-        assert info.value is boom
-        assert got == [1, 2]
-        with pytest.raises(StopAsyncIteration):
-            await it.__anext__()
+        await assert_values_then_error(it, [1, 2], boom)
 
     async def test_nothing_is_subscribed_before_the_first_value_is_asked_for(self) -> None:
         tracked = Tracked(reactivex.of(1, 2))

@@ -28,7 +28,7 @@ from bridges import threads
 from bridges._bench.threads import make_table
 from bridges._buffer import TAKEN, Handoff
 
-from .sources import AwaitingCleanup
+from .sources import AwaitingCleanup, assert_values_then_error
 
 pytestmark = pytest.mark.anyio
 
@@ -360,15 +360,8 @@ async def test_a_source_error_arrives_once_as_itself_after_the_rows() -> None:
         raise boom
 
     it = threads.to_aiter(failing)
-    got = []
-    with pytest.raises(SourceError) as info:
-        async for v in it:
-            got.append(v)
-    assert info.value is boom
-    assert got == [1, 2]
+    info = await assert_values_then_error(it, [1, 2], boom)
     assert any(frame.name == "failing" for frame in info.traceback), "traceback kept"
-    with pytest.raises(StopAsyncIteration):
-        await it.__anext__()
 
 
 async def test_a_factory_error_and_a_non_iterable_result_arrive_at_the_consumer() -> None:
