@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import TypeVar
+import itertools
+import threading
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import KW_ONLY, dataclass, field
+from typing import Generic, TypeVar
 
 import anyio
 import pytest
@@ -11,27 +14,92 @@ import pytest
 T = TypeVar("T")
 
 
+class Boom(Exception):  # noqa: N818
+    """A source's error."""
+
+
+class Mine(Exception):  # noqa: N818
+    """The consumer's own error."""
+
+
 class AwaitingCleanup:
     """Endless values from an async generator whose cleanup awaits (closing a connection, say).
 
+    The values are ``0, 1, 2, ...``, or ``chunk`` over and over if given.
     It never suspends between values, so whenever an adapter closes it, it is
     suspended at a ``yield``: its ``finally`` runs inside the adapter's ``aclose()``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, chunk: bytes | None = None) -> None:
+        self.chunk = chunk
         self.cleanup_started = False
         self.cleaned = False
 
-    async def __aiter__(self) -> AsyncIterator[int]:
-        i = 0
+    async def __aiter__(self) -> AsyncIterator[object]:
+        values: Iterable[object] = (
+            itertools.count() if self.chunk is None else itertools.repeat(self.chunk)
+        )
         try:
-            while True:
-                yield i
-                i += 1
+            for v in values:
+                yield v
         finally:
             self.cleanup_started = True
             await anyio.lowlevel.checkpoint()  # raises if the close was left cancelled
             self.cleaned = True
+
+
+@dataclass(eq=False)
+class RecordingSource(Generic[T]):
+    """An async iterator over ``values`` that records what is done to it.
+
+    After the values it raises ``error`` if given, else waits forever if
+    ``hang``, else ends; its cleanup (``finally``) counts itself in ``closed``,
+    then raises ``cleanup_error`` if given.  With ``checkpoint`` (the default)
+    it passes a checkpoint before each value; without, it never suspends
+    between values.
+
+    ``pulled`` counts ``__anext__`` calls; ``ran_in`` names the thread it
+    started in.
+    """
+
+    values: Iterable[T]
+    _: KW_ONLY
+    error: BaseException | None = None
+    hang: bool = False
+    cleanup_error: BaseException | None = None
+    checkpoint: bool = True
+    pulled: int = field(default=0, init=False)
+    closed: int = field(default=0, init=False)
+    ran_in: list[str] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        self._gen = self._run()
+
+    async def _run(self) -> AsyncIterator[T]:
+        self.ran_in.append(threading.current_thread().name)
+        try:
+            for v in self.values:
+                if self.checkpoint:
+                    await anyio.lowlevel.checkpoint()
+                yield v
+            if self.error is not None:
+                raise self.error
+            if self.hang:
+                await anyio.sleep_forever()
+        finally:
+            self.closed += 1
+            if self.cleanup_error is not None:
+                raise self.cleanup_error
+
+    def __aiter__(self) -> RecordingSource[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        self.pulled += 1
+        return await self._gen.__anext__()
+
+    async def aclose(self) -> None:
+        await self._gen.aclose()  # type: ignore[attr-defined]
 
 
 async def assert_values_then_error(

@@ -21,6 +21,9 @@ import trio
 
 from bridges import channels
 
+from .conftest import only_trio
+from .sources import Boom, Mine
+
 if sys.version_info < (3, 11):  # pragma: no cover - anyio brings the backport
     from exceptiongroup import (  # type: ignore[import-not-found, unused-ignore]
         BaseExceptionGroup,
@@ -28,17 +31,6 @@ if sys.version_info < (3, 11):  # pragma: no cover - anyio brings the backport
     )
 
 pytestmark = pytest.mark.anyio
-
-only_trio = pytest.mark.parametrize("anyio_backend", ["trio"])
-only_asyncio = pytest.mark.parametrize("anyio_backend", ["asyncio"])
-
-
-class Boom(Exception):  # noqa: N818
-    pass
-
-
-class Mine(Exception):  # noqa: N818
-    pass
 
 
 class GroupSource:

@@ -28,7 +28,7 @@ from bridges import threads
 from bridges._bench.threads import make_table
 from bridges._buffer import TAKEN, Handoff
 
-from .sources import AwaitingCleanup, assert_values_then_error
+from .sources import AwaitingCleanup, RecordingSource, assert_values_then_error
 
 pytestmark = pytest.mark.anyio
 
@@ -677,38 +677,9 @@ def test_to_aiter_rejects_an_async_iterable() -> None:
 # ---------------------------------------------------------------- from_aiter
 
 
-class Source:
-    """An instrumented async source: counts pulls, records its cleanup."""
-
-    def __init__(self, n: int, *, error: BaseException | None = None, hang: bool = False) -> None:
-        self.n = n
-        self.error = error
-        self.hang = hang
-        self.pulled = 0
-        self.closed = 0
-        self.ran_in: list[str] = []
-
-    async def _gen(self) -> AsyncIterator[int]:
-        self.ran_in.append(threading.current_thread().name)
-        try:
-            for i in range(self.n):
-                await anyio.lowlevel.checkpoint()
-                self.pulled += 1
-                yield i
-            if self.error is not None:
-                raise self.error
-            if self.hang:
-                await anyio.sleep_forever()
-        finally:
-            self.closed += 1
-
-    def __aiter__(self) -> AsyncIterator[int]:
-        return self._gen()
-
-
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_sync_code_iterates_an_async_source(backend: str) -> None:
-    source = Source(1000)
+    source = RecordingSource(range(1000))
     with threads.from_aiter(source, buffer=8, backend=backend) as it:
         assert list(it) == list(range(1000))
         assert it.stats.high_water <= 8
@@ -719,7 +690,7 @@ def test_sync_code_iterates_an_async_source(backend: str) -> None:
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_breaking_out_cancels_the_source_and_joins_the_thread(backend: str) -> None:
-    source = Source(10**9, hang=True)
+    source = RecordingSource(range(10**9), hang=True)
     with threads.from_aiter(source, buffer=4, backend=backend) as it:
         for v in it:
             if v == 10:
@@ -730,7 +701,7 @@ def test_breaking_out_cancels_the_source_and_joins_the_thread(backend: str) -> N
 
 
 def test_a_hanging_source_is_cancelled_on_exit() -> None:
-    source = Source(3, hang=True)
+    source = RecordingSource(range(3), hang=True)
     with threads.from_aiter(source, backend="trio") as it:
         assert [next(it) for _ in range(3)] == [0, 1, 2]
     assert source.closed == 1
@@ -740,7 +711,7 @@ def test_a_hanging_source_is_cancelled_on_exit() -> None:
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_a_source_error_is_raised_as_itself_once(backend: str) -> None:
     boom = SourceError("boom")
-    source = Source(3, error=boom)
+    source = RecordingSource(range(3), error=boom)
     got: list[int] = []
     with threads.from_aiter(source, backend=backend) as it:
         with pytest.raises(SourceError) as info:
@@ -755,7 +726,7 @@ def test_a_source_error_is_raised_as_itself_once(backend: str) -> None:
 
 def test_at_most_buffer_values_are_pulled_ahead() -> None:
     for buffer in (0, 1, 5):
-        source = Source(100)
+        source = RecordingSource(range(100))
         ahead = []
         with threads.from_aiter(source, buffer=buffer) as it:
             for delivered, _ in enumerate(it, 1):
@@ -765,7 +736,7 @@ def test_at_most_buffer_values_are_pulled_ahead() -> None:
 
 
 async def test_a_portal_runs_the_source_in_the_callers_loop(backend_name: str) -> None:
-    source = Source(500)
+    source = RecordingSource(range(500))
     loop_thread = threading.current_thread().name
 
     def sync_code(portal: BlockingPortal) -> list[int]:
@@ -780,7 +751,7 @@ async def test_a_portal_runs_the_source_in_the_callers_loop(backend_name: str) -
 
 
 async def test_a_portal_stream_left_early_cancels_the_source() -> None:
-    source = Source(10**9, hang=True)
+    source = RecordingSource(range(10**9), hang=True)
 
     def sync_code(portal: BlockingPortal) -> list[int]:
         with threads.from_aiter(source, buffer=4, portal=portal) as it:
@@ -793,7 +764,7 @@ async def test_a_portal_stream_left_early_cancels_the_source() -> None:
 
 
 def test_a_stopped_portal_fails_the_stream_instead_of_hanging() -> None:
-    source = Source(1, hang=True)
+    source = RecordingSource(range(1), hang=True)
     with start_blocking_portal() as portal, threads.from_aiter(source, portal=portal) as it:
         assert next(it) == 0
         stopper = threading.Thread(target=portal.call, args=(portal.stop, True))
@@ -843,7 +814,7 @@ def test_portal_stopped_runs_a_source_cleanup_that_awaits() -> None:
 
 
 def test_close_from_another_thread_ends_a_blocked_consumer() -> None:
-    source = Source(1, hang=True)
+    source = RecordingSource(range(1), hang=True)
     it = threads.from_aiter(source, backend="asyncio")
     got: list[int] = []
     consumer = threading.Thread(target=lambda: got.extend(it))
@@ -870,7 +841,7 @@ def test_an_error_from_aiter_itself_is_raised_as_itself() -> None:
 
 
 async def test_close_on_an_event_loop_thread_cancels_without_waiting() -> None:
-    source = Source(10**9, hang=True)
+    source = RecordingSource(range(10**9), hang=True)
     it = threads.from_aiter(source, buffer=2)
     assert await anyio.to_thread.run_sync(next, it) == 0  # started from a worker thread
     [loop_thread] = _alive(LOOP)
@@ -911,14 +882,14 @@ def test_a_cleanup_error_is_raised_by_close_unless_the_consumer_raised(
 
 
 def test_iterating_without_with_ends_and_joins() -> None:
-    source = Source(50)
+    source = RecordingSource(range(50))
     assert list(threads.from_aiter(source, backend="trio")) == list(range(50))
     assert not _alive(LOOP)
     assert source.closed == 1
 
 
 def test_a_dropped_blocking_iterator_cancels_its_source() -> None:
-    source = Source(10**9, hang=True)
+    source = RecordingSource(range(10**9), hang=True)
     it = threads.from_aiter(source, buffer=2)
     assert next(it) == 0
     thread = _alive(LOOP)[0]
@@ -933,7 +904,7 @@ def test_a_dropped_blocking_iterator_cancels_its_source() -> None:
 
 
 async def test_from_aiter_refuses_to_block_an_event_loop() -> None:
-    it = threads.from_aiter(Source(3))
+    it = threads.from_aiter(RecordingSource(range(3)))
     with pytest.raises(RuntimeError, match="event loop"):
         next(it)
     with pytest.raises(RuntimeError, match=r"to_thread\.run_sync"):
@@ -954,7 +925,7 @@ async def test_from_aiter_refuses_to_block_an_event_loop() -> None:
 def test_from_aiter_rejects_bad_arguments_at_once(
     kwargs: dict[str, Any], exc: type[Exception], words: str
 ) -> None:
-    kwargs = {"source": Source(1), **kwargs}
+    kwargs = {"source": RecordingSource(range(1)), **kwargs}
     with pytest.raises(exc, match=words):
         threads.from_aiter(**kwargs)
     assert not _alive(LOOP)
