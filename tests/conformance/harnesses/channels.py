@@ -32,6 +32,8 @@ from bridges.testing import (
     ScriptedProducer,
 )
 
+from ..harness_kit import note_error, unwrap
+
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found, unused-ignore]
 
@@ -308,8 +310,7 @@ class _FromAiterHarness(testing.PullHarness):
                 self.check_type(receive)
                 await _consume(receive, plan, outcome, self.receive_one)
         except Exception as exc:
-            outcome.error = exc
-            outcome.errors_seen += 1
+            note_error(outcome, exc)
         return outcome
 
     async def drive_bad(self) -> object:
@@ -386,28 +387,6 @@ class FromAiterAnyioHarness(_FromAiterHarness):
             return False, 0
 
 
-def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one exception of the harness's own task group, taken out of its group.
-
-    Under trio every task that a cancellation from outside reaches adds its
-    ``Cancelled`` to the nursery's group, next to the error (the consumer's,
-    say) that coincided with it: those are that one cancellation, not errors
-    of their own, so the error alone comes out (or, with none, the cancellation).
-    """
-    leaves = _leaves(group)
-    errors = [e for e in leaves if not isinstance(e, anyio.get_cancelled_exc_class())]
-    if len(errors) == 1:
-        return errors[0]
-    return leaves[0] if not errors else group
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    out: list[BaseException] = []
-    for e in group.exceptions:
-        out.extend(_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])
-    return out
-
-
 class PumpHarness(testing.PullHarness):
     """channels.pump into an open_channel sender; the consumer iterates the receiver.
 
@@ -441,10 +420,9 @@ class PumpHarness(testing.PullHarness):
                     async with receive:
                         await _consume(receive, plan, outcome, receive_one)
             except BaseExceptionGroup as group:
-                raise _unwrap(group) from None
+                raise unwrap(group) from None
         except Exception as exc:
-            outcome.error = exc
-            outcome.errors_seen += 1
+            note_error(outcome, exc)
         return outcome
 
     async def drive_bad(self) -> object:

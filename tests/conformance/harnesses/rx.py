@@ -18,6 +18,8 @@ from reactivex.scheduler import NewThreadScheduler, ThreadPoolScheduler
 from bridges import rx, testing
 from bridges.testing import ConsumerError, End, Outcome, Plan, Probe, Script
 
+from ..harness_kit import unwrap
+
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
 
@@ -183,11 +185,7 @@ class FromAiterHarness(testing.PullHarness):
             # under trio a cancellation from outside that coincided with it adds the
             # Cancelled of each task it reached (the body's, here) to the group: those
             # are that one cancellation, so the error alone is the outcome
-            leaves = _leaves(group)
-            errors = [e for e in leaves if not isinstance(e, anyio.get_cancelled_exc_class())]
-            if len(errors) > 1:
-                raise
-            error = errors[0] if errors else leaves[0]
+            error = unwrap(group)
             if not isinstance(error, ConsumerError):
                 raise error from None  # e.g. from_aiter's own TypeError (R15), a cancellation
             subscriber.outcome.error = error
@@ -261,13 +259,6 @@ class FromAiterLoopHarness(testing.PullHarness):
             return subscriber.outcome
 
         return await _twice(subscribe_one, rx.from_aiter(make()))
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    out: list[BaseException] = []
-    for e in group.exceptions:
-        out.extend(_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])
-    return out
 
 
 HARNESSES: list[testing.PushHarness | testing.PullHarness] = [

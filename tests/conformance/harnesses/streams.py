@@ -29,8 +29,10 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from bridges import streams, testing
 from bridges.testing import Outcome, Plan, Probe, Script, ScriptedProducer
 
+from ..harness_kit import note_consumer_error, note_error
+
 if sys.version_info < (3, 11):  # pragma: no cover
-    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
+    pass  # type: ignore[import-not-found,unused-ignore]
 
 ASYNCIO = frozenset({"asyncio", "uvloop"})
 #: what get() raises on a queue that was shut down (Python 3.13+)
@@ -68,30 +70,6 @@ class _Records:
 def _records(source: Any) -> Any:
     """Records over ``source``, or ``source`` itself when it is not iterable (R15)."""
     return _Records(source) if hasattr(source, "__aiter__") else source
-
-
-def _unwrap(exc: BaseException) -> BaseException:
-    """The one exception of the harness's own task group, taken out of its group.
-
-    Under trio every task that a cancellation from outside reaches adds its
-    ``Cancelled`` to the nursery's group, next to the error (the consumer's,
-    say) that coincided with it: those are that one cancellation, not errors
-    of their own, so the error alone comes out (or, with none, the cancellation).
-    """
-    if not isinstance(exc, BaseExceptionGroup):
-        return exc
-    leaves = _leaves(exc)
-    errors = [e for e in leaves if not isinstance(e, anyio.get_cancelled_exc_class())]
-    if len(errors) == 1:
-        return errors[0]
-    return leaves[0] if not errors else exc
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    out: list[BaseException] = []
-    for e in group.exceptions:
-        out.extend(_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])
-    return out
 
 
 async def _consume(
@@ -137,8 +115,7 @@ def _write_errors(
                 # happened, the consumer's error is the outcome (as for every adapter)
                 continue
             raise exc
-        outcome.error = exc
-        outcome.errors_seen += 1
+        note_error(outcome, exc)
 
 
 def _thread_producer(
@@ -348,8 +325,7 @@ class FromAiterHarness(testing.PullHarness):
             async with streams.from_aiter(_records(source), limit=4) as reader:
                 await _consume(plan, outcome, receive)
         except (testing.SourceError, testing.ConsumerError) as exc:
-            outcome.error = exc
-            outcome.errors_seen += 1
+            note_error(outcome, exc)
         return outcome
 
 
@@ -397,11 +373,7 @@ class WriteHarness(testing.PullHarness):
                 finally:
                     writer.transport.abort()  # the consumer is done: hang up
         except BaseException as group:
-            exc = _unwrap(group)
-            if not isinstance(exc, testing.ConsumerError):
-                raise exc from None
-            outcome.error = exc
-            outcome.errors_seen += 1
+            note_consumer_error(outcome, group)
         _write_errors(outcome, write_error, not ended, (ConnectionError,))
         return outcome
 
@@ -443,14 +415,9 @@ class QueueFromAiterHarness(testing.PullHarness):
                 await _consume(plan, outcome, receive)
                 tg.cancel_scope.cancel()  # the consumer is done: stop the producer
         except BaseException as group:
-            exc = _unwrap(group)
-            if not isinstance(exc, testing.ConsumerError):
-                raise exc from None
-            outcome.error = exc
-            outcome.errors_seen += 1
+            note_consumer_error(outcome, group)
         for exc in failed:
-            outcome.error = exc
-            outcome.errors_seen += 1
+            note_error(outcome, exc)
         return outcome
 
 
@@ -477,8 +444,7 @@ class ByteStreamFromAiterHarness(testing.PullHarness):
 
                 await _consume(plan, outcome, receive)
         except (testing.SourceError, testing.ConsumerError) as exc:
-            outcome.error = exc
-            outcome.errors_seen += 1
+            note_error(outcome, exc)
         return outcome
 
 
@@ -522,11 +488,7 @@ class ByteStreamWriteHarness(testing.PullHarness):
                 finally:
                     await receive_stream.aclose()  # the consumer is done: close its end
         except BaseException as group:
-            exc = _unwrap(group)
-            if not isinstance(exc, testing.ConsumerError):
-                raise exc from None
-            outcome.error = exc
-            outcome.errors_seen += 1
+            note_consumer_error(outcome, group)
         hang_up = (anyio.BrokenResourceError, anyio.ClosedResourceError)
         _write_errors(outcome, write_error, not ended, hang_up)
         return outcome

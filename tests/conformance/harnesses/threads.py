@@ -11,6 +11,8 @@ from anyio.from_thread import BlockingPortal
 from bridges import testing, threads
 from bridges.testing import ConsumerError, End, Outcome, Plan, Probe, Script
 
+from ..harness_kit import note_error
+
 
 def _blocking_source(script: Script, probe: Probe) -> Iterator[int]:
     """A generator that follows ``script``; its waits are real blocking calls in next()."""
@@ -128,8 +130,7 @@ def _consume(it: threads.BlockingIterator[int], plan: Plan, outcome: Outcome) ->
                 for _ in range(plan.slow):
                     time.sleep(0)  # let the other threads run: a slow consumer
     except BaseException as exc:
-        outcome.error = exc
-        outcome.errors_seen += 1
+        note_error(outcome, exc)
 
 
 async def _drive(it: threads.BlockingIterator[int], plan: Plan) -> Outcome:
