@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import anyio
 
@@ -67,3 +68,26 @@ def note_consumer_error(outcome: Outcome, group: BaseException) -> None:
     if not isinstance(exc, ConsumerError):
         raise exc from None
     note_error(outcome, exc)
+
+
+class IntValues:
+    """An adapter's iterator with each value turned into an int; the rest goes to it."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __aiter__(self) -> IntValues:
+        return self
+
+    async def __anext__(self) -> int:
+        return int(await self._inner.__anext__())
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def __aenter__(self) -> IntValues:
+        await self._inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self._inner.__aexit__(*exc_info)
