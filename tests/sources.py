@@ -6,7 +6,7 @@ import itertools
 import threading
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import KW_ONLY, dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 import pytest
@@ -100,6 +100,43 @@ class RecordingSource(Generic[T]):
 
     async def aclose(self) -> None:
         await self._gen.aclose()  # type: ignore[attr-defined]
+
+
+#: the ways out of an iterator that `leave_by` takes
+EXITS = ("end", "error", "break", "body-raises", "aclose")
+
+
+async def leave_by(exit: str, it: Any, values: list[int], error_type: type[BaseException]) -> None:
+    """Leave ``it`` by ``exit``, one of `EXITS`.
+
+    Its source sends ``values``, then ends (``"end"``), fails with an
+    ``error_type`` (``"error"``) or hangs (the others).  ``"break"`` leaves
+    its ``async with`` by ``break`` after the second value; ``"body-raises"``
+    raises an ``error_type`` in the loop body; ``"aclose"`` takes the first
+    value, then calls ``aclose()`` twice (the second does nothing more).
+    """
+    if exit == "end":
+        assert [v async for v in it] == values
+    elif exit == "error":
+        with pytest.raises(error_type):
+            async for _ in it:
+                pass
+    elif exit == "break":
+        async with it:
+            async for v in it:
+                if v == values[1]:
+                    break
+    elif exit == "body-raises":
+        with pytest.raises(error_type):
+            async with it:
+                async for _ in it:
+                    raise error_type
+    elif exit == "aclose":
+        assert await it.__anext__() == values[0]
+        await it.aclose()
+        await it.aclose()
+    else:
+        raise ValueError(f"{exit!r} is not one of {EXITS}")
 
 
 async def assert_values_then_error(

@@ -22,7 +22,7 @@ from bridges import BufferedIterator, BufferOverflowError, callbacks
 from bridges.callbacks import Emitter
 
 from .conftest import BACKENDS
-from .sources import AwaitingCleanup, RecordingSource
+from .sources import EXITS, AwaitingCleanup, RecordingSource, leave_by
 
 pytestmark = pytest.mark.anyio
 
@@ -251,7 +251,7 @@ async def test_loop_thread_callback_without_hooks_fails_with_the_fixes_r8() -> N
 
 # ----------------------------------------------------------------- unsubscribe exactly once
 
-EXIT_PATHS = ["end", "error", "break", "body-raises", "aclose", "cancel", "emit-error", "gc"]
+EXIT_PATHS = [*EXITS, "cancel", "emit-error", "gc"]
 
 
 @pytest.mark.parametrize("path", EXIT_PATHS)
@@ -259,25 +259,8 @@ async def test_unsubscribe_runs_exactly_once(path: str) -> None:
     end = {"end": "done", "error": "error"}.get(path, "hang")
     source = ThreadSource(range(10), end=end, error=BoomError())
     it = callbacks.to_aiter(source.subscribe, buffer=2)
-    if path == "end":
-        assert [v async for v in it] == list(range(10))
-    elif path == "error":
-        with pytest.raises(BoomError):
-            async for _ in it:
-                pass
-    elif path == "break":
-        async with it:
-            async for v in it:
-                if v == 3:
-                    break
-    elif path == "body-raises":
-        with pytest.raises(BoomError):
-            async with it:
-                async for _ in it:
-                    raise BoomError
-    elif path == "aclose":
-        assert await it.__anext__() == 0
-        await it.aclose()
+    if path in EXITS:
+        await leave_by(path, it, list(range(10)), BoomError)
     elif path == "cancel":
         with anyio.CancelScope() as scope:
             async with it:

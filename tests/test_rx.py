@@ -29,7 +29,7 @@ from reactivex.testing import ReactiveTest, TestScheduler
 from bridges import BufferOverflowError, rx
 
 from .conftest import BACKENDS
-from .sources import assert_values_then_error
+from .sources import EXITS, assert_values_then_error, leave_by
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
@@ -133,7 +133,7 @@ class TestToAiter:
         assert tracked.subscribed == 1
         await it.aclose()
 
-    @pytest.mark.parametrize("how", ["end", "error", "break", "raise", "aclose", "cancel"])
+    @pytest.mark.parametrize("how", [*EXITS, "cancel"])
     async def test_disposed_exactly_once_on_every_exit(self, how: str) -> None:
         source: Observable[int] = reactivex.of(1, 2, 3)
         if how == "error":
@@ -142,26 +142,8 @@ class TestToAiter:
             source = source.pipe(ops.concat(reactivex.never()))
         tracked = Tracked(source)
         it = rx.to_aiter(tracked.observable)
-        if how == "end":
-            assert [v async for v in it] == [1, 2, 3]
-        elif how == "error":
-            with pytest.raises(BoomError):
-                async for _ in it:
-                    pass
-        elif how == "break":
-            async with it:
-                async for v in it:
-                    if v == 2:
-                        break
-        elif how == "raise":
-            with pytest.raises(BoomError):
-                async with it:
-                    async for _ in it:
-                        raise BoomError
-        elif how == "aclose":
-            assert await it.__anext__() == 1
-            await it.aclose()
-            await it.aclose()
+        if how in EXITS:
+            await leave_by(how, it, [1, 2, 3], BoomError)
         else:
             with anyio.CancelScope() as scope:
                 async with it:
