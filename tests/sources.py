@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -34,6 +34,11 @@ class AwaitingCleanup:
         self.chunk = chunk
         self.cleanup_started = False
         self.cleaned = False
+
+    def assert_cleaned(self, cut_by: str = "the cancellation") -> None:
+        """Its cleanup started and ran to its end (not cut short by ``cut_by``)."""
+        assert self.cleanup_started
+        assert self.cleaned, f"the source's cleanup was cut short by {cut_by}"
 
     async def __aiter__(self) -> AsyncIterator[object]:
         values: Iterable[object] = (
@@ -100,6 +105,14 @@ class RecordingSource(Generic[T]):
 
     async def aclose(self) -> None:
         await self._gen.aclose()  # type: ignore[attr-defined]
+
+
+async def cancel_once_waiting(run: Callable[..., Awaitable[object]], *args: object) -> None:
+    """Run ``run(*args)`` in a task until every task waits, then cancel it."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run, *args)
+        await anyio.wait_all_tasks_blocked()
+        tg.cancel_scope.cancel()
 
 
 #: the ways out of an iterator that `leave_by` takes

@@ -22,7 +22,7 @@ from bridges import BufferedIterator, BufferOverflowError, callbacks
 from bridges.callbacks import Emitter
 
 from .conftest import BACKENDS
-from .sources import EXITS, AwaitingCleanup, RecordingSource, leave_by
+from .sources import EXITS, AwaitingCleanup, RecordingSource, cancel_once_waiting, leave_by
 
 pytestmark = pytest.mark.anyio
 
@@ -1185,13 +1185,9 @@ async def test_from_aiter_cancelled_runs_a_source_cleanup_that_awaits() -> None:
         got.append(v)
         await anyio.sleep_forever()  # the source waits at a yield
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(callbacks.from_aiter, source, on_next)
-        await anyio.wait_all_tasks_blocked()
-        tg.cancel_scope.cancel()
+    await cancel_once_waiting(callbacks.from_aiter, source, on_next)
     assert got == [0]
-    assert source.cleanup_started
-    assert source.cleaned, "the source's cleanup was cut short by the cancellation"
+    source.assert_cleaned()
 
 
 async def test_from_aiter_on_next_raising_during_a_cancellation_runs_a_source_cleanup_that_awaits(

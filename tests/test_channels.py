@@ -20,7 +20,7 @@ from bridges import channels
 from bridges.testing import TestSource
 
 from .conftest import only_asyncio, only_trio
-from .sources import AwaitingCleanup, Boom, Mine, RecordingSource
+from .sources import AwaitingCleanup, Boom, Mine, RecordingSource, cancel_once_waiting
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream
@@ -579,8 +579,7 @@ async def test_from_aiter_leaving_the_block_runs_a_source_cleanup_that_awaits() 
     async with channels.from_aiter(source) as receive:
         assert await receive.receive() == 0
         await anyio.wait_all_tasks_blocked()  # the pump waits for room; the source at a yield
-    assert source.cleanup_started
-    assert source.cleaned, "the source's cleanup was cut short by the pump's cancellation"
+    source.assert_cleaned("the pump's cancellation")
 
 
 async def test_from_aiter_consumer_error_during_an_outside_cancellation_is_not_a_group() -> None:
@@ -675,10 +674,7 @@ async def test_pump_returns_when_the_source_fails_after_the_receiver_left() -> N
 async def test_pump_cancelled_cuts_the_stream_short_visibly() -> None:
     send, receive = bridges.open_channel[int](8)
     source = RecordingSource(range(100), hang=True)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(channels.pump, source, send)
-        await anyio.wait_all_tasks_blocked()
-        tg.cancel_scope.cancel()
+    await cancel_once_waiting(channels.pump, source, send)
     assert source.closed == 1
     got = []
     with pytest.raises(anyio.BrokenResourceError, match="cut short"):
@@ -690,12 +686,9 @@ async def test_pump_cancelled_cuts_the_stream_short_visibly() -> None:
 async def test_pump_cancelled_runs_a_source_cleanup_that_awaits() -> None:
     send, receive = bridges.open_channel[int](1)
     source = AwaitingCleanup()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(channels.pump, source, send)
-        await anyio.wait_all_tasks_blocked()  # the pump waits for room; the source at a yield
-        tg.cancel_scope.cancel()
-    assert source.cleanup_started
-    assert source.cleaned, "the source's cleanup was cut short by pump's cancellation"
+    # the pump waits for room; the source at a yield
+    await cancel_once_waiting(channels.pump, source, send)
+    source.assert_cleaned("pump's cancellation")
     await receive.aclose()
 
 

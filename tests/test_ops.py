@@ -26,7 +26,7 @@ import bridges
 from bridges import BufferOverflowError, ops
 from bridges.testing import End, SourceError, TestSource
 
-from .sources import AwaitingCleanup, assert_values_then_error
+from .sources import AwaitingCleanup, assert_values_then_error, cancel_once_waiting
 
 pytestmark = pytest.mark.anyio
 
@@ -158,13 +158,9 @@ async def test_op_cancelled_from_outside_runs_a_source_cleanup_that_awaits(name:
             got.append(await it.__anext__())
             await anyio.sleep_forever()  # the source waits at a yield (a helper's too)
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(consume)
-        await anyio.wait_all_tasks_blocked()
-        tg.cancel_scope.cancel()
+    await cancel_once_waiting(consume)
     assert len(got) == 1
-    assert source.cleanup_started
-    assert source.cleaned, f"{name}: the source's cleanup was cut short by the cancellation"
+    source.assert_cleaned(f"the cancellation ({name})")
 
 
 async def test_flat_map_cancelled_runs_a_source_cleanup_that_awaits_also_of_the_inner() -> None:
@@ -180,10 +176,7 @@ async def test_flat_map_cancelled_runs_a_source_cleanup_that_awaits_also_of_the_
             assert await it.__anext__() == 0
             await anyio.sleep_forever()
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(consume)
-        await anyio.wait_all_tasks_blocked()
-        tg.cancel_scope.cancel()
+    await cancel_once_waiting(consume)
     assert len(inners) == 1
     assert inners[0].cleaned, "the inner iterator's cleanup was cut short"
     assert outer.cleaned, "the source's cleanup was cut short"
@@ -197,12 +190,8 @@ async def test_share_cancelled_from_outside_runs_a_source_cleanup_that_awaits() 
             assert await sub.__anext__() == 0
             await anyio.sleep_forever()  # the pump waits for room, the source at a yield
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(consume)
-        await anyio.wait_all_tasks_blocked()
-        tg.cancel_scope.cancel()
-    assert source.cleanup_started
-    assert source.cleaned, "the source's cleanup was cut short by the pump's cancellation"
+    await cancel_once_waiting(consume)
+    source.assert_cleaned("the pump's cancellation")
 
 
 # --------------------------------------------------------------------------- chainable methods

@@ -19,7 +19,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from bridges import streams
 
 from .conftest import BACKENDS
-from .sources import AwaitingCleanup, RecordingSource
+from .sources import AwaitingCleanup, RecordingSource, cancel_once_waiting
 
 pytestmark = pytest.mark.anyio
 
@@ -312,12 +312,9 @@ async def test_write_cancellation_closes_the_source() -> None:
 async def test_write_cancelled_runs_a_source_cleanup_that_awaits() -> None:
     _reader, writer = streams.open_pipe(limit=1)
     source = AwaitingCleanup(b"x")
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(streams.write, writer, source)
-        await settle()  # drain() waits: the reader is full; the source at a yield
-        tg.cancel_scope.cancel()
-    assert source.cleanup_started
-    assert source.cleaned, "the source's cleanup was cut short by write()'s cancellation"
+    # drain() waits: the reader is full; the source at a yield
+    await cancel_once_waiting(streams.write, writer, source)
+    source.assert_cleaned("write()'s cancellation")
     writer.close()
 
 
@@ -872,12 +869,9 @@ async def test_byte_stream_write_count_and_a_closed_receiver() -> None:
 async def test_byte_stream_write_cancelled_runs_a_source_cleanup_that_awaits() -> None:
     send, receive = streams.open_byte_stream_pipe(limit=2)
     source = AwaitingCleanup(b"x")
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(streams.byte_stream_write, send, source)
-        await settle()  # send() waits: the pipe is full; the source at a yield
-        tg.cancel_scope.cancel()
-    assert source.cleanup_started
-    assert source.cleaned, "the source's cleanup was cut short by the writer's cancellation"
+    # send() waits: the pipe is full; the source at a yield
+    await cancel_once_waiting(streams.byte_stream_write, send, source)
+    source.assert_cleaned("the writer's cancellation")
     await receive.aclose()
 
 

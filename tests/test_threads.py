@@ -782,8 +782,7 @@ def test_leaving_runs_a_source_cleanup_that_awaits(backend: str) -> None:
     source = AwaitingCleanup()
     with threads.from_aiter(source, buffer=1, backend=backend) as it:
         assert next(it) == 0
-    assert source.cleanup_started
-    assert source.cleaned, "the source's cleanup was cut short by the pump's cancellation"
+    source.assert_cleaned("the pump's cancellation")
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
@@ -792,8 +791,7 @@ def test_portal_leaving_runs_a_source_cleanup_that_awaits(backend: str) -> None:
     with start_blocking_portal(backend) as portal:
         with threads.from_aiter(source, buffer=1, portal=portal) as it:
             assert next(it) == 0
-        assert source.cleanup_started
-        assert source.cleaned, "the source's cleanup was cut short by the task's cancellation"
+        source.assert_cleaned("the task's cancellation")
 
 
 def test_portal_stopped_runs_a_source_cleanup_that_awaits() -> None:
