@@ -29,7 +29,7 @@ from reactivex.testing import ReactiveTest, TestScheduler
 from bridges import BufferOverflowError, rx
 
 from .conftest import BACKENDS
-from .sources import EXITS, assert_values_then_error, leave_by
+from .sources import EXITS, AwaitingCleanup, assert_values_then_error, leave_by
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
@@ -522,21 +522,12 @@ class TestFromAiter:
         assert any("BoomError" in r.exc_text for r in caplog.records if r.exc_text)
 
     async def test_dispose_inside_on_next_closes_the_source_without_cancelling(self) -> None:
-        cleanup: list[str] = []
-
-        async def source() -> AsyncIterator[int]:
-            try:
-                for i in range(100):
-                    yield i
-            finally:
-                await anyio.lowlevel.checkpoint()  # would raise if cancelled
-                cleanup.append("clean")
-
+        source = AwaitingCleanup()
         got: list[int] = []
         async with anyio.create_task_group() as tg:
             rx.from_aiter(source, task_group=tg).pipe(ops.take(3)).subscribe(got.append)
         assert got == [0, 1, 2]
-        assert cleanup == ["clean"]
+        source.assert_cleaned("a cancellation")
 
     async def test_on_next_raising_comes_out_of_the_task_group(self) -> None:
         log: list[str] = []
@@ -563,17 +554,7 @@ class TestFromAiter:
         # the observer fails just as a cancellation from outside comes: the pump
         # closed the source inside that cancellation, so the source's cleanup was
         # cancelled at its first await
-        cleanup: list[str] = []
-
-        async def source() -> AsyncIterator[int]:
-            try:
-                for i in range(100):
-                    yield i
-            finally:
-                cleanup.append("started")
-                await anyio.lowlevel.checkpoint()  # raises if the close was left cancelled
-                cleanup.append("clean")
-
+        source = AwaitingCleanup()
         mistake = BoomError("observer bug")
         with anyio.CancelScope() as outside:
 
@@ -585,7 +566,7 @@ class TestFromAiter:
                 async with anyio.create_task_group() as tg:
                     rx.from_aiter(source, task_group=tg).subscribe(on_value)
                     await anyio.sleep_forever()
-        assert cleanup == ["started", "clean"]
+        source.assert_cleaned()
         assert mistake in info.value.exceptions
 
     @pytest.mark.parametrize("anyio_backend", ASYNCIO_BACKENDS)

@@ -235,23 +235,17 @@ async def test_early_exit_runs_the_generators_finally_in_the_worker_before_exit(
 
 
 async def test_cancelling_the_consumer_closes_the_source() -> None:
-    finally_ran = threading.Event()
-
-    def numbers() -> Iterator[int]:
-        try:
-            yield from range(10**9)
-        finally:
-            finally_ran.set()
+    finally_ran: list[str] = []
 
     with anyio.CancelScope() as scope:
-        async with threads.to_aiter(numbers(), buffer=4) as it:
+        async with threads.to_aiter(numbers_noting_finally(finally_ran), buffer=4) as it:
             async for v in it:
                 if v == 100:
                     await _until(lambda: _worker_parked(it))
                     scope.cancel()
                     await anyio.lowlevel.checkpoint()
     assert scope.cancelled_caught
-    assert finally_ran.is_set()
+    assert finally_ran, "the source was closed before the block exited"
 
 
 class StuckRead:
@@ -619,23 +613,16 @@ async def test_each_stream_has_one_worker_and_none_outlives_it() -> None:
 
 
 async def test_a_dropped_iterator_releases_its_worker_with_a_resource_warning() -> None:
-    finally_ran = threading.Event()
+    finally_ran: list[str] = []
 
-    def numbers() -> Iterator[int]:
-        try:
-            yield from range(10**9)
-        finally:
-            finally_ran.set()
-
-    it = threads.to_aiter(numbers(), buffer=4)
+    it = threads.to_aiter(numbers_noting_finally(finally_ran), buffer=4)
     assert await it.__anext__() == 0
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         del it
         gc.collect()
     assert any(issubclass(w.category, ResourceWarning) for w in caught)
-    await anyio.to_thread.run_sync(finally_ran.wait, 5)
-    assert finally_ran.is_set()
+    await _until(lambda: finally_ran)
 
 
 def test_works_under_plain_asyncio_run() -> None:
