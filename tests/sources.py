@@ -12,6 +12,7 @@ import anyio
 import pytest
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Boom(Exception):  # noqa: N818
@@ -108,11 +109,28 @@ class RecordingSource(Generic[T]):
 
 
 async def cancel_once_waiting(run: Callable[..., Awaitable[object]], *args: object) -> None:
-    """Run ``run(*args)`` in a task until every task waits, then cancel it."""
+    """Run ``run(*args)`` in a task until every task waits, then cancel it.
+
+    ``run`` may return any awaitable (a future, say), not only a coroutine.
+    """
+
+    async def task() -> None:
+        await run(*args)
+
     async with anyio.create_task_group() as tg:
-        tg.start_soon(run, *args)
+        tg.start_soon(task)
         await anyio.wait_all_tasks_blocked()
         tg.cancel_scope.cancel()
+
+
+def awaiting(fn: Callable[..., R]) -> Callable[..., Awaitable[R]]:
+    """``fn`` as an async function: it passes a checkpoint, then returns ``fn(*args)``."""
+
+    async def call(*args: Any) -> R:
+        await anyio.lowlevel.checkpoint()
+        return fn(*args)
+
+    return call
 
 
 #: the ways out of an iterator that `leave_by` takes

@@ -26,7 +26,7 @@ import bridges
 from bridges import BufferOverflowError, ops
 from bridges.testing import End, SourceError, TestSource
 
-from .sources import AwaitingCleanup, assert_values_then_error, cancel_once_waiting
+from .sources import AwaitingCleanup, assert_values_then_error, awaiting, cancel_once_waiting
 
 pytestmark = pytest.mark.anyio
 
@@ -198,13 +198,8 @@ async def test_share_cancelled_from_outside_runs_a_source_cleanup_that_awaits() 
 
 
 async def test_chain_with_sync_and_async_functions() -> None:
-    async def times_ten(v: int) -> int:
-        await anyio.lowlevel.checkpoint()
-        return v * 10
-
-    async def even(v: int) -> bool:
-        await anyio.lowlevel.checkpoint()
-        return v % 2 == 0
+    times_ten = awaiting(lambda v: v * 10)
+    even = awaiting(lambda v: v % 2 == 0)
 
     got = await bridges.iterate(agen(20)).filter(even).map(times_ten).take(3).to_list()
     assert got == [0, 20, 40]
