@@ -32,48 +32,41 @@ def bridge_to_aiter(backend: str) -> Case:
     return counted(backend, lambda n: drain(rx.to_aiter(reactivex.from_iterable(range(n)))))
 
 
-def asyncio_queue_to_aiter(n: int) -> float:
+async def _asyncio_queue_to_aiter(n: int) -> int:
     """Subscribe with ``queue.put_nowait`` and ``await queue.get()`` until an end marker."""
+    queue: asyncio.Queue[object] = asyncio.Queue()
+    subscription = reactivex.from_iterable(range(n)).subscribe(
+        queue.put_nowait, queue.put_nowait, lambda: queue.put_nowait(END)
+    )
+    count = 0
+    while (v := await queue.get()) is not END:
+        if isinstance(v, Exception):
+            raise v
+        count += 1
+    subscription.dispose()
+    return count
 
-    async def go() -> None:
-        queue: asyncio.Queue[object] = asyncio.Queue()
-        subscription = reactivex.from_iterable(range(n)).subscribe(
-            queue.put_nowait, queue.put_nowait, lambda: queue.put_nowait(END)
-        )
-        count = 0
-        while True:
-            v = await queue.get()
-            if v is END:
-                break
+
+async def _trio_channel_to_aiter(n: int) -> int:
+    """Subscribe with an unbounded trio memory channel's ``send_nowait``, receive by hand."""
+    import trio
+
+    send, receive = trio.open_memory_channel[object](math.inf)
+    subscription = reactivex.from_iterable(range(n)).subscribe(
+        send.send_nowait, send.send_nowait, send.close
+    )
+    count = 0
+    async with receive:
+        async for v in receive:
             if isinstance(v, Exception):
                 raise v
             count += 1
-        subscription.dispose()
-        assert count == n
-
-    return timed("asyncio", go)
+    subscription.dispose()
+    return count
 
 
-def trio_channel_to_aiter(n: int) -> float:
-    """Subscribe with an unbounded trio memory channel's ``send_nowait``, receive by hand."""
-
-    async def go() -> None:
-        import trio
-
-        send, receive = trio.open_memory_channel[object](math.inf)
-        subscription = reactivex.from_iterable(range(n)).subscribe(
-            send.send_nowait, send.send_nowait, send.close
-        )
-        count = 0
-        async with receive:
-            async for v in receive:
-                if isinstance(v, Exception):
-                    raise v
-                count += 1
-        subscription.dispose()
-        assert count == n
-
-    return timed("trio", go)
+asyncio_queue_to_aiter = counted("asyncio", _asyncio_queue_to_aiter)
+trio_channel_to_aiter = counted("trio", _trio_channel_to_aiter)
 
 
 def bridge_to_aiter_thread(buffer: int | None) -> Case:

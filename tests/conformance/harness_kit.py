@@ -4,16 +4,36 @@ taking an error out of a harness's own task group."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import anyio
 
-from bridges.testing import ConsumerError, Outcome
+from bridges.testing import ConsumerError, Outcome, Probe, Script
 
 if sys.version_info < (3, 11):  # pragma: no cover - anyio brings the backport
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found, unused-ignore]
+
+
+def gated_values(
+    script: Script, probe: Probe, gone: threading.Event, poll: float
+) -> Generator[int, None, bool]:
+    """``script``'s values, each reported with ``probe.hand_over()`` once the next is asked for.
+
+    At the script's gate it blocks (a real blocking call) until the gate
+    opens, checking every ``poll`` seconds whether ``gone`` is set: then it
+    stops early.  Returns whether it gave every value.
+    """
+    for i, v in enumerate(script.values):
+        if script.gate is not None and i == script.gate:
+            while not probe.open_gate.wait(poll):
+                if gone.is_set():
+                    return False
+        yield v
+        probe.hand_over()
+    return True
 
 
 def note_error(outcome: Outcome, exc: BaseException) -> None:

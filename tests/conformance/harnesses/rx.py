@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -18,7 +18,7 @@ from reactivex.scheduler import NewThreadScheduler, ThreadPoolScheduler
 from bridges import rx, testing
 from bridges.testing import ConsumerError, End, Outcome, Plan, Probe, Script
 
-from ..harness_kit import unwrap
+from ..harness_kit import gated_values, unwrap
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
@@ -43,14 +43,8 @@ def scripted(
         probe.start()
         released = threading.Event()
 
-        def values() -> Iterator[int]:
-            for i, v in enumerate(script.values):
-                if script.gate is not None and i == script.gate:
-                    while not probe.open_gate.wait(0.01):
-                        if released.is_set():
-                            return
-                yield v
-                probe.hand_over()  # on_next returned: the adapter has the value
+        # each value is handed over once on_next returned: the adapter has it
+        values = gated_values(script, probe, released, 0.01)
 
         end: Observable[int]
         if script.end is End.COMPLETE:
@@ -60,7 +54,7 @@ def scripted(
             end = reactivex.throw(script.error)
         else:
             end = reactivex.never()
-        inner = reactivex.from_iterable(values(), scheduler=scheduler).pipe(ops.concat(end))
+        inner = reactivex.from_iterable(values, scheduler=scheduler).pipe(ops.concat(end))
         subscription = inner.subscribe(observer)
 
         def release() -> None:
