@@ -6,6 +6,7 @@ pump run on every backend.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import sys
@@ -80,11 +81,44 @@ class _ToAiterHarness(testing.PushHarness):
     claims = testing.claim_push(na=_TO_AITER_NA)
 
     def make(self, buffer: float) -> tuple[Any, Any]:
+        """A memory channel of this kind: ``(send, receive)``."""
+        raise NotImplementedError
+
+    def from_thread(self) -> tuple[Callable[..., Any], Callable[..., Any]]:
+        """This loop's ``(run, run_sync)`` for a foreign thread (called on the loop)."""
+        raise NotImplementedError
+
+    #: what this kind of channel raises at a send whose receiver is gone
+    broken: type[BaseException] = anyio.BrokenResourceError
+
+    def told_broken(self, exc: BaseException) -> object:
+        """What a late send that was told its receiver is gone records (``exc``: how)."""
         raise NotImplementedError
 
     def runner(self) -> Callable[..., Any]:
         """``run(fn, *args)`` for a foreign thread: runs ``fn(*args)`` in this loop."""
-        raise NotImplementedError
+        run, run_sync = self.from_thread()
+
+        def runner(fn: Callable[..., Any], *args: Any) -> Any:
+            return (run if inspect.iscoroutinefunction(fn) else run_sync)(fn, *args)
+
+        return runner
+
+    async def emit_after_close(self, probe: Probe) -> None:
+        send, receive = self.make(1)
+        it = channels.to_aiter(receive)
+        await it.aclose()
+        run, _ = self.from_thread()
+
+        def late() -> object:
+            try:
+                run(send.send, 1)
+            except self.broken as exc:
+                return self.told_broken(exc)
+            return True
+
+        probe.late_results.append(await anyio.to_thread.run_sync(late))
+        send.close()
 
     def open(
         self, script: Script, probe: Probe, *, buffer: int | None, overflow: str
@@ -134,34 +168,20 @@ class _ToAiterHarness(testing.PushHarness):
 class ToAiterTrioHarness(_ToAiterHarness):
     name = "channels.to_aiter-trio"
     backends = frozenset({"trio"})
+    broken = trio.BrokenResourceError
 
     def make(self, buffer: float) -> tuple[Any, Any]:
         return trio.open_memory_channel[int](buffer)
 
-    def runner(self) -> Callable[..., Any]:
+    def from_thread(self) -> tuple[Callable[..., Any], Callable[..., Any]]:
         token = trio.lowlevel.current_trio_token()
+        return (
+            functools.partial(trio.from_thread.run, trio_token=token),
+            functools.partial(trio.from_thread.run_sync, trio_token=token),
+        )
 
-        def runner(fn: Callable[..., Any], *args: Any) -> Any:
-            if inspect.iscoroutinefunction(fn):
-                return trio.from_thread.run(fn, *args, trio_token=token)
-            return trio.from_thread.run_sync(fn, *args, trio_token=token)
-
-        return runner
-
-    async def emit_after_close(self, probe: Probe) -> None:
-        send, receive = trio.open_memory_channel[int](1)
-        it = channels.to_aiter(receive)
-        await it.aclose()
-
-        def late() -> object:
-            try:
-                trio.from_thread.run(send.send, 1)
-            except trio.BrokenResourceError:
-                return False  # told "broken": the trio spelling of anyio's error
-            return True
-
-        probe.late_results.append(await anyio.to_thread.run_sync(late))
-        send.close()
+    def told_broken(self, exc: BaseException) -> object:
+        return False  # told "broken": the trio spelling of anyio's error
 
 
 class ToAiterAnyioHarness(_ToAiterHarness):
@@ -170,30 +190,15 @@ class ToAiterAnyioHarness(_ToAiterHarness):
     def make(self, buffer: float) -> tuple[Any, Any]:
         return anyio.create_memory_object_stream[int](buffer)
 
-    def runner(self) -> Callable[..., Any]:
+    def from_thread(self) -> tuple[Callable[..., Any], Callable[..., Any]]:
         token = anyio.lowlevel.current_token()
+        return (
+            functools.partial(anyio.from_thread.run, token=token),
+            functools.partial(anyio.from_thread.run_sync, token=token),
+        )
 
-        def runner(fn: Callable[..., Any], *args: Any) -> Any:
-            if inspect.iscoroutinefunction(fn):
-                return anyio.from_thread.run(fn, *args, token=token)
-            return anyio.from_thread.run_sync(fn, *args, token=token)
-
-        return runner
-
-    async def emit_after_close(self, probe: Probe) -> None:
-        send, receive = anyio.create_memory_object_stream[int](1)
-        it = channels.to_aiter(receive)
-        await it.aclose()
-
-        def late() -> object:
-            try:
-                anyio.from_thread.run(send.send, 1)
-            except anyio.BrokenResourceError as exc:
-                return exc
-            return True
-
-        probe.late_results.append(await anyio.to_thread.run_sync(late))
-        send.close()
+    def told_broken(self, exc: BaseException) -> object:
+        return exc
 
 
 # ----------------------------------------------------------------- push: across loops
@@ -288,12 +293,18 @@ class PumpAcrossLoopsHarness(testing.PushHarness):
 
 class _FromAiterHarness(testing.PullHarness):
     buffer = 0
+    #: the receive side presents itself as this, and raises ``end`` at the end
+    receives_as: type = anyio.abc.ObjectReceiveStream
+    end: type[BaseException] = anyio.EndOfStream
 
     async def receive_one(self, receive: channels.PumpedReceiver[int]) -> tuple[bool, int]:
-        raise NotImplementedError
+        try:
+            return True, await receive.receive()
+        except self.end:
+            return False, 0
 
     def check_type(self, receive: object) -> None:
-        raise NotImplementedError
+        assert isinstance(receive, self.receives_as)
 
     def open(self, source: AsyncIterable[int]) -> AbstractAsyncContextManager[Any]:
         """The adapter under test: ``channels.from_aiter`` (the mutants wrap it)."""
@@ -359,15 +370,8 @@ class FromAiterTrioHarness(_FromAiterHarness):
     backends = frozenset({"trio"})
     buffer = 0
     in_flight = 0
-
-    def check_type(self, receive: object) -> None:
-        assert isinstance(receive, trio.abc.ReceiveChannel)
-
-    async def receive_one(self, receive: channels.PumpedReceiver[int]) -> tuple[bool, int]:
-        try:
-            return True, await receive.receive()
-        except trio.EndOfChannel:
-            return False, 0
+    receives_as = trio.abc.ReceiveChannel
+    end = trio.EndOfChannel
 
 
 class FromAiterAnyioHarness(_FromAiterHarness):
@@ -376,15 +380,6 @@ class FromAiterAnyioHarness(_FromAiterHarness):
     name = "channels.from_aiter-anyio"
     buffer = 4
     in_flight = 4
-
-    def check_type(self, receive: object) -> None:
-        assert isinstance(receive, anyio.abc.ObjectReceiveStream)
-
-    async def receive_one(self, receive: channels.PumpedReceiver[int]) -> tuple[bool, int]:
-        try:
-            return True, await receive.receive()
-        except anyio.EndOfStream:
-            return False, 0
 
 
 class PumpHarness(testing.PullHarness):
