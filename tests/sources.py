@@ -123,6 +123,32 @@ async def cancel_once_waiting(run: Callable[..., Awaitable[object]], *args: obje
         tg.cancel_scope.cancel()
 
 
+class Caught:
+    """The errors of ``kinds`` that calls raised, kept instead of raised.
+
+    For a call made in another task or thread, whose error the test checks
+    afterwards (``errors``, in order).
+    """
+
+    def __init__(self, *kinds: type[BaseException]) -> None:
+        self.kinds = kinds
+        self.errors: list[BaseException] = []
+
+    async def run(self, fn: Callable[..., Awaitable[object]], *args: Any) -> None:
+        """``await fn(*args)``, keeping an error of ``kinds``."""
+        try:
+            await fn(*args)
+        except self.kinds as exc:
+            self.errors.append(exc)
+
+    def run_sync(self, fn: Callable[..., object], *args: Any, **kwargs: Any) -> None:
+        """``fn(*args, **kwargs)``, keeping an error of ``kinds``."""
+        try:
+            fn(*args, **kwargs)
+        except self.kinds as exc:
+            self.errors.append(exc)
+
+
 def awaiting(fn: Callable[..., R]) -> Callable[..., Awaitable[R]]:
     """``fn`` as an async function: it passes a checkpoint, then returns ``fn(*args)``."""
 

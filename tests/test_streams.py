@@ -19,7 +19,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from bridges import streams
 
 from .conftest import BACKENDS
-from .sources import AwaitingCleanup, RecordingSource, cancel_once_waiting
+from .sources import AwaitingCleanup, Caught, RecordingSource, cancel_once_waiting
 
 pytestmark = pytest.mark.anyio
 
@@ -233,20 +233,13 @@ async def test_open_pipe_write_eof_abort_and_wait_closed() -> None:
 async def test_open_pipe_close_wakes_a_waiting_drain_with_an_error_for_write() -> None:
     reader, writer = streams.open_pipe(limit=1)
     source = Source([b"abc"] * 10)
+    caught = Caught(ConnectionResetError)
     async with anyio.create_task_group() as tg:
-        result: list[BaseException] = []
-
-        async def run() -> None:
-            try:
-                await streams.write(writer, source)
-            except ConnectionResetError as exc:
-                result.append(exc)
-
-        tg.start_soon(run)
+        tg.start_soon(caught.run, streams.write, writer, source)
         await settle()
         assert source.pulled == 1  # waiting in drain(): the reader is full
         writer.close()
-    assert len(result) == 1, "write() must not take a closed writer for a drained one"
+    assert len(caught.errors) == 1, "write() must not take a closed writer for a drained one"
     assert source.pulled == 1
     assert source.closed == 1
     assert await reader.read() == b"abc"
@@ -346,20 +339,13 @@ async def test_write_its_own_error_wins_over_a_cleanup_error(
 ) -> None:
     _reader, writer = streams.open_pipe(limit=1)
     source = Source([b"abc"] * 3, cleanup_error=KeyError("cleanup"))
-    errors: list[BaseException] = []
-
-    async def run() -> None:
-        try:
-            await streams.write(writer, source)
-        except BaseException as exc:
-            errors.append(exc)
-
+    caught = Caught(BaseException)
     with caplog.at_level(logging.ERROR, logger="bridges"):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(run)
+            tg.start_soon(caught.run, streams.write, writer, source)
             await settle()  # waiting in drain(): the reader is full
             writer.transport.abort()  # the connection breaks
-    assert [type(e) for e in errors] == [ConnectionResetError]  # not the cleanup's KeyError
+    assert [type(e) for e in caught.errors] == [ConnectionResetError]  # not the cleanup's KeyError
     assert source.closed == 1
     assert "closing the source" in caplog.text
     assert "KeyError: 'cleanup'" in caplog.text
