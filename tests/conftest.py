@@ -30,6 +30,9 @@ BACKENDS = [
     ),
     pytest.param("trio", id="trio"),
 ]
+#: a test that runs on one backend only
+only_trio = pytest.mark.parametrize("anyio_backend", ["trio"])
+only_asyncio = pytest.mark.parametrize("anyio_backend", ["asyncio"])
 
 
 @pytest.fixture(params=BACKENDS)

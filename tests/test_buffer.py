@@ -15,6 +15,8 @@ import bridges
 from bridges import BufferOverflowError, Overflow
 from bridges._buffer import CLOSED, DROPPED, FULL, GONE, OVERFLOWED, TAKEN, Handoff
 
+from .sources import Caught, assert_values_then_error
+
 pytestmark = pytest.mark.anyio
 
 
@@ -237,19 +239,16 @@ async def test_blocked_thread_is_released_when_the_receiver_leaves() -> None:
 
 async def test_send_blocking_times_out() -> None:
     send, receive = bridges.open_channel[int](1)
-    outcome: list[object] = []
+    caught = Caught(TimeoutError)
 
     def produce() -> None:
         send.send_blocking(1)
-        try:
-            send.send_blocking(2, timeout=0.05)
-        except TimeoutError as exc:
-            outcome.append(exc)
+        caught.run_sync(send.send_blocking, 2, timeout=0.05)
 
     t = threading.Thread(target=produce)
     t.start()
     await anyio.to_thread.run_sync(t.join)
-    assert len(outcome) == 1
+    assert len(caught.errors) == 1
     assert [await receive.receive()] == [1]
     assert receive.receive_nowait.__self__ is receive
     with pytest.raises(anyio.WouldBlock):
@@ -273,32 +272,18 @@ async def test_fail_carries_the_error_in_band() -> None:
     await send.send(1)
     await send.send(2)
     send.fail(boom)
-    got = []
-    with pytest.raises(KeyError) as info:
-        async for x in receive:
-            got.append(x)
-    assert info.value is boom
-    assert got == [1, 2]
-    with pytest.raises(StopAsyncIteration):
-        await receive.__anext__()
+    await assert_values_then_error(receive, [1, 2], boom)
 
 
 async def test_receiver_close_breaks_waiting_sender() -> None:
     send, receive = bridges.open_channel[int](1)
     await send.send(0)
-    caught: list[BaseException] = []
-
-    async def blocked_send() -> None:
-        try:
-            await send.send(1)
-        except anyio.BrokenResourceError as exc:
-            caught.append(exc)
-
+    caught = Caught(anyio.BrokenResourceError)
     async with anyio.create_task_group() as tg:
-        tg.start_soon(blocked_send)
+        tg.start_soon(caught.run, send.send, 1)
         await anyio.wait_all_tasks_blocked()
         await receive.aclose()
-    assert len(caught) == 1
+    assert len(caught.errors) == 1
     with pytest.raises(anyio.BrokenResourceError):
         await send.send(2)
     with pytest.raises(anyio.ClosedResourceError):

@@ -22,7 +22,7 @@ from bridges import BufferedIterator, BufferOverflowError, callbacks
 from bridges.callbacks import Emitter
 
 from .conftest import BACKENDS
-from .sources import AwaitingCleanup
+from .sources import EXITS, AwaitingCleanup, RecordingSource, cancel_once_waiting, leave_by
 
 pytestmark = pytest.mark.anyio
 
@@ -251,7 +251,7 @@ async def test_loop_thread_callback_without_hooks_fails_with_the_fixes_r8() -> N
 
 # ----------------------------------------------------------------- unsubscribe exactly once
 
-EXIT_PATHS = ["end", "error", "break", "body-raises", "aclose", "cancel", "emit-error", "gc"]
+EXIT_PATHS = [*EXITS, "cancel", "emit-error", "gc"]
 
 
 @pytest.mark.parametrize("path", EXIT_PATHS)
@@ -259,25 +259,8 @@ async def test_unsubscribe_runs_exactly_once(path: str) -> None:
     end = {"end": "done", "error": "error"}.get(path, "hang")
     source = ThreadSource(range(10), end=end, error=BoomError())
     it = callbacks.to_aiter(source.subscribe, buffer=2)
-    if path == "end":
-        assert [v async for v in it] == list(range(10))
-    elif path == "error":
-        with pytest.raises(BoomError):
-            async for _ in it:
-                pass
-    elif path == "break":
-        async with it:
-            async for v in it:
-                if v == 3:
-                    break
-    elif path == "body-raises":
-        with pytest.raises(BoomError):
-            async with it:
-                async for _ in it:
-                    raise BoomError
-    elif path == "aclose":
-        assert await it.__anext__() == 0
-        await it.aclose()
+    if path in EXITS:
+        await leave_by(path, it, list(range(10)), BoomError)
     elif path == "cancel":
         with anyio.CancelScope() as scope:
             async with it:
@@ -1106,48 +1089,8 @@ async def test_trio_socket_reader_pause_slows_the_client() -> None:
 # ----------------------------------------------------------------- from_aiter
 
 
-class Source:
-    """An async iterator that records pulls and whether it was closed."""
-
-    def __init__(self, n: int, *, fail: BaseException | None = None, hang: bool = False) -> None:
-        self.n = n
-        self.fail = fail
-        self.hang = hang
-        self.pulled = 0
-        self.closed = 0
-        self.cleanup_error: BaseException | None = None
-        self._gen: AsyncIterator[int] | None = None
-
-    async def _run(self) -> AsyncIterator[int]:
-        try:
-            for i in range(self.n):
-                await anyio.lowlevel.checkpoint()
-                yield i
-            if self.fail is not None:
-                raise self.fail
-            if self.hang:
-                await anyio.sleep_forever()
-        finally:
-            self.closed += 1
-            if self.cleanup_error is not None:
-                raise self.cleanup_error
-
-    def __aiter__(self) -> Source:
-        return self
-
-    async def __anext__(self) -> int:
-        if self._gen is None:
-            self._gen = self._run()
-        self.pulled += 1
-        return await self._gen.__anext__()
-
-    async def aclose(self) -> None:
-        if self._gen is not None:
-            await self._gen.aclose()  # type: ignore[attr-defined]
-
-
 async def test_from_aiter_sync_callbacks() -> None:
-    source = Source(5)
+    source = RecordingSource(range(5))
     got: list[int] = []
     done: list[str] = []
     await callbacks.from_aiter(source, got.append, on_completed=lambda: done.append("done"))
@@ -1157,7 +1100,7 @@ async def test_from_aiter_sync_callbacks() -> None:
 
 
 async def test_from_aiter_awaits_an_async_on_next_before_pulling() -> None:
-    source = Source(20)
+    source = RecordingSource(range(20))
     log: list[tuple[int, int]] = []
 
     async def on_next(v: int) -> None:
@@ -1184,7 +1127,7 @@ async def test_from_aiter_source_error_goes_to_on_error_once() -> None:
         errors.append(exc)
 
     got: list[int] = []
-    source = Source(3, fail=boom)
+    source = RecordingSource(range(3), error=boom)
     await callbacks.from_aiter(
         source, got.append, on_error=on_error, on_completed=lambda: done.append(1)
     )
@@ -1196,7 +1139,7 @@ async def test_from_aiter_source_error_goes_to_on_error_once() -> None:
 
 async def test_from_aiter_source_error_propagates_without_on_error() -> None:
     boom = BoomError()
-    source = Source(3, fail=boom)
+    source = RecordingSource(range(3), error=boom)
     with pytest.raises(BoomError) as info:
         await callbacks.from_aiter(source, lambda v: None)
     assert info.value is boom
@@ -1205,7 +1148,7 @@ async def test_from_aiter_source_error_propagates_without_on_error() -> None:
 
 @pytest.mark.parametrize("is_async", [False, True])
 async def test_from_aiter_on_next_raising_closes_the_source(is_async: bool) -> None:
-    source = Source(100, hang=True)
+    source = RecordingSource(range(100), hang=True)
     errors: list[BaseException] = []
 
     def sync_next(v: int) -> None:
@@ -1225,7 +1168,7 @@ async def test_from_aiter_on_next_raising_closes_the_source(is_async: bool) -> N
 
 
 async def test_from_aiter_cancellation_closes_the_source() -> None:
-    source = Source(2, hang=True)
+    source = RecordingSource(range(2), hang=True)
     got: list[int] = []
     with anyio.move_on_after(0.05) as scope:
         await callbacks.from_aiter(source, got.append, on_error=lambda e: got.append(-1))
@@ -1242,13 +1185,9 @@ async def test_from_aiter_cancelled_runs_a_source_cleanup_that_awaits() -> None:
         got.append(v)
         await anyio.sleep_forever()  # the source waits at a yield
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(callbacks.from_aiter, source, on_next)
-        await anyio.wait_all_tasks_blocked()
-        tg.cancel_scope.cancel()
+    await cancel_once_waiting(callbacks.from_aiter, source, on_next)
     assert got == [0]
-    assert source.cleanup_started
-    assert source.cleaned, "the source's cleanup was cut short by the cancellation"
+    source.assert_cleaned()
 
 
 async def test_from_aiter_on_next_raising_during_a_cancellation_runs_a_source_cleanup_that_awaits(
@@ -1273,7 +1212,7 @@ async def test_from_aiter_on_next_raising_during_a_cancellation_runs_a_source_cl
 async def test_from_aiter_cleanup_error_is_logged_behind_the_callbacks_error(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    source = Source(10, hang=True)
+    source = RecordingSource(range(10), hang=True)
     source.cleanup_error = RuntimeError("close failed")
 
     def on_next(v: int) -> None:
@@ -1285,7 +1224,7 @@ async def test_from_aiter_cleanup_error_is_logged_behind_the_callbacks_error(
 
 
 async def test_from_aiter_cleanup_error_after_the_end_is_raised() -> None:
-    source = Source(2)
+    source = RecordingSource(range(2))
     source.cleanup_error = RuntimeError("close failed")
     with pytest.raises(RuntimeError, match="close failed"):
         await callbacks.from_aiter(source, lambda v: None)
@@ -1323,9 +1262,9 @@ async def test_from_aiter_validates() -> None:
     with pytest.raises(TypeError, match=r"bridges\.threads"):
         await callbacks.from_aiter([1, 2], print)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="on_next must be callable"):
-        await callbacks.from_aiter(Source(1), 3)  # type: ignore[arg-type]
+        await callbacks.from_aiter(RecordingSource(range(1)), 3)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="on_error must be callable"):
-        await callbacks.from_aiter(Source(1), print, on_error=3)  # type: ignore[arg-type]
+        await callbacks.from_aiter(RecordingSource(range(1)), print, on_error=3)  # type: ignore[arg-type]
 
 
 async def test_an_async_unsubscribe_is_awaited_before_the_block_exits() -> None:

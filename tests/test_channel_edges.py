@@ -22,6 +22,8 @@ import bridges
 import bridges.callbacks
 import bridges.streams
 
+from .sources import Caught
+
 pytestmark = pytest.mark.anyio
 
 
@@ -269,23 +271,18 @@ async def test_closing_a_sender_clone_withdraws_a_blocked_thread_send() -> None:
     send, receive = bridges.open_channel[int](1)
     clone = send.clone()
     await send.send(0)
-    outcome: list[BaseException] = []
-
-    def blocked() -> None:
-        try:
-            clone.send_blocking(1, timeout=30)
-        except BaseException as exc:
-            outcome.append(exc)
-
-    thread = threading.Thread(target=blocked)
+    caught = Caught(BaseException)
+    thread = threading.Thread(
+        target=caught.run_sync, args=(clone.send_blocking, 1), kwargs={"timeout": 30}
+    )
     thread.start()
     with anyio.fail_after(10):
         while receive.stats.waiting_senders != 1:
             await anyio.sleep(0.001)
     clone.close()
     await anyio.to_thread.run_sync(thread.join)
-    assert len(outcome) == 1
-    assert isinstance(outcome[0], anyio.ClosedResourceError)
+    assert len(caught.errors) == 1
+    assert isinstance(caught.errors[0], anyio.ClosedResourceError)
     send.close()
     async with receive:
         assert [x async for x in receive] == [0]

@@ -19,58 +19,14 @@ import bridges
 from bridges import channels
 from bridges.testing import TestSource
 
-from .sources import AwaitingCleanup
+from .conftest import only_asyncio, only_trio
+from .sources import AwaitingCleanup, Boom, Mine, RecordingSource, cancel_once_waiting
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream
     from typing_extensions import assert_type
 
 pytestmark = pytest.mark.anyio
-
-only_trio = pytest.mark.parametrize("anyio_backend", ["trio"])
-only_asyncio = pytest.mark.parametrize("anyio_backend", ["asyncio"])
-
-
-class Boom(Exception):  # noqa: N818
-    pass
-
-
-class Mine(Exception):  # noqa: N818
-    pass
-
-
-class Source:
-    """An async generator source that records what happened to it."""
-
-    def __init__(
-        self,
-        n: int,
-        *,
-        fail: BaseException | None = None,
-        hang: bool = False,
-        cleanup_error: BaseException | None = None,
-    ) -> None:
-        self.n = n
-        self.fail = fail
-        self.hang = hang
-        self.cleanup_error = cleanup_error
-        self.pulled = 0
-        self.closed = threading.Event()
-
-    async def __aiter__(self) -> AsyncIterator[int]:
-        try:
-            for i in range(self.n):
-                self.pulled += 1
-                await anyio.lowlevel.checkpoint()
-                yield i
-            if self.fail is not None:
-                raise self.fail
-            if self.hang:
-                await anyio.sleep_forever()
-        finally:
-            self.closed.set()
-            if self.cleanup_error is not None:
-                raise self.cleanup_error
 
 
 # =================================================================== to_aiter
@@ -199,7 +155,7 @@ async def test_to_aiter_passes_bridges_receivers_through() -> None:
     assert channels.to_aiter(receive) is receive
     send.close()
     await receive.aclose()
-    async with channels.from_aiter(Source(1)) as pumped:
+    async with channels.from_aiter(RecordingSource(range(1))) as pumped:
         assert channels.to_aiter(pumped) is pumped
 
 
@@ -263,7 +219,7 @@ async def test_to_aiter_stats_report_the_channels_fill() -> None:
 async def test_from_aiter_is_an_anyio_stream_everywhere_and_a_trio_channel_under_trio(
     backend_name: str,
 ) -> None:
-    async with channels.from_aiter(Source(3)) as receive:
+    async with channels.from_aiter(RecordingSource(range(3))) as receive:
         assert isinstance(receive, anyio.abc.ObjectReceiveStream)
         assert isinstance(receive, bridges.ChannelReceiver)
         if backend_name == "trio":
@@ -272,7 +228,7 @@ async def test_from_aiter_is_an_anyio_stream_everywhere_and_a_trio_channel_under
 
 
 async def test_from_aiter_receive_raises_the_end_of_this_backend(backend_name: str) -> None:
-    async with channels.from_aiter(Source(2)) as receive:
+    async with channels.from_aiter(RecordingSource(range(2))) as receive:
         assert [await receive.receive(), await receive.receive()] == [0, 1]
         with pytest.raises(anyio.EndOfStream) as end:
             await receive.receive()
@@ -289,7 +245,7 @@ async def test_from_aiter_receive_raises_the_end_of_this_backend(backend_name: s
 
 @pytest.mark.parametrize("buffer", [0, 1, 3])
 async def test_from_aiter_pulls_only_when_the_channel_has_room(buffer: int) -> None:
-    source = Source(100)
+    source = RecordingSource(range(100))
     async with channels.from_aiter(source, buffer=buffer) as receive:
         await anyio.wait_all_tasks_blocked()
         assert source.pulled == buffer, "R10: pulled ahead of the channel's room"
@@ -304,13 +260,13 @@ async def test_from_aiter_source_error_once_as_itself_after_the_values() -> None
     boom = Boom("from the source")
     got: list[int] = []
     with pytest.raises(Boom) as raised:
-        async with channels.from_aiter(Source(3, fail=boom), buffer=2) as receive:
+        async with channels.from_aiter(RecordingSource(range(3), error=boom), buffer=2) as receive:
             async for v in receive:
                 got.append(v)
     assert raised.value is boom, "the original object, never an ExceptionGroup"
     assert got == [0, 1, 2]
 
-    async with channels.from_aiter(Source(2, fail=boom)) as receive:
+    async with channels.from_aiter(RecordingSource(range(2), error=boom)) as receive:
         assert [await receive.receive(), await receive.receive()] == [0, 1]
         with pytest.raises(Boom):
             await receive.receive()
@@ -319,48 +275,48 @@ async def test_from_aiter_source_error_once_as_itself_after_the_values() -> None
 
 
 async def test_from_aiter_consumer_error_comes_out_as_itself_and_closes_the_source() -> None:
-    source = Source(100, hang=True)
+    source = RecordingSource(range(100), hang=True)
     with pytest.raises(Mine):
         async with channels.from_aiter(source, buffer=4) as receive:
             async for v in receive:
                 if v == 5:
                     raise Mine
-    assert source.closed.is_set()
+    assert source.closed == 1
 
 
 @pytest.mark.parametrize("buffer", [0, 4])
 async def test_from_aiter_leaving_early_closes_the_source_before_the_block_exits(
     buffer: int,
 ) -> None:
-    source = Source(100, hang=True)
+    source = RecordingSource(range(100), hang=True)
     async with channels.from_aiter(source, buffer=buffer) as receive:
         async for v in receive:
             if v == 2:
                 break
-        assert not source.closed.is_set()
-    assert source.closed.is_set()
+        assert not source.closed
+    assert source.closed == 1
     assert source.pulled <= 3 + buffer
 
 
 async def test_from_aiter_cancelling_the_consumer_closes_the_source() -> None:
-    source = Source(3, hang=True)
+    source = RecordingSource(range(3), hang=True)
     with anyio.CancelScope() as scope:
         async with channels.from_aiter(source) as receive:
             async for v in receive:
                 if v == 2:
                     scope.cancel()
     assert scope.cancelled_caught
-    assert source.closed.is_set()
+    assert source.closed == 1
 
 
 async def test_from_aiter_closing_the_receive_side_stops_a_hanging_source_at_once() -> None:
-    source = Source(1, hang=True)
+    source = RecordingSource(range(1), hang=True)
     async with channels.from_aiter(source) as receive:
         assert await receive.receive() == 0
         await anyio.wait_all_tasks_blocked()  # the pump waits inside the source
         await receive.aclose()
         with anyio.fail_after(5):
-            while not source.closed.is_set():
+            while not source.closed:
                 await anyio.lowlevel.checkpoint()
         with pytest.raises(anyio.ClosedResourceError):
             await receive.receive()
@@ -369,7 +325,9 @@ async def test_from_aiter_closing_the_receive_side_stops_a_hanging_source_at_onc
 async def test_from_aiter_cleanup_error_comes_out_when_the_block_ended_normally() -> None:
     bad = KeyError("in the source's finally")
     with pytest.raises(KeyError) as raised:
-        async with channels.from_aiter(Source(10, hang=True, cleanup_error=bad)) as receive:
+        async with channels.from_aiter(
+            RecordingSource(range(10), hang=True, cleanup_error=bad)
+        ) as receive:
             async for _ in receive:
                 break
     assert raised.value is bad
@@ -380,7 +338,9 @@ async def test_from_aiter_cleanup_error_is_logged_when_the_block_raises(
 ) -> None:
     bad = KeyError("in the source's finally")
     with caplog.at_level(logging.ERROR, logger="bridges"), pytest.raises(Mine):
-        async with channels.from_aiter(Source(10, hang=True, cleanup_error=bad)) as receive:
+        async with channels.from_aiter(
+            RecordingSource(range(10), hang=True, cleanup_error=bad)
+        ) as receive:
             async for _ in receive:
                 raise Mine
     [record] = caplog.records
@@ -407,7 +367,7 @@ async def test_from_aiter_a_base_exception_from_the_source_comes_out_as_itself(
 
 
 async def test_from_aiter_drops_a_queued_error_the_consumer_never_reached() -> None:
-    async with channels.from_aiter(Source(3, fail=Boom()), buffer=8) as receive:
+    async with channels.from_aiter(RecordingSource(range(3), error=Boom()), buffer=8) as receive:
         await anyio.wait_all_tasks_blocked()  # values and the error are queued
         assert receive.stats.buffered == 3
         assert await receive.receive() == 0
@@ -415,7 +375,7 @@ async def test_from_aiter_drops_a_queued_error_the_consumer_never_reached() -> N
 
 
 async def test_from_aiter_clones_fan_out_and_the_last_close_stops_the_source() -> None:
-    source = Source(200)
+    source = RecordingSource(range(200))
     results: dict[str, list[int]] = {"a": [], "b": []}
 
     async def worker(name: str, r: channels.PumpedReceiver[int]) -> None:
@@ -431,29 +391,29 @@ async def test_from_aiter_clones_fan_out_and_the_last_close_stops_the_source() -
     assert sorted(results["a"] + results["b"]) == list(range(200))
     assert results["a"] and results["b"], "both clones took values"
 
-    source = Source(100, hang=True)
+    source = RecordingSource(range(100), hang=True)
     async with channels.from_aiter(source) as receive:
         other = receive.clone()
         await receive.aclose()
         await anyio.wait_all_tasks_blocked()
-        assert not source.closed.is_set(), "one clone is still open"
+        assert not source.closed, "one clone is still open"
         assert await other.receive() == 0
         await other.aclose()
         with anyio.fail_after(5):
-            while not source.closed.is_set():
+            while not source.closed:
                 await anyio.lowlevel.checkpoint()
         with pytest.raises(anyio.ClosedResourceError):
             receive.clone()
 
 
 async def test_from_aiter_receive_nowait(backend_name: str) -> None:
-    async with channels.from_aiter(Source(2)) as receive:
+    async with channels.from_aiter(RecordingSource(range(2))) as receive:
         # buffer=0: nothing is pulled while nobody waits in receive()
         with pytest.raises(anyio.WouldBlock) as would:
             receive.receive_nowait()
         if backend_name == "trio":
             assert isinstance(would.value, trio.WouldBlock)
-    async with channels.from_aiter(Source(2, fail=Boom()), buffer=4) as receive:
+    async with channels.from_aiter(RecordingSource(range(2), error=Boom()), buffer=4) as receive:
         await anyio.wait_all_tasks_blocked()
         assert [receive.receive_nowait(), receive.receive_nowait()] == [0, 1]
         with pytest.raises(Boom):
@@ -474,7 +434,7 @@ async def test_from_aiter_closed_end_raises_closed_from_async_for_receive_and_no
 ) -> None:
     closed_class = _closed_class(backend_name)
     for how in ("close", "aclose", "with", "async with"):
-        async with channels.from_aiter(Source(10), buffer=4) as receive:
+        async with channels.from_aiter(RecordingSource(range(10)), buffer=4) as receive:
             assert await receive.receive() == 0
             if how == "close":
                 receive.close()
@@ -517,7 +477,7 @@ async def test_from_aiter_async_for_waiting_on_an_end_that_is_closed_raises_clos
 
     async with (
         anyio.create_task_group() as tg,
-        channels.from_aiter(Source(1, hang=True)) as receive,
+        channels.from_aiter(RecordingSource(range(1), hang=True)) as receive,
     ):
         tg.start_soon(consume, receive)
         await anyio.wait_all_tasks_blocked()
@@ -533,7 +493,7 @@ async def test_from_aiter_async_for_waiting_on_an_end_that_is_closed_raises_clos
 async def test_from_aiter_runs_a_reiterable_afresh_and_refuses_a_spent_iterator() -> None:
     class Numbers:
         def __aiter__(self) -> AsyncIterator[int]:
-            return Source(3).__aiter__()
+            return RecordingSource(range(3)).__aiter__()
 
     cm = channels.from_aiter(Numbers())
     for _ in range(2):
@@ -549,7 +509,7 @@ async def test_from_aiter_runs_a_reiterable_afresh_and_refuses_a_spent_iterator(
 
 
 async def test_from_aiter_cannot_be_entered_twice_at_once() -> None:
-    cm = channels.from_aiter(Source(1))
+    cm = channels.from_aiter(RecordingSource(range(1)))
     async with cm:
         with pytest.raises(RuntimeError, match="clone"):
             async with cm:
@@ -558,7 +518,7 @@ async def test_from_aiter_cannot_be_entered_twice_at_once() -> None:
 
 @pytest.mark.parametrize(
     ("args", "exc"),
-    [((42,), TypeError), ((Source(1),), None)],
+    [((42,), TypeError), ((RecordingSource(range(1)),), None)],
 )
 def test_from_aiter_validates_its_source(
     args: tuple[Any, ...], exc: type[Exception] | None
@@ -573,7 +533,7 @@ def test_from_aiter_validates_its_source(
 @pytest.mark.parametrize(("buffer", "exc"), [(-1, ValueError), ("8", TypeError), (1.5, TypeError)])
 def test_from_aiter_validates_buffer(buffer: object, exc: type[Exception]) -> None:
     with pytest.raises(exc, match="buffer"):
-        channels.from_aiter(Source(1), buffer=buffer)  # type: ignore[arg-type]
+        channels.from_aiter(RecordingSource(range(1)), buffer=buffer)  # type: ignore[arg-type]
 
 
 async def test_from_aiter_unbounded_pump_still_lets_other_tasks_run() -> None:
@@ -597,7 +557,11 @@ async def test_from_aiter_unbounded_pump_still_lets_other_tasks_run() -> None:
 
 async def test_from_aiter_leaves_no_task_behind() -> None:
     before = len(anyio.get_running_tasks())
-    for source in (Source(5), Source(5, hang=True), Source(2, fail=Boom())):
+    for source in (
+        RecordingSource(range(5)),
+        RecordingSource(range(5), hang=True),
+        RecordingSource(range(2), error=Boom()),
+    ):
         try:
             async with channels.from_aiter(source) as receive:
                 async for v in receive:
@@ -615,15 +579,14 @@ async def test_from_aiter_leaving_the_block_runs_a_source_cleanup_that_awaits() 
     async with channels.from_aiter(source) as receive:
         assert await receive.receive() == 0
         await anyio.wait_all_tasks_blocked()  # the pump waits for room; the source at a yield
-    assert source.cleanup_started
-    assert source.cleaned, "the source's cleanup was cut short by the pump's cancellation"
+    source.assert_cleaned("the pump's cancellation")
 
 
 async def test_from_aiter_consumer_error_during_an_outside_cancellation_is_not_a_group() -> None:
     # under trio the cancellation adds the Cancelled of the pump and of its watcher to
     # the task group's ExceptionGroup next to the block's error; with two of them the
     # group itself came out (with one, a Cancelled came out and the error was logged)
-    source = Source(100, hang=True)
+    source = RecordingSource(range(100), hang=True)
     with pytest.raises(Mine):
         with anyio.CancelScope() as scope:
             async with channels.from_aiter(source) as receive:
@@ -631,11 +594,11 @@ async def test_from_aiter_consumer_error_during_an_outside_cancellation_is_not_a
                 await anyio.wait_all_tasks_blocked()
                 scope.cancel()  # reaches the pump and the watcher at once...
                 raise Mine  # ...as the consumer fails
-    assert source.closed.is_set()
+    assert source.closed == 1
 
 
 async def test_from_aiter_outside_cancellation_as_the_block_ends_comes_out_alone() -> None:
-    source = Source(100, hang=True)
+    source = RecordingSource(range(100), hang=True)
     came_out: BaseException | None = None
     with anyio.CancelScope() as scope:
         try:
@@ -648,7 +611,7 @@ async def test_from_aiter_outside_cancellation_as_the_block_ends_comes_out_alone
             raise
     assert scope.cancelled_caught
     assert isinstance(came_out, anyio.get_cancelled_exc_class()), repr(came_out)
-    assert source.closed.is_set()
+    assert source.closed == 1
 
 
 # =================================================================== pump
@@ -658,7 +621,7 @@ async def test_from_aiter_outside_cancellation_as_the_block_ends_comes_out_alone
 async def test_pump_into_open_channel_carries_the_end_and_errors_in_band(buffer: int) -> None:
     send, receive = bridges.open_channel[int](buffer)
     boom = Boom()
-    source = Source(50, fail=boom)
+    source = RecordingSource(range(50), error=boom)
     async with anyio.create_task_group() as tg:
         tg.start_soon(channels.pump, source, send)
         got = []
@@ -667,31 +630,31 @@ async def test_pump_into_open_channel_carries_the_end_and_errors_in_band(buffer:
                 got.append(v)
     assert raised.value is boom
     assert got == list(range(50))
-    assert source.closed.is_set()
+    assert source.closed == 1
     await receive.aclose()
 
 
 async def test_pump_pulls_only_when_the_channel_has_room() -> None:
     send, receive = bridges.open_channel[int](2)
-    source = Source(100)
+    source = RecordingSource(range(100))
     async with anyio.create_task_group() as tg:
         tg.start_soon(channels.pump, source, send)
         await anyio.wait_all_tasks_blocked()
         assert source.pulled == 2
         async with receive:
             assert await receive.receive() == 0
-    assert source.closed.is_set()
+    assert source.closed == 1
 
 
 async def test_pump_stops_at_once_when_the_receiver_leaves_during_a_slow_pull() -> None:
     send, receive = bridges.open_channel[int](4)
-    source = Source(1, hang=True)
+    source = RecordingSource(range(1), hang=True)
     async with anyio.create_task_group() as tg:
         tg.start_soon(channels.pump, source, send)
         async with receive:
             assert await receive.receive() == 0
             await anyio.wait_all_tasks_blocked()  # the pump waits inside the source
-    assert source.closed.is_set()
+    assert source.closed == 1
 
 
 async def test_pump_returns_when_the_source_fails_after_the_receiver_left() -> None:
@@ -710,12 +673,9 @@ async def test_pump_returns_when_the_source_fails_after_the_receiver_left() -> N
 
 async def test_pump_cancelled_cuts_the_stream_short_visibly() -> None:
     send, receive = bridges.open_channel[int](8)
-    source = Source(100, hang=True)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(channels.pump, source, send)
-        await anyio.wait_all_tasks_blocked()
-        tg.cancel_scope.cancel()
-    assert source.closed.is_set()
+    source = RecordingSource(range(100), hang=True)
+    await cancel_once_waiting(channels.pump, source, send)
+    assert source.closed == 1
     got = []
     with pytest.raises(anyio.BrokenResourceError, match="cut short"):
         async for v in receive:
@@ -726,12 +686,9 @@ async def test_pump_cancelled_cuts_the_stream_short_visibly() -> None:
 async def test_pump_cancelled_runs_a_source_cleanup_that_awaits() -> None:
     send, receive = bridges.open_channel[int](1)
     source = AwaitingCleanup()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(channels.pump, source, send)
-        await anyio.wait_all_tasks_blocked()  # the pump waits for room; the source at a yield
-        tg.cancel_scope.cancel()
-    assert source.cleanup_started
-    assert source.cleaned, "the source's cleanup was cut short by pump's cancellation"
+    # the pump waits for room; the source at a yield
+    await cancel_once_waiting(channels.pump, source, send)
+    source.assert_cleaned("pump's cancellation")
     await receive.aclose()
 
 
@@ -745,7 +702,7 @@ async def test_pump_into_memory_channels_raises_the_error_after_closing(
 
         async def run_pump(send: Any = send, boom: Boom = boom) -> None:
             with pytest.raises(Boom) as raised:
-                await channels.pump(Source(5, fail=boom), send)
+                await channels.pump(RecordingSource(range(5), error=boom), send)
             assert raised.value is boom
 
         async with anyio.create_task_group() as tg:
@@ -758,12 +715,12 @@ async def test_pump_into_memory_channels_raises_the_error_after_closing(
 async def test_pump_into_a_memory_channel_whose_receiver_left(kinds: list[str]) -> None:
     for kind in kinds:
         send, receive = _open(kind, 0)
-        source = Source(100)
+        source = RecordingSource(range(100))
         async with anyio.create_task_group() as tg:
             tg.start_soon(channels.pump, source, send)
             async with receive:
                 assert await receive.receive() == 0
-        assert source.closed.is_set()
+        assert source.closed == 1
 
 
 async def test_pump_rejects_bad_arguments() -> None:
@@ -772,7 +729,7 @@ async def test_pump_rejects_bad_arguments() -> None:
         with pytest.raises(TypeError, match="async iterable"):
             await channels.pump(42, send)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="ChannelSender"):
-            await channels.pump(Source(1), receive)  # type: ignore[arg-type]
+            await channels.pump(RecordingSource(range(1)), receive)  # type: ignore[arg-type]
 
 
 class OneShot:
@@ -814,7 +771,7 @@ async def test_pump_into_a_closed_clone_among_open_ones_pulls_nothing() -> None:
         with pytest.raises(anyio.ClosedResourceError, match="pass an open sender"):
             await channels.pump(source, clone)
         assert (source.pulled, source.closed) == (0, 1)
-        await channels.pump(Source(3), send)  # the open sender still works
+        await channels.pump(RecordingSource(range(3)), send)  # the open sender still works
         assert [v async for v in receive] == [0, 1, 2]
 
 
@@ -975,7 +932,7 @@ async def test_a_trio_thread_feeds_asyncio_with_the_error_in_band() -> None:
 
     def run_trio() -> None:
         async def main() -> None:
-            await channels.pump(Source(20_000, fail=boom), send)
+            await channels.pump(RecordingSource(range(20_000), error=boom), send)
 
         try:
             trio.run(main)
@@ -1009,13 +966,13 @@ async def test_from_aiters_receive_side_can_be_consumed_on_a_trio_thread() -> No
 
         trio.run(main)
 
-    source = Source(5000)
+    source = RecordingSource(range(5000))
     async with channels.from_aiter(source, buffer=32) as receive:
         thread = threading.Thread(target=consume, args=(receive,))
         thread.start()
         await anyio.to_thread.run_sync(thread.join, 10)
     assert result == [list(range(5000))]
-    assert source.closed.is_set()
+    assert source.closed == 1
 
 
 # =================================================================== types (checked by mypy only)

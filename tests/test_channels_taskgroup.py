@@ -21,6 +21,9 @@ import trio
 
 from bridges import channels
 
+from .conftest import only_trio
+from .sources import Boom, Mine
+
 if sys.version_info < (3, 11):  # pragma: no cover - anyio brings the backport
     from exceptiongroup import (  # type: ignore[import-not-found, unused-ignore]
         BaseExceptionGroup,
@@ -28,17 +31,6 @@ if sys.version_info < (3, 11):  # pragma: no cover - anyio brings the backport
     )
 
 pytestmark = pytest.mark.anyio
-
-only_trio = pytest.mark.parametrize("anyio_backend", ["trio"])
-only_asyncio = pytest.mark.parametrize("anyio_backend", ["asyncio"])
-
-
-class Boom(Exception):  # noqa: N818
-    pass
-
-
-class Mine(Exception):  # noqa: N818
-    pass
 
 
 class GroupSource:
@@ -79,6 +71,11 @@ class GroupSource:
             return asyncio.TaskGroup()  # type: ignore[attr-defined, unused-ignore]
         return anyio.create_task_group()
 
+    def assert_released(self) -> None:
+        """Its finally ran and its background task was cancelled (its task group exited)."""
+        assert self.closed(), self.kind
+        assert self.background_cancelled, self.kind
+
     async def __aiter__(self) -> AsyncIterator[int]:
         try:
             async with self._group() as tg:
@@ -104,86 +101,85 @@ def kinds(backend_name: str) -> list[str]:
     return ["anyio", "asyncio"] if hasattr(asyncio, "TaskGroup") else ["anyio"]
 
 
-async def test_from_aiter_source_with_a_task_group_runs_to_a_break(kinds: list[str]) -> None:
-    for kind in kinds:
-        source = GroupSource(kind)
+@pytest.fixture
+def sources(kinds: list[str]) -> list[GroupSource]:
+    """A fresh source per task group kind, tried one after the other."""
+    return [GroupSource(kind) for kind in kinds]
+
+
+async def test_from_aiter_source_with_a_task_group_runs_to_a_break(
+    sources: list[GroupSource],
+) -> None:
+    for source in sources:
         async with channels.from_aiter(source) as receive:
             async for v in receive:
                 if v == 3:
                     break
             assert not source.closed()
-        assert source.closed(), kind
-        assert source.background_cancelled, kind
+        source.assert_released()
 
 
 @pytest.mark.parametrize("buffer", [0, 4])
 async def test_from_aiter_source_with_a_task_group_and_an_error_in_the_block(
-    kinds: list[str], buffer: int
+    sources: list[GroupSource], buffer: int
 ) -> None:
-    for kind in kinds:
-        source = GroupSource(kind)
+    for source in sources:
         mine = Mine()
         with pytest.raises(Mine) as info:
             async with channels.from_aiter(source, buffer=buffer) as receive:
                 assert await receive.receive() == 0
                 raise mine
-        assert info.value is mine, kind
-        assert source.closed(), kind
-        assert source.background_cancelled, kind
+        assert info.value is mine, source.kind
+        source.assert_released()
 
 
 async def test_from_aiter_source_with_a_task_group_and_a_cancellation_from_outside(
-    kinds: list[str],
+    sources: list[GroupSource],
 ) -> None:
-    for kind in kinds:
-        source = GroupSource(kind)
+    for source in sources:
         with anyio.CancelScope() as outer:
             async with channels.from_aiter(source) as receive:
                 async for v in receive:
                     if v == 2:
                         outer.cancel()
                         await anyio.lowlevel.checkpoint()
-        assert outer.cancelled_caught, kind
-        assert source.closed(), kind
-        assert source.background_cancelled, kind
+        assert outer.cancelled_caught, source.kind
+        source.assert_released()
 
 
 async def test_from_aiter_source_with_a_task_group_and_a_timeout_while_waiting(
-    kinds: list[str],
+    sources: list[GroupSource],
 ) -> None:
     # the consumer gives up on the next value while the source waits, suspended
     # at a yield with its task group open
-    for kind in kinds:
-        source = GroupSource(kind)
+    for source in sources:
         with anyio.CancelScope() as outer:
             async with channels.from_aiter(source, buffer=2) as receive:
                 assert await receive.receive() == 0
                 await anyio.wait_all_tasks_blocked()
                 outer.cancel()
                 await receive.receive()
-        assert outer.cancelled_caught, kind
-        assert source.closed(), kind
+        assert outer.cancelled_caught, source.kind
+        assert source.closed(), source.kind
 
 
 async def test_from_aiter_source_with_a_task_group_closed_receive_side(
-    kinds: list[str],
+    sources: list[GroupSource],
 ) -> None:
-    for kind in kinds:
-        source = GroupSource(kind)
+    for source in sources:
         async with channels.from_aiter(source) as receive:
             assert await receive.receive() == 0
             await receive.aclose()
             with anyio.fail_after(5):
                 while not source.closed():
                     await anyio.lowlevel.checkpoint()
-            assert source.background_cancelled, kind
+            assert source.background_cancelled, source.kind
 
 
 async def test_from_aiter_source_whose_background_task_fails_raises_it_at_the_consumer(
-    kinds: list[str],
+    sources: list[GroupSource],
 ) -> None:
-    for kind in kinds:
-        source = GroupSource(kind)
+    for source in sources:
         async with channels.from_aiter(source) as receive:
             assert await receive.receive() == 0
             await source.background_started.wait()
@@ -193,8 +189,8 @@ async def test_from_aiter_source_whose_background_task_fails_raises_it_at_the_co
                     await receive.receive()
             # the source's own error: its task group's group, less the GeneratorExit
             # that closing it threw in
-            assert _leaves(info.value) == [source.boom], kind
-            assert source.closed(), kind
+            assert _leaves(info.value) == [source.boom], source.kind
+            assert source.closed(), source.kind
             with pytest.raises(anyio.EndOfStream):
                 await receive.receive()
 
@@ -214,17 +210,16 @@ async def test_from_aiter_block_raising_an_exception_group_comes_out_as_itself()
 
 
 async def test_from_aiter_exception_group_from_the_block_with_a_task_group_source(
-    kinds: list[str],
+    sources: list[GroupSource],
 ) -> None:
-    for kind in kinds:
-        source = GroupSource(kind)
+    for source in sources:
         group = ExceptionGroup("from the block", [Mine()])
         with pytest.raises(ExceptionGroup) as info:
             async with channels.from_aiter(source) as receive:
                 await receive.receive()
                 raise group
-        assert info.value is group, kind
-        assert source.closed(), kind
+        assert info.value is group, source.kind
+        assert source.closed(), source.kind
 
 
 @only_trio

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 import bridges
 from bridges.__main__ import main
 
-ROOT = Path(__file__).parent.parent
+from .commands import ROOT, help_text, run_python
 
 
 def test_help_exits_0_on_stdout(capsys: pytest.CaptureFixture[str]) -> None:
@@ -47,10 +45,7 @@ def test_an_unknown_command_says_so(
 
 
 def test_bench_help_is_plain_text(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        main(["bench", "--help"])
-    assert exit_info.value.code == 0
-    out = capsys.readouterr().out
+    out = help_text(["bench"], capsys)
     assert "--scale" in out
     assert "ratio" in out
     assert not re.search(r"``|\]\[|:\w+:`", out), out
@@ -71,12 +66,6 @@ def test_bench_without_its_extra_says_what_to_install(
 
 
 def test_python_dash_m_help() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bridges", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_python("-m", "bridges", "--help")
     assert done.returncode == 0
     assert done.stdout.startswith("usage: python -m bridges")

@@ -2,36 +2,23 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from bridges import Stats, _demo
 from bridges.__main__ import main as bridges_main
 
+from .commands import help_text, run_python
 from .conftest import HAVE_UVLOOP
 
-ROOT = Path(__file__).resolve().parent.parent
 RULES = "rules held: R2 R3 R6 R8 R9 R14"
 
 
 def run_demo(*args: str) -> subprocess.CompletedProcess[str]:
     """The command as a user runs it, with stdout a pipe (as in CI)."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return subprocess.run(
-        [sys.executable, "-m", "bridges", "demo", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=50,
-        check=False,
-    )
+    return run_python("-m", "bridges", "demo", *args, timeout=50)
 
 
 @pytest.mark.parametrize(
@@ -81,13 +68,10 @@ def test_demo_in_process(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_the_self_test_hook_is_not_in_the_help(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        bridges_main(["demo", "--help"])
-    assert exit_info.value.code == 0
-    help_text = capsys.readouterr().out
-    assert "--seconds" in help_text
-    assert "--backend" in help_text
-    assert "self-test" not in help_text
+    text = help_text(["demo"], capsys)
+    assert "--seconds" in text
+    assert "--backend" in text
+    assert "self-test" not in text
 
 
 def test_bad_arguments_are_refused(capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,16 +18,15 @@ Three checks, from cheap to thorough:
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
 import types
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).parent.parent
+from .commands import ROOT, run_python
+
 DOCS = ROOT / "docs"
 BACKENDS = ("asyncio", "uvloop", "trio")
 #: how ``anyio.run(main)`` is rewritten to run a block on another backend
@@ -112,17 +111,8 @@ def test_doc_block_runs_when_copied_into_a_file(
         pytest.importorskip("uvloop")
     script = tmp_path / "example.py"
     script.write_text(code)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        # -W default: a leak's ResourceWarning reaches stderr, which must stay empty
-        [sys.executable, "-W", "default", str(script)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    # -W default: a leak's ResourceWarning reaches stderr, which must stay empty
+    done = run_python("-W", "default", str(script), cwd=tmp_path)
     assert done.returncode == 0, f"{name} failed as copied:\n{done.stderr}"
     assert done.stderr == "", f"{name} wrote to stderr as copied:\n{done.stderr}"
 

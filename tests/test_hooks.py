@@ -45,6 +45,7 @@ import bridges
 from bridges import callbacks, nats, ops, redis, rx, testing, threads
 from bridges._buffer import Handoff
 
+from .sources import awaiting
 from .test_bad_input import PUBLIC_MODULES
 
 pytestmark = pytest.mark.anyio
@@ -366,21 +367,10 @@ async def _paginate(wrap: Wrap, flavour: str) -> None:
 
 def _helper(name: str) -> Callable[[Wrap, str], Awaitable[None]]:
     async def check(wrap: Wrap, flavour: str) -> None:
-        async def double(v: int) -> int:
-            await anyio.lowlevel.checkpoint()
-            return v * 2
-
-        async def odd(v: int) -> bool:
-            await anyio.lowlevel.checkpoint()
-            return v % 2 == 1
-
-        async def twice(v: int) -> list[int]:
-            await anyio.lowlevel.checkpoint()
-            return [v, v]
-
-        async def add(a: int, b: int) -> int:
-            await anyio.lowlevel.checkpoint()
-            return a + b
+        double = awaiting(lambda v: v * 2)
+        odd = awaiting(lambda v: v % 2 == 1)
+        twice = awaiting(lambda v: [v, v])
+        add = awaiting(lambda a, b: a + b)
 
         it = bridges.iterate(_agen(4))
         if name == "map":
@@ -499,31 +489,26 @@ def _hooked_source(param: str) -> Callable[[Wrap, str], Awaitable[None]]:
     return check
 
 
-async def _nats_call(wrap: Wrap, flavour: str) -> None:
-    with nats.LocalServer() as server:
-        async with nats.connect(server.url) as client:
+def _broker_call(broker: Any, handle: str) -> Callable[[Wrap, str], Awaitable[None]]:
+    """A broker spoke's ``Client.call(fn)``: ``fn`` gets the client's own ``handle``."""
 
-            async def fn(js: Any) -> Any:
-                return js
+    async def check(wrap: Wrap, flavour: str) -> None:
+        with broker.LocalServer() as server:
+            async with broker.connect(server.url) as client:
 
-            assert await client.call(wrap(fn)) is client.js
+                async def fn(given: Any) -> Any:
+                    return given
 
+                assert await client.call(wrap(fn)) is getattr(client, handle)
 
-async def _redis_call(wrap: Wrap, flavour: str) -> None:
-    with redis.LocalServer() as server:
-        async with redis.connect(server.url) as client:
-
-            async def fn(r: Any) -> Any:
-                return r
-
-            assert await client.call(wrap(fn)) is client.redis
+    return check
 
 
 # ----------------------------------------------------------------- the table
 
 HOOKS: list[Hook] = [
-    Hook("bridges.nats.Client.call", "fn", AWAITED, _nats_call),
-    Hook("bridges.redis.Client.call", "fn", AWAITED, _redis_call),
+    Hook("bridges.nats.Client.call", "fn", AWAITED, _broker_call(nats, "js")),
+    Hook("bridges.redis.Client.call", "fn", AWAITED, _broker_call(redis, "redis")),
     Hook("bridges.callbacks.to_aiter", "subscribe", REFUSED, _cb_subscribe, "unsubscribe"),
     Hook("bridges.callbacks.to_aiter", "subscribe->unsubscribe", AWAITED, _cb_unsubscribe),
     Hook("bridges.callbacks.to_aiter", "pause", REFUSED, _cb_pause, "pause_reading"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 import pytest
@@ -37,27 +38,25 @@ async def test_bridge_iterators_pass_through() -> None:
     await receive.aclose()
 
 
-async def test_anyio_memory_stream_goes_to_channels() -> None:
-    send, receive = anyio.create_memory_object_stream[int](4)
-    it = bridges.iterate(receive)
-    assert isinstance(it, ChannelIterator)
-    async with send:
-        await send.send(1)
-    async with it:
-        assert [x async for x in it] == [1]
-
-
-@pytest.mark.parametrize("anyio_backend", ["trio"])
-async def test_trio_channel_goes_to_channels() -> None:
-    import trio
-
-    send, receive = trio.open_memory_channel[int](4)
+async def _goes_to_channels(send: Any, receive: Any) -> None:
+    """``iterate`` of a memory channel's receive side is the channels spoke's iterator."""
     it = bridges.iterate(receive)
     assert isinstance(it, ChannelIterator)
     async with send:
         await send.send(7)
     async with it:
         assert [x async for x in it] == [7]
+
+
+async def test_anyio_memory_stream_goes_to_channels() -> None:
+    await _goes_to_channels(*anyio.create_memory_object_stream[int](4))
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_trio_channel_goes_to_channels() -> None:
+    import trio
+
+    await _goes_to_channels(*trio.open_memory_channel[int](4))
 
 
 async def test_observable_goes_to_rx() -> None:

@@ -15,7 +15,7 @@ import selectors
 import sqlite3
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 import anyio
@@ -26,7 +26,7 @@ import bridges
 from bridges import BufferOverflowError, ops
 from bridges.testing import End, SourceError, TestSource
 
-from .sources import AwaitingCleanup
+from .sources import AwaitingCleanup, assert_values_then_error, awaiting, cancel_once_waiting
 
 pytestmark = pytest.mark.anyio
 
@@ -134,7 +134,7 @@ async def agen(n: int, start: int = 0) -> AsyncIterator[int]:
 
 
 #: every op over one source, built around it
-ONE_SOURCE_OPS: dict[str, Callable[[AwaitingCleanup], bridges.BridgeIterator[Any]]] = {
+ONE_SOURCE_OPS: dict[str, Callable[[AsyncIterable[int]], bridges.BridgeIterator[Any]]] = {
     "map": lambda s: bridges.iterate(s).map(lambda v: v),
     "map_concurrent": lambda s: bridges.iterate(s).map(lambda v: v, concurrency=3),
     "filter": lambda s: bridges.iterate(s).filter(lambda v: True),
@@ -158,13 +158,9 @@ async def test_op_cancelled_from_outside_runs_a_source_cleanup_that_awaits(name:
             got.append(await it.__anext__())
             await anyio.sleep_forever()  # the source waits at a yield (a helper's too)
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(consume)
-        await anyio.wait_all_tasks_blocked()
-        tg.cancel_scope.cancel()
+    await cancel_once_waiting(consume)
     assert len(got) == 1
-    assert source.cleanup_started
-    assert source.cleaned, f"{name}: the source's cleanup was cut short by the cancellation"
+    source.assert_cleaned(f"the cancellation ({name})")
 
 
 async def test_flat_map_cancelled_runs_a_source_cleanup_that_awaits_also_of_the_inner() -> None:
@@ -180,10 +176,7 @@ async def test_flat_map_cancelled_runs_a_source_cleanup_that_awaits_also_of_the_
             assert await it.__anext__() == 0
             await anyio.sleep_forever()
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(consume)
-        await anyio.wait_all_tasks_blocked()
-        tg.cancel_scope.cancel()
+    await cancel_once_waiting(consume)
     assert len(inners) == 1
     assert inners[0].cleaned, "the inner iterator's cleanup was cut short"
     assert outer.cleaned, "the source's cleanup was cut short"
@@ -197,25 +190,16 @@ async def test_share_cancelled_from_outside_runs_a_source_cleanup_that_awaits() 
             assert await sub.__anext__() == 0
             await anyio.sleep_forever()  # the pump waits for room, the source at a yield
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(consume)
-        await anyio.wait_all_tasks_blocked()
-        tg.cancel_scope.cancel()
-    assert source.cleanup_started
-    assert source.cleaned, "the source's cleanup was cut short by the pump's cancellation"
+    await cancel_once_waiting(consume)
+    source.assert_cleaned("the pump's cancellation")
 
 
 # --------------------------------------------------------------------------- chainable methods
 
 
 async def test_chain_with_sync_and_async_functions() -> None:
-    async def times_ten(v: int) -> int:
-        await anyio.lowlevel.checkpoint()
-        return v * 10
-
-    async def even(v: int) -> bool:
-        await anyio.lowlevel.checkpoint()
-        return v % 2 == 0
+    times_ten = awaiting(lambda v: v * 10)
+    even = awaiting(lambda v: v % 2 == 0)
 
     got = await bridges.iterate(agen(20)).filter(even).map(times_ten).take(3).to_list()
     assert got == [0, 20, 40]
@@ -298,12 +282,7 @@ async def test_function_error_closes_source_and_is_raised_once() -> None:
 async def test_source_error_passes_through_the_chain_unwrapped() -> None:
     boom = SourceError("boom")
     it = bridges.iterate(TestSource(range(3), End.FAIL, boom)).map(lambda v: v).drop(1)
-    got = []
-    with pytest.raises(SourceError) as info:
-        async for v in it:
-            got.append(v)
-    assert info.value is boom
-    assert got == [1, 2]
+    await assert_values_then_error(it, [1, 2], boom)
 
 
 async def test_cancelled_async_call_keeps_the_value() -> None:
@@ -450,16 +429,15 @@ async def test_method_arguments_are_checked_at_once() -> None:
     await it.aclose()
 
 
+#: the ops whose first value is the source's first (or a batch of it alone)
 _AFTER_CLOSE = {
-    "map": lambda src: bridges.iterate(src).map(lambda v: v),
-    "filter": lambda src: bridges.iterate(src).filter(lambda v: True),
-    "take": lambda src: bridges.iterate(src).take(50),
+    **{
+        name: ONE_SOURCE_OPS[name]
+        for name in ("map", "filter", "take", "flat_map", "merge", "rate_limit")
+    },
     "drop": lambda src: bridges.iterate(src).drop(0),
-    "flat_map": lambda src: bridges.iterate(src).flat_map(lambda v: [v, v]),
     "batch": lambda src: ops.batch(src, 1),
     "batch-within": lambda src: ops.batch(src, 1, within=60),
-    "merge": lambda src: ops.merge(src),
-    "rate_limit": lambda src: ops.rate_limit(src, 1e6),
     "paginate": lambda src: ops.paginate(_pages_of(src)),
     "paginate-prefetch": lambda src: ops.paginate(_pages_of(src), prefetch=True),
 }
@@ -626,15 +604,8 @@ async def test_paginate_error_after_the_items_before_it() -> None:
         raise boom
 
     for prefetch in (False, True):
-        got = []
         async with ops.paginate(fetch, prefetch=prefetch) as it:
-            with pytest.raises(SourceError) as info:
-                async for v in it:
-                    got.append(v)
-            assert info.value is boom
-            assert got == [1, 2]
-            with pytest.raises(StopAsyncIteration):
-                await it.__anext__()
+            await assert_values_then_error(it, [1, 2], boom)
 
 
 async def test_paginate_cancelled_fetch_is_retried_with_the_same_token() -> None:

@@ -12,6 +12,8 @@ import pytest
 from bridges._backend import loop_parker
 from bridges._parking import Parked, ParkingLot, Slot, wake_all
 
+from .sources import cancel_once_waiting
+
 pytestmark = pytest.mark.anyio
 
 
@@ -45,22 +47,27 @@ def test_a_thread_party_wakes_from_another_thread() -> None:
     assert party.waiter.wait(5.0)
 
 
-async def test_a_slot_wakes_its_parked_task_and_ignores_a_wake_with_nobody_there() -> None:
-    slot = Slot()
-    slot.wake()  # nobody parked: nothing happens, and no wake-up is kept for later
+async def _parks_until_woken(waiter: Any) -> None:
+    """A task parked on ``waiter`` stays parked until ``waiter.wake()``, which wakes it."""
     woken = anyio.Event()
 
-    async def consumer() -> None:
-        await slot.park()
+    async def parked() -> None:
+        await waiter.park()
         woken.set()
 
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(consumer)
+            tg.start_soon(parked)
             await anyio.wait_all_tasks_blocked()
-            assert not woken.is_set()
-            slot.wake()
-        assert woken.is_set()
+            assert not woken.is_set(), "woken without a wake()"
+            waiter.wake()
+    assert woken.is_set()
+
+
+async def test_a_slot_wakes_its_parked_task_and_ignores_a_wake_with_nobody_there() -> None:
+    slot = Slot()
+    slot.wake()  # nobody parked: nothing happens, and no wake-up is kept for later
+    await _parks_until_woken(slot)
 
 
 @pytest.mark.parametrize("make", [Slot, loop_parker], ids=["slot", "loop_parker"])
@@ -68,29 +75,10 @@ async def test_a_wake_after_a_cancelled_park_is_not_kept_for_the_next_one(
     make: Callable[[], Any],
 ) -> None:
     waiter = make()
-
-    async def park() -> None:
-        await waiter.park()
-
     with anyio.fail_after(5):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(park)
-            await anyio.wait_all_tasks_blocked()
-            tg.cancel_scope.cancel()
+        await cancel_once_waiting(waiter.park)
     waiter.wake()  # the cancelled task is gone: this wakes nobody (and does not fail)
-    done = anyio.Event()
-
-    async def again() -> None:
-        await waiter.park()
-        done.set()
-
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(again)
-            await anyio.wait_all_tasks_blocked()
-            assert not done.is_set()  # the earlier wake() was not kept
-            waiter.wake()
-    assert done.is_set()
+    await _parks_until_woken(waiter)  # the earlier wake() was not kept
 
 
 async def test_a_loop_parker_serves_wait_after_wait_and_ignores_a_wake_with_nobody_there() -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
-import subprocess
-import sys
 
 import pytest
 
 import bridges
+
+from .commands import run_python
 
 PUBLIC_MODULES = sorted(
     ["bridges"]
@@ -63,31 +63,16 @@ def test_py_typed_is_shipped() -> None:
 
 def test_bench_smoke_runs() -> None:
     """The benchmark harness runs end to end (tiny counts; figures are not judged here)."""
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bridges",
-            "bench",
-            "--scale",
-            "0.001",
-            "--repeat",
-            "1",
-            "-k",
-            "in-loop",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout
+    done = run_python(
+        "-m", "bridges", "bench", "--scale", "0.001", "--repeat", "1", "-k", "in-loop", timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
     assert "asyncio.Queue" in out
     assert "ratio" in out
 
 
 def test_main_usage() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "bridges"], capture_output=True, text=True, timeout=60, check=False
-    )
+    proc = run_python("-m", "bridges")
     assert proc.returncode == 2
     assert "usage" in proc.stderr

@@ -29,6 +29,7 @@ from reactivex.testing import ReactiveTest, TestScheduler
 from bridges import BufferOverflowError, rx
 
 from .conftest import BACKENDS
+from .sources import EXITS, AwaitingCleanup, assert_values_then_error, leave_by
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
@@ -120,14 +121,7 @@ class TestToAiter:
     async def test_error_is_the_original_object_after_the_values(self) -> None:
         boom = BoomError("boom")
         it = rx.to_aiter(reactivex.of(1, 2).pipe(ops.concat(reactivex.throw(boom))))
-        got = []
-        with pytest.raises(BoomError) as info:
-            async for v in it:
-                got.append(v)
-        assert info.value is boom
-        assert got == [1, 2]
-        with pytest.raises(StopAsyncIteration):
-            await it.__anext__()
+        await assert_values_then_error(it, [1, 2], boom)
 
     async def test_nothing_is_subscribed_before_the_first_value_is_asked_for(self) -> None:
         tracked = Tracked(reactivex.of(1, 2))
@@ -139,7 +133,7 @@ class TestToAiter:
         assert tracked.subscribed == 1
         await it.aclose()
 
-    @pytest.mark.parametrize("how", ["end", "error", "break", "raise", "aclose", "cancel"])
+    @pytest.mark.parametrize("how", [*EXITS, "cancel"])
     async def test_disposed_exactly_once_on_every_exit(self, how: str) -> None:
         source: Observable[int] = reactivex.of(1, 2, 3)
         if how == "error":
@@ -148,26 +142,8 @@ class TestToAiter:
             source = source.pipe(ops.concat(reactivex.never()))
         tracked = Tracked(source)
         it = rx.to_aiter(tracked.observable)
-        if how == "end":
-            assert [v async for v in it] == [1, 2, 3]
-        elif how == "error":
-            with pytest.raises(BoomError):
-                async for _ in it:
-                    pass
-        elif how == "break":
-            async with it:
-                async for v in it:
-                    if v == 2:
-                        break
-        elif how == "raise":
-            with pytest.raises(BoomError):
-                async with it:
-                    async for _ in it:
-                        raise BoomError
-        elif how == "aclose":
-            assert await it.__anext__() == 1
-            await it.aclose()
-            await it.aclose()
+        if how in EXITS:
+            await leave_by(how, it, [1, 2, 3], BoomError)
         else:
             with anyio.CancelScope() as scope:
                 async with it:
@@ -546,21 +522,12 @@ class TestFromAiter:
         assert any("BoomError" in r.exc_text for r in caplog.records if r.exc_text)
 
     async def test_dispose_inside_on_next_closes_the_source_without_cancelling(self) -> None:
-        cleanup: list[str] = []
-
-        async def source() -> AsyncIterator[int]:
-            try:
-                for i in range(100):
-                    yield i
-            finally:
-                await anyio.lowlevel.checkpoint()  # would raise if cancelled
-                cleanup.append("clean")
-
+        source = AwaitingCleanup()
         got: list[int] = []
         async with anyio.create_task_group() as tg:
             rx.from_aiter(source, task_group=tg).pipe(ops.take(3)).subscribe(got.append)
         assert got == [0, 1, 2]
-        assert cleanup == ["clean"]
+        source.assert_cleaned("a cancellation")
 
     async def test_on_next_raising_comes_out_of_the_task_group(self) -> None:
         log: list[str] = []
@@ -587,17 +554,7 @@ class TestFromAiter:
         # the observer fails just as a cancellation from outside comes: the pump
         # closed the source inside that cancellation, so the source's cleanup was
         # cancelled at its first await
-        cleanup: list[str] = []
-
-        async def source() -> AsyncIterator[int]:
-            try:
-                for i in range(100):
-                    yield i
-            finally:
-                cleanup.append("started")
-                await anyio.lowlevel.checkpoint()  # raises if the close was left cancelled
-                cleanup.append("clean")
-
+        source = AwaitingCleanup()
         mistake = BoomError("observer bug")
         with anyio.CancelScope() as outside:
 
@@ -609,7 +566,7 @@ class TestFromAiter:
                 async with anyio.create_task_group() as tg:
                     rx.from_aiter(source, task_group=tg).subscribe(on_value)
                     await anyio.sleep_forever()
-        assert cleanup == ["started", "clean"]
+        source.assert_cleaned()
         assert mistake in info.value.exceptions
 
     @pytest.mark.parametrize("anyio_backend", ASYNCIO_BACKENDS)

@@ -7,15 +7,12 @@ extra): the check is of the text, the same on every Python.
 from __future__ import annotations
 
 import html
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).parent.parent
+from .commands import run_python
 
 #: Sphinx/RST markup that Markdown leaves as text
 LEFTOVERS = [
@@ -40,14 +37,15 @@ def _text(page: str, *, code: bool = True) -> str:
 def test_site_builds_strict_and_renders_every_docstring(tmp_path: Path) -> None:
     pytest.importorskip("mkdocs", reason="the docs extra builds the site (nox -s docs)")
     site = tmp_path / "site"
-    done = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
-        cwd=ROOT,
-        env={**os.environ, "NO_MKDOCS_2_WARNING": "1", "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
+    done = run_python(
+        "-m",
+        "mkdocs",
+        "build",
+        "--strict",
+        "--site-dir",
+        str(site),
         timeout=300,
-        check=False,
+        env={"NO_MKDOCS_2_WARNING": "1"},
     )
     assert done.returncode == 0, f"mkdocs build --strict failed:\n{done.stderr}"
     problems = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import sys
@@ -18,6 +19,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from bridges import streams
 
 from .conftest import BACKENDS
+from .sources import AwaitingCleanup, Caught, RecordingSource, cancel_once_waiting
 
 pytestmark = pytest.mark.anyio
 
@@ -27,73 +29,12 @@ trio_only = pytest.mark.parametrize("anyio_backend", ["trio"])
 
 HAS_SHUTDOWN = sys.version_info >= (3, 13)
 
-
-class Source:
-    """An instrumented async iterator of bytes: counts pulls, records its cleanup."""
-
-    def __init__(
-        self,
-        chunks: list[bytes],
-        *,
-        error: BaseException | None = None,
-        hang: bool = False,
-        cleanup_error: BaseException | None = None,
-    ) -> None:
-        self.chunks = chunks
-        self.error = error
-        self.hang = hang
-        self.cleanup_error = cleanup_error
-        self.pulled = 0
-        self.closed = 0
-        self._gen = self._run()
-
-    async def _run(self) -> AsyncIterator[bytes]:
-        try:
-            for chunk in self.chunks:
-                yield chunk
-            if self.error is not None:
-                raise self.error
-            if self.hang:
-                await anyio.sleep_forever()
-        finally:
-            self.closed += 1
-            if self.cleanup_error is not None:
-                raise self.cleanup_error
-
-    def __aiter__(self) -> Source:
-        return self
-
-    async def __anext__(self) -> bytes:
-        self.pulled += 1
-        return await self._gen.__anext__()
-
-    async def aclose(self) -> None:
-        await self._gen.aclose()  # type: ignore[attr-defined]
+#: the byte sources here never suspend between chunks
+Source = functools.partial(RecordingSource[bytes], checkpoint=False)
 
 
 async def settle() -> None:
     await anyio.wait_all_tasks_blocked()
-
-
-class AwaitingCleanup:
-    """Endless chunks from an async generator whose cleanup awaits (closing a file, say).
-
-    It never suspends between chunks, so whenever an adapter closes it, it is
-    suspended at a ``yield``: its ``finally`` runs inside the adapter's ``aclose()``.
-    """
-
-    def __init__(self) -> None:
-        self.cleanup_started = False
-        self.cleaned = False
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            while True:
-                yield b"x"
-        finally:
-            self.cleanup_started = True
-            await anyio.lowlevel.checkpoint()  # raises if the close was left cancelled
-            self.cleaned = True
 
 
 # =================================================================== to_aiter
@@ -292,20 +233,13 @@ async def test_open_pipe_write_eof_abort_and_wait_closed() -> None:
 async def test_open_pipe_close_wakes_a_waiting_drain_with_an_error_for_write() -> None:
     reader, writer = streams.open_pipe(limit=1)
     source = Source([b"abc"] * 10)
+    caught = Caught(ConnectionResetError)
     async with anyio.create_task_group() as tg:
-        result: list[BaseException] = []
-
-        async def run() -> None:
-            try:
-                await streams.write(writer, source)
-            except ConnectionResetError as exc:
-                result.append(exc)
-
-        tg.start_soon(run)
+        tg.start_soon(caught.run, streams.write, writer, source)
         await settle()
         assert source.pulled == 1  # waiting in drain(): the reader is full
         writer.close()
-    assert len(result) == 1, "write() must not take a closed writer for a drained one"
+    assert len(caught.errors) == 1, "write() must not take a closed writer for a drained one"
     assert source.pulled == 1
     assert source.closed == 1
     assert await reader.read() == b"abc"
@@ -370,13 +304,10 @@ async def test_write_cancellation_closes_the_source() -> None:
 @asyncio_only
 async def test_write_cancelled_runs_a_source_cleanup_that_awaits() -> None:
     _reader, writer = streams.open_pipe(limit=1)
-    source = AwaitingCleanup()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(streams.write, writer, source)
-        await settle()  # drain() waits: the reader is full; the source at a yield
-        tg.cancel_scope.cancel()
-    assert source.cleanup_started
-    assert source.cleaned, "the source's cleanup was cut short by write()'s cancellation"
+    source = AwaitingCleanup(b"x")
+    # drain() waits: the reader is full; the source at a yield
+    await cancel_once_waiting(streams.write, writer, source)
+    source.assert_cleaned("write()'s cancellation")
     writer.close()
 
 
@@ -408,20 +339,13 @@ async def test_write_its_own_error_wins_over_a_cleanup_error(
 ) -> None:
     _reader, writer = streams.open_pipe(limit=1)
     source = Source([b"abc"] * 3, cleanup_error=KeyError("cleanup"))
-    errors: list[BaseException] = []
-
-    async def run() -> None:
-        try:
-            await streams.write(writer, source)
-        except BaseException as exc:
-            errors.append(exc)
-
+    caught = Caught(BaseException)
     with caplog.at_level(logging.ERROR, logger="bridges"):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(run)
+            tg.start_soon(caught.run, streams.write, writer, source)
             await settle()  # waiting in drain(): the reader is full
             writer.transport.abort()  # the connection breaks
-    assert [type(e) for e in errors] == [ConnectionResetError]  # not the cleanup's KeyError
+    assert [type(e) for e in caught.errors] == [ConnectionResetError]  # not the cleanup's KeyError
     assert source.closed == 1
     assert "closing the source" in caplog.text
     assert "KeyError: 'cleanup'" in caplog.text
@@ -930,13 +854,10 @@ async def test_byte_stream_write_count_and_a_closed_receiver() -> None:
 
 async def test_byte_stream_write_cancelled_runs_a_source_cleanup_that_awaits() -> None:
     send, receive = streams.open_byte_stream_pipe(limit=2)
-    source = AwaitingCleanup()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(streams.byte_stream_write, send, source)
-        await settle()  # send() waits: the pipe is full; the source at a yield
-        tg.cancel_scope.cancel()
-    assert source.cleanup_started
-    assert source.cleaned, "the source's cleanup was cut short by the writer's cancellation"
+    source = AwaitingCleanup(b"x")
+    # send() waits: the pipe is full; the source at a yield
+    await cancel_once_waiting(streams.byte_stream_write, send, source)
+    source.assert_cleaned("the writer's cancellation")
     await receive.aclose()
 
 

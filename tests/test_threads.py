@@ -25,9 +25,10 @@ import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from bridges import threads
+from bridges._bench.threads import make_table
 from bridges._buffer import TAKEN, Handoff
 
-from .sources import AwaitingCleanup
+from .sources import AwaitingCleanup, RecordingSource, assert_values_then_error
 
 pytestmark = pytest.mark.anyio
 
@@ -82,25 +83,14 @@ def bridges_log() -> Iterator[Recorder]:
 MILLION = 1_000_000
 
 
-def _make_db(path: Path, n: int) -> Path:
-    con = sqlite3.connect(path)
-    with con:
-        con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, score REAL)")
-        con.executemany(
-            "INSERT INTO t VALUES (?, ?, ?)", ((i, f"row-{i}", i * 0.5) for i in range(n))
-        )
-    con.close()
-    return path
-
-
 @pytest.fixture(scope="module")
 def million_rows(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _make_db(tmp_path_factory.mktemp("db") / "million.sqlite", MILLION)
+    return make_table(tmp_path_factory.mktemp("db") / "million.sqlite", MILLION)
 
 
 @pytest.fixture(scope="module")
 def small_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _make_db(tmp_path_factory.mktemp("db") / "small.sqlite", 5_000)
+    return make_table(tmp_path_factory.mktemp("db") / "small.sqlite", 5_000)
 
 
 async def test_a_million_sqlite_rows_stream_in_order_and_the_loop_stays_responsive(
@@ -245,23 +235,17 @@ async def test_early_exit_runs_the_generators_finally_in_the_worker_before_exit(
 
 
 async def test_cancelling_the_consumer_closes_the_source() -> None:
-    finally_ran = threading.Event()
-
-    def numbers() -> Iterator[int]:
-        try:
-            yield from range(10**9)
-        finally:
-            finally_ran.set()
+    finally_ran: list[str] = []
 
     with anyio.CancelScope() as scope:
-        async with threads.to_aiter(numbers(), buffer=4) as it:
+        async with threads.to_aiter(numbers_noting_finally(finally_ran), buffer=4) as it:
             async for v in it:
                 if v == 100:
                     await _until(lambda: _worker_parked(it))
                     scope.cancel()
                     await anyio.lowlevel.checkpoint()
     assert scope.cancelled_caught
-    assert finally_ran.is_set()
+    assert finally_ran, "the source was closed before the block exited"
 
 
 class StuckRead:
@@ -370,15 +354,8 @@ async def test_a_source_error_arrives_once_as_itself_after_the_rows() -> None:
         raise boom
 
     it = threads.to_aiter(failing)
-    got = []
-    with pytest.raises(SourceError) as info:
-        async for v in it:
-            got.append(v)
-    assert info.value is boom
-    assert got == [1, 2]
+    info = await assert_values_then_error(it, [1, 2], boom)
     assert any(frame.name == "failing" for frame in info.traceback), "traceback kept"
-    with pytest.raises(StopAsyncIteration):
-        await it.__anext__()
 
 
 async def test_a_factory_error_and_a_non_iterable_result_arrive_at_the_consumer() -> None:
@@ -636,23 +613,16 @@ async def test_each_stream_has_one_worker_and_none_outlives_it() -> None:
 
 
 async def test_a_dropped_iterator_releases_its_worker_with_a_resource_warning() -> None:
-    finally_ran = threading.Event()
+    finally_ran: list[str] = []
 
-    def numbers() -> Iterator[int]:
-        try:
-            yield from range(10**9)
-        finally:
-            finally_ran.set()
-
-    it = threads.to_aiter(numbers(), buffer=4)
+    it = threads.to_aiter(numbers_noting_finally(finally_ran), buffer=4)
     assert await it.__anext__() == 0
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         del it
         gc.collect()
     assert any(issubclass(w.category, ResourceWarning) for w in caught)
-    await anyio.to_thread.run_sync(finally_ran.wait, 5)
-    assert finally_ran.is_set()
+    await _until(lambda: finally_ran)
 
 
 def test_works_under_plain_asyncio_run() -> None:
@@ -694,38 +664,9 @@ def test_to_aiter_rejects_an_async_iterable() -> None:
 # ---------------------------------------------------------------- from_aiter
 
 
-class Source:
-    """An instrumented async source: counts pulls, records its cleanup."""
-
-    def __init__(self, n: int, *, error: BaseException | None = None, hang: bool = False) -> None:
-        self.n = n
-        self.error = error
-        self.hang = hang
-        self.pulled = 0
-        self.closed = 0
-        self.ran_in: list[str] = []
-
-    async def _gen(self) -> AsyncIterator[int]:
-        self.ran_in.append(threading.current_thread().name)
-        try:
-            for i in range(self.n):
-                await anyio.lowlevel.checkpoint()
-                self.pulled += 1
-                yield i
-            if self.error is not None:
-                raise self.error
-            if self.hang:
-                await anyio.sleep_forever()
-        finally:
-            self.closed += 1
-
-    def __aiter__(self) -> AsyncIterator[int]:
-        return self._gen()
-
-
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_sync_code_iterates_an_async_source(backend: str) -> None:
-    source = Source(1000)
+    source = RecordingSource(range(1000))
     with threads.from_aiter(source, buffer=8, backend=backend) as it:
         assert list(it) == list(range(1000))
         assert it.stats.high_water <= 8
@@ -736,7 +677,7 @@ def test_sync_code_iterates_an_async_source(backend: str) -> None:
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_breaking_out_cancels_the_source_and_joins_the_thread(backend: str) -> None:
-    source = Source(10**9, hang=True)
+    source = RecordingSource(range(10**9), hang=True)
     with threads.from_aiter(source, buffer=4, backend=backend) as it:
         for v in it:
             if v == 10:
@@ -747,7 +688,7 @@ def test_breaking_out_cancels_the_source_and_joins_the_thread(backend: str) -> N
 
 
 def test_a_hanging_source_is_cancelled_on_exit() -> None:
-    source = Source(3, hang=True)
+    source = RecordingSource(range(3), hang=True)
     with threads.from_aiter(source, backend="trio") as it:
         assert [next(it) for _ in range(3)] == [0, 1, 2]
     assert source.closed == 1
@@ -757,7 +698,7 @@ def test_a_hanging_source_is_cancelled_on_exit() -> None:
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_a_source_error_is_raised_as_itself_once(backend: str) -> None:
     boom = SourceError("boom")
-    source = Source(3, error=boom)
+    source = RecordingSource(range(3), error=boom)
     got: list[int] = []
     with threads.from_aiter(source, backend=backend) as it:
         with pytest.raises(SourceError) as info:
@@ -772,7 +713,7 @@ def test_a_source_error_is_raised_as_itself_once(backend: str) -> None:
 
 def test_at_most_buffer_values_are_pulled_ahead() -> None:
     for buffer in (0, 1, 5):
-        source = Source(100)
+        source = RecordingSource(range(100))
         ahead = []
         with threads.from_aiter(source, buffer=buffer) as it:
             for delivered, _ in enumerate(it, 1):
@@ -782,7 +723,7 @@ def test_at_most_buffer_values_are_pulled_ahead() -> None:
 
 
 async def test_a_portal_runs_the_source_in_the_callers_loop(backend_name: str) -> None:
-    source = Source(500)
+    source = RecordingSource(range(500))
     loop_thread = threading.current_thread().name
 
     def sync_code(portal: BlockingPortal) -> list[int]:
@@ -797,7 +738,7 @@ async def test_a_portal_runs_the_source_in_the_callers_loop(backend_name: str) -
 
 
 async def test_a_portal_stream_left_early_cancels_the_source() -> None:
-    source = Source(10**9, hang=True)
+    source = RecordingSource(range(10**9), hang=True)
 
     def sync_code(portal: BlockingPortal) -> list[int]:
         with threads.from_aiter(source, buffer=4, portal=portal) as it:
@@ -810,7 +751,7 @@ async def test_a_portal_stream_left_early_cancels_the_source() -> None:
 
 
 def test_a_stopped_portal_fails_the_stream_instead_of_hanging() -> None:
-    source = Source(1, hang=True)
+    source = RecordingSource(range(1), hang=True)
     with start_blocking_portal() as portal, threads.from_aiter(source, portal=portal) as it:
         assert next(it) == 0
         stopper = threading.Thread(target=portal.call, args=(portal.stop, True))
@@ -828,8 +769,7 @@ def test_leaving_runs_a_source_cleanup_that_awaits(backend: str) -> None:
     source = AwaitingCleanup()
     with threads.from_aiter(source, buffer=1, backend=backend) as it:
         assert next(it) == 0
-    assert source.cleanup_started
-    assert source.cleaned, "the source's cleanup was cut short by the pump's cancellation"
+    source.assert_cleaned("the pump's cancellation")
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
@@ -838,8 +778,7 @@ def test_portal_leaving_runs_a_source_cleanup_that_awaits(backend: str) -> None:
     with start_blocking_portal(backend) as portal:
         with threads.from_aiter(source, buffer=1, portal=portal) as it:
             assert next(it) == 0
-        assert source.cleanup_started
-        assert source.cleaned, "the source's cleanup was cut short by the task's cancellation"
+        source.assert_cleaned("the task's cancellation")
 
 
 def test_portal_stopped_runs_a_source_cleanup_that_awaits() -> None:
@@ -860,7 +799,7 @@ def test_portal_stopped_runs_a_source_cleanup_that_awaits() -> None:
 
 
 def test_close_from_another_thread_ends_a_blocked_consumer() -> None:
-    source = Source(1, hang=True)
+    source = RecordingSource(range(1), hang=True)
     it = threads.from_aiter(source, backend="asyncio")
     got: list[int] = []
     consumer = threading.Thread(target=lambda: got.extend(it))
@@ -887,7 +826,7 @@ def test_an_error_from_aiter_itself_is_raised_as_itself() -> None:
 
 
 async def test_close_on_an_event_loop_thread_cancels_without_waiting() -> None:
-    source = Source(10**9, hang=True)
+    source = RecordingSource(range(10**9), hang=True)
     it = threads.from_aiter(source, buffer=2)
     assert await anyio.to_thread.run_sync(next, it) == 0  # started from a worker thread
     [loop_thread] = _alive(LOOP)
@@ -928,14 +867,14 @@ def test_a_cleanup_error_is_raised_by_close_unless_the_consumer_raised(
 
 
 def test_iterating_without_with_ends_and_joins() -> None:
-    source = Source(50)
+    source = RecordingSource(range(50))
     assert list(threads.from_aiter(source, backend="trio")) == list(range(50))
     assert not _alive(LOOP)
     assert source.closed == 1
 
 
 def test_a_dropped_blocking_iterator_cancels_its_source() -> None:
-    source = Source(10**9, hang=True)
+    source = RecordingSource(range(10**9), hang=True)
     it = threads.from_aiter(source, buffer=2)
     assert next(it) == 0
     thread = _alive(LOOP)[0]
@@ -950,7 +889,7 @@ def test_a_dropped_blocking_iterator_cancels_its_source() -> None:
 
 
 async def test_from_aiter_refuses_to_block_an_event_loop() -> None:
-    it = threads.from_aiter(Source(3))
+    it = threads.from_aiter(RecordingSource(range(3)))
     with pytest.raises(RuntimeError, match="event loop"):
         next(it)
     with pytest.raises(RuntimeError, match=r"to_thread\.run_sync"):
@@ -971,7 +910,7 @@ async def test_from_aiter_refuses_to_block_an_event_loop() -> None:
 def test_from_aiter_rejects_bad_arguments_at_once(
     kwargs: dict[str, Any], exc: type[Exception], words: str
 ) -> None:
-    kwargs = {"source": Source(1), **kwargs}
+    kwargs = {"source": RecordingSource(range(1)), **kwargs}
     with pytest.raises(exc, match=words):
         threads.from_aiter(**kwargs)
     assert not _alive(LOOP)

@@ -17,7 +17,8 @@ import json
 import pkgutil
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +71,50 @@ def timed(backend: str, fn: Callable[[], Awaitable[None]]) -> float:
         return time.perf_counter() - t0
 
     return run_loop(backend, main)
+
+
+#: the end marker a hand-written queue peer puts after its values
+END = object()
+
+
+async def numbers(n: int) -> AsyncIterator[int]:
+    """``0 .. n-1`` from a bare async generator: the producer the in-loop rows share."""
+    for i in range(n):
+        yield i
+
+
+async def drain(stream: AbstractAsyncContextManager[AsyncIterable[object]]) -> int:
+    """Enter ``stream``, iterate what it gives to its end; return how many values came."""
+    count = 0
+    async with stream as values:
+        async for _ in values:
+            count += 1
+    return count
+
+
+def counted(
+    backend: str,
+    run: Callable[[int], Awaitable[int]],
+    prepare: Callable[[int], object] | None = None,
+) -> Case:
+    """A case that times ``await run(n)`` on a fresh ``backend`` loop.
+
+    ``run`` returns how many values it moved; anything but ``n`` fails the
+    case.  ``prepare(n)``, if given, runs first, off the clock (to make the
+    data the case reads, say).
+    """
+
+    def case(n: int) -> float:
+        if prepare is not None:
+            prepare(n)
+
+        async def go() -> None:
+            moved = await run(n)
+            assert moved == n, f"{moved} values moved, {n} expected"
+
+        return timed(backend, go)
+
+    return case
 
 
 def _modules() -> list[Any]:

@@ -15,9 +15,14 @@ from bridges import callbacks
 from bridges.callbacks import Emitter
 
 from . import Baseline, Case, Scenario, timed
-from .core import CAP, call_soon_threadsafe_thread, culsans_thread, janus_thread, start_thread
-
-_END = object()
+from .core import (
+    CAP,
+    ScheduledEnds,
+    bounded_thread_peers,
+    call_soon_threadsafe_thread,
+    scheduled_per_value,
+    start_thread,
+)
 
 
 def bridge_callback_thread(backend: str, cap: int | None = CAP) -> Case:
@@ -43,27 +48,15 @@ def bridge_callback_thread(backend: str, cap: int | None = CAP) -> Case:
     return case
 
 
-def trio_run_sync_soon_thread(n: int) -> float:
-    """The hand-written trio pattern: ``token.run_sync_soon(send_nowait, v)`` per value."""
+def _run_sync_soon() -> ScheduledEnds:
+    import trio
 
-    async def go() -> None:
-        import trio
+    send, receive = trio.open_memory_channel[object](math.inf)
+    return trio.lowlevel.current_trio_token().run_sync_soon, send.send_nowait, receive.receive
 
-        send, receive = trio.open_memory_channel[object](math.inf)
-        token = trio.lowlevel.current_trio_token()
 
-        def produce() -> None:
-            put = send.send_nowait
-            for i in range(n):
-                token.run_sync_soon(put, i)
-            token.run_sync_soon(put, _END)
-
-        t = start_thread(produce)
-        while (await receive.receive()) is not _END:
-            pass
-        t.join()
-
-    return timed("trio", go)
+#: the hand-written trio pattern: ``token.run_sync_soon(send_nowait, v)`` per value
+trio_run_sync_soon_thread = scheduled_per_value("trio", _run_sync_soon)
 
 
 SCENARIOS = [
@@ -73,8 +66,7 @@ SCENARIOS = [
         300_000,
         bridge_callback_thread("asyncio"),
         [
-            Baseline("janus", janus_thread, 0.2, ">= 5x janus"),
-            Baseline("culsans", culsans_thread("asyncio"), 0.5, ">= 2x culsans"),
+            *bounded_thread_peers("asyncio"),
             Baseline(
                 "call_soon_threadsafe (unb.)",
                 call_soon_threadsafe_thread,
@@ -91,7 +83,7 @@ SCENARIOS = [
         300_000,
         bridge_callback_thread("trio"),
         [
-            Baseline("culsans", culsans_thread("trio"), 0.5, ">= 2x culsans"),
+            *bounded_thread_peers("trio"),
             Baseline(
                 "run_sync_soon (unb.)",
                 trio_run_sync_soon_thread,

@@ -5,89 +5,65 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Callable
+from typing import Any
 
 import anyio
 
 import bridges
 from bridges import channels
 
-from . import Baseline, Case, Scenario, run_loop, timed
+from . import END, Baseline, Case, Scenario, counted, drain, numbers, run_loop
 
 #: the same capacity for the bridge and every peer
 CAP = 64
-_END = object()
-
-
-async def _numbers(n: int) -> AsyncIterator[int]:
-    for i in range(n):
-        yield i
 
 
 # ---------------------------------------------------------------- aiter -> channel -> consumer
 
 
 def bridge_from_aiter(backend: str) -> Case:
-    def case(n: int) -> float:
-        async def go() -> None:
-            count = 0
-            async with channels.from_aiter(_numbers(n), buffer=CAP) as receive:
-                async for _ in receive:
-                    count += 1
-            assert count == n
-
-        return timed(backend, go)
-
-    return case
+    return counted(backend, lambda n: drain(channels.from_aiter(numbers(n), buffer=CAP)))
 
 
-def trio_channel_by_hand(n: int) -> float:
-    """A pump task sends an async generator's values into a trio memory channel."""
+#: a raw channel: (send, receive) of the given capacity
+OpenPair = Callable[[int], tuple[Any, Any]]
 
-    async def go() -> None:
-        import trio
 
-        send, receive = trio.open_memory_channel[int](CAP)
+def pumped_by_hand(backend: str, open_pair: OpenPair) -> Case:
+    """A pump task sends an async generator's values into a raw channel; ``async for`` reads it."""
+
+    async def run(n: int) -> int:
+        send, receive = open_pair(CAP)
 
         async def produce() -> None:
             async with send:
-                async for v in _numbers(n):
+                async for v in numbers(n):
                     await send.send(v)
 
-        count = 0
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(produce)
-            async with receive:
-                async for _ in receive:
-                    count += 1
-        assert count == n
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(produce)
+            count = await drain(receive)
+        return count
 
-    return timed("trio", go)
+    return counted(backend, run)
+
+
+def _trio_channel(cap: int) -> tuple[Any, Any]:
+    import trio
+
+    return trio.open_memory_channel[int](cap)
+
+
+def _anyio_stream(cap: int) -> tuple[Any, Any]:
+    return anyio.create_memory_object_stream[int](cap)
+
+
+trio_channel_by_hand = pumped_by_hand("trio", _trio_channel)
 
 
 def anyio_stream_by_hand(backend: str) -> Case:
-    """A pump task sends an async generator's values into an anyio memory object stream."""
-
-    def case(n: int) -> float:
-        async def go() -> None:
-            send, receive = anyio.create_memory_object_stream[int](CAP)
-
-            async def produce() -> None:
-                async with send:
-                    async for v in _numbers(n):
-                        await send.send(v)
-
-            count = 0
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(produce)
-                async with receive:
-                    async for _ in receive:
-                        count += 1
-            assert count == n
-
-        return timed(backend, go)
-
-    return case
+    return pumped_by_hand(backend, _anyio_stream)
 
 
 # ---------------------------------------------------------------- asyncio thread -> trio thread
@@ -121,13 +97,13 @@ def _cross_loop(n: int, make_pair: str) -> float:
                 put = q.async_q.put
                 for i in range(n):
                     await put(i)
-                await put(_END)
+                await put(END)
 
             thread = threading.Thread(target=asyncio.run, args=(produce_culsans(),))
             thread.start()
             count = 0
             get = q.async_q.get
-            while (await get()) is not _END:
+            while (await get()) is not END:
                 count += 1
         thread.join()
         assert count == n
@@ -164,7 +140,10 @@ def _scenarios() -> list[Scenario]:
             bridge_from_aiter("asyncio"),
             [
                 Baseline(
-                    "raw anyio memory stream", anyio_stream_by_hand("asyncio"), 1.0, "<= 1.0x"
+                    "raw anyio memory stream",
+                    pumped_by_hand("asyncio", _anyio_stream),
+                    1.0,
+                    "<= 1.0x",
                 ),
             ],
             note=f"capacity {CAP}",

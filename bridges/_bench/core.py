@@ -6,16 +6,15 @@ import asyncio
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 
 import bridges
 
-from . import Baseline, Case, Scenario, timed
+from . import END, Baseline, Case, Scenario, numbers, timed
 
 CAP = 1024
-_END = object()
 
 
 # ---------------------------------------------------------------- in-loop
@@ -48,10 +47,10 @@ def asyncio_queue_in_loop(n: int) -> float:
         async def produce() -> None:
             for i in range(n):
                 await q.put(i)
-            await q.put(_END)
+            await q.put(END)
 
         task = asyncio.ensure_future(produce())
-        while (await q.get()) is not _END:
+        while (await q.get()) is not END:
             pass
         await task
 
@@ -80,12 +79,8 @@ def trio_channel_in_loop(n: int) -> float:
 
 def bare_agen(backend: str) -> Case:
     def case(n: int) -> float:
-        async def gen() -> AsyncIterator[int]:
-            for i in range(n):
-                yield i
-
         async def go() -> None:
-            async for _ in gen():
+            async for _ in numbers(n):
                 pass
 
         return timed(backend, go)
@@ -141,10 +136,10 @@ def _thread_queue_case(backend: str, open_queue: Callable[[], QueueEnds]) -> Cas
             def produce() -> None:
                 for i in range(n):
                     put(i)
-                put(_END)
+                put(END)
 
             t = start_thread(produce)
-            while (await get()) is not _END:
+            while (await get()) is not END:
                 pass
             t.join()
             if close is not None:
@@ -192,23 +187,50 @@ def aiologic_thread(backend: str) -> Case:
     return _thread_queue_case(backend, _aiologic)
 
 
-def call_soon_threadsafe_thread(n: int) -> float:
-    async def go() -> None:
-        loop = asyncio.get_running_loop()
-        q: asyncio.Queue[object] = asyncio.Queue()
+#: a loop's thread-safe "run this soon" (``call_soon_threadsafe``, ``run_sync_soon``),
+#: the put it runs on the loop, and the await that takes a value
+ScheduledEnds = tuple[
+    Callable[[Callable[[object], object], object], object],
+    Callable[[object], object],
+    Callable[[], Awaitable[object]],
+]
 
-        def produce() -> None:
-            put = q.put_nowait
-            for i in range(n):
-                loop.call_soon_threadsafe(put, i)
-            loop.call_soon_threadsafe(put, _END)
 
-        t = start_thread(produce)
-        while (await q.get()) is not _END:
-            pass
-        t.join()
+def scheduled_per_value(backend: str, open_ends: Callable[[], ScheduledEnds]) -> Case:
+    """The hand-written unbounded pattern: a producer thread schedules a put on the loop per
+    value, then an end marker; the consumer awaits each (``open_ends`` runs on the loop)."""
 
-    return timed("asyncio", go)
+    def case(n: int) -> float:
+        async def go() -> None:
+            schedule, put, get = open_ends()
+
+            def produce() -> None:
+                for i in range(n):
+                    schedule(put, i)
+                schedule(put, END)
+
+            t = start_thread(produce)
+            while (await get()) is not END:
+                pass
+            t.join()
+
+        return timed(backend, go)
+
+    return case
+
+
+def _call_soon_threadsafe() -> ScheduledEnds:
+    q: asyncio.Queue[object] = asyncio.Queue()
+    return asyncio.get_running_loop().call_soon_threadsafe, q.put_nowait, q.get
+
+
+call_soon_threadsafe_thread = scheduled_per_value("asyncio", _call_soon_threadsafe)
+
+
+def bounded_thread_peers(backend: str) -> list[Baseline]:
+    """The bounded sync->async queues a foreign-thread row is held to (janus: asyncio only)."""
+    janus = [Baseline("janus", janus_thread, 0.2, ">= 5x janus")] if backend == "asyncio" else []
+    return [*janus, Baseline("culsans", culsans_thread(backend), 0.5, ">= 2x culsans")]
 
 
 # ---------------------------------------------------------------- memory
@@ -265,25 +287,29 @@ def memory_case(backend: str) -> Callable[[int], dict[str, object]]:
 
 def _scenarios() -> list[Scenario]:
     out = [
-        Scenario(
-            "in-loop task -> task",
-            "asyncio",
-            1_000_000,
-            bridge_in_loop("asyncio"),
-            [
-                Baseline("asyncio.Queue", asyncio_queue_in_loop, 1.0, "<= 1.0x (aim 0.5x)"),
-                Baseline("bare async generator", bare_agen("asyncio"), None, "floor (~4x)"),
-            ],
-        ),
-        Scenario(
-            "in-loop task -> task",
-            "trio",
-            1_000_000,
-            bridge_in_loop("trio"),
-            [
-                Baseline("trio memory channel", trio_channel_in_loop, 0.25, "<= 0.25x (aim 0.1x)"),
-                Baseline("bare async generator", bare_agen("trio"), None, "floor (~4x)"),
-            ],
+        *(
+            Scenario(
+                "in-loop task -> task",
+                backend,
+                1_000_000,
+                bridge_in_loop(backend),
+                [
+                    peer,
+                    Baseline("bare async generator", bare_agen(backend), None, "floor (~4x)"),
+                ],
+            )
+            for backend, peer in [
+                (
+                    "asyncio",
+                    Baseline("asyncio.Queue", asyncio_queue_in_loop, 1.0, "<= 1.0x (aim 0.5x)"),
+                ),
+                (
+                    "trio",
+                    Baseline(
+                        "trio memory channel", trio_channel_in_loop, 0.25, "<= 0.25x (aim 0.1x)"
+                    ),
+                ),
+            ]
         ),
         Scenario(
             "foreign thread -> aiter",
@@ -291,8 +317,7 @@ def _scenarios() -> list[Scenario]:
             300_000,
             bridge_thread("asyncio"),
             [
-                Baseline("janus", janus_thread, 0.2, ">= 5x janus"),
-                Baseline("culsans", culsans_thread("asyncio"), 0.5, ">= 2x culsans"),
+                *bounded_thread_peers("asyncio"),
                 Baseline(
                     "aiologic SimpleQueue (unb.)",
                     aiologic_thread("asyncio"),
@@ -315,7 +340,7 @@ def _scenarios() -> list[Scenario]:
             300_000,
             bridge_thread("trio"),
             [
-                Baseline("culsans", culsans_thread("trio"), 0.5, ">= 2x culsans"),
+                *bounded_thread_peers("trio"),
                 Baseline(
                     "aiologic SimpleQueue (unb.)",
                     aiologic_thread("trio"),

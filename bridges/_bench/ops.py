@@ -16,22 +16,18 @@ and semaphore one writes by hand, with a budget.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, aclosing
 from typing import Any
 
 import anyio
 
 from .. import ops
-from . import Baseline, Case, Scenario, timed
+from . import Baseline, Case, Scenario, counted, drain, numbers, timed
 
 SOURCES = 4
 SIZE = 64
 CALLS = 8
-
-
-async def _gen(n: int) -> AsyncIterator[int]:
-    for i in range(n):
-        yield i
 
 
 def _split(n: int) -> list[int]:
@@ -43,110 +39,79 @@ def _split(n: int) -> list[int]:
 
 
 def bridges_merge(backend: str) -> Case:
-    def case(n: int) -> float:
-        async def go() -> None:
-            count = 0
-            async with ops.merge(*(_gen(k) for k in _split(n))) as it:
-                async for _ in it:
-                    count += 1
-            assert count == n
-
-        return timed(backend, go)
-
-    return case
+    return counted(backend, lambda n: drain(ops.merge(*(numbers(k) for k in _split(n)))))
 
 
-def aiostream_merge(n: int) -> float:
+async def _aiostream_merge(n: int) -> int:
     from aiostream import stream
 
-    async def go() -> None:
-        count = 0
-        xs = stream.merge(*(_gen(k) for k in _split(n)))
-        async with xs.stream() as streamer:
-            async for _ in streamer:
-                count += 1
-        assert count == n
-
-    return timed("asyncio", go)
+    return await drain(stream.merge(*(numbers(k) for k in _split(n))).stream())
 
 
-def trio_nursery_merge(n: int) -> float:
-    async def go() -> None:
-        import trio
+aiostream_merge = counted("asyncio", _aiostream_merge)
 
-        send, receive = trio.open_memory_channel[int](0)
-        count = 0
 
-        async def feed(k: int, send: trio.MemorySendChannel[int]) -> None:
-            async with send:
-                async for v in _gen(k):
-                    await send.send(v)
+async def _trio_nursery_merge(n: int) -> int:
+    import trio
 
-        async with trio.open_nursery() as nursery:
-            async with send:
-                for k in _split(n):
-                    nursery.start_soon(feed, k, send.clone())
-            async with receive:
-                async for _ in receive:
-                    count += 1
-        assert count == n
+    send, receive = trio.open_memory_channel[int](0)
 
-    return timed("trio", go)
+    async def feed(k: int, send: trio.MemorySendChannel[int]) -> None:
+        async with send:
+            async for v in numbers(k):
+                await send.send(v)
+
+    async with trio.open_nursery() as nursery:
+        async with send:
+            for k in _split(n):
+                nursery.start_soon(feed, k, send.clone())
+        return await drain(receive)
+
+
+trio_nursery_merge = counted("trio", _trio_nursery_merge)
 
 
 # ---------------------------------------------------------------- batch
 
 
+async def _drain_batches(batches: AbstractAsyncContextManager[AsyncIterable[list[int]]]) -> int:
+    """Enter ``batches``, iterate them to their end; return how many values they held."""
+    count = 0
+    async with batches as it:
+        async for b in it:
+            count += len(b)
+    return count
+
+
 def bridges_batch(backend: str, within: float | None = None) -> Case:
-    def case(n: int) -> float:
-        async def go() -> None:
-            count = 0
-            async with ops.batch(_gen(n), SIZE, within=within) as it:
-                async for b in it:
-                    count += len(b)
-            assert count == n
-
-        return timed(backend, go)
-
-    return case
+    return counted(backend, lambda n: _drain_batches(ops.batch(numbers(n), SIZE, within=within)))
 
 
-def aiostream_chunks(n: int) -> float:
+async def _aiostream_chunks(n: int) -> int:
     from aiostream import stream
 
-    async def go() -> None:
-        count = 0
-        source: Any = _gen(n)
-        xs: Any = stream.chunks(source, SIZE)
-        async with xs.stream() as streamer:
-            async for b in streamer:
-                count += len(b)
-        assert count == n
+    source: Any = numbers(n)
+    xs: Any = stream.chunks(source, SIZE)
+    return await _drain_batches(xs.stream())
 
-    return timed("asyncio", go)
+
+aiostream_chunks = counted("asyncio", _aiostream_chunks)
+
+
+async def _chunks(source: AsyncIterator[int]) -> AsyncGenerator[list[int]]:
+    """Batches of ``SIZE`` by hand: an async generator that fills a list."""
+    buf: list[int] = []
+    async for v in source:
+        buf.append(v)
+        if len(buf) == SIZE:
+            yield buf
+            buf = []
+    if buf:
+        yield buf
 
 
 def hand_chunks(backend: str) -> Case:
-    def case(n: int) -> float:
-        async def chunks(source: AsyncIterator[int]) -> AsyncIterator[list[int]]:
-            buf: list[int] = []
-            async for v in source:
-                buf.append(v)
-                if len(buf) == SIZE:
-                    yield buf
-                    buf = []
-            if buf:
-                yield buf
-
-        async def go() -> None:
-            count = 0
-            async for b in chunks(_gen(n)):
-                count += len(b)
-            assert count == n
-
-        return timed(backend, go)
-
-    return case
+    return counted(backend, lambda n: _drain_batches(aclosing(_chunks(numbers(n)))))
 
 
 # ---------------------------------------------------------------- concurrent map
@@ -162,38 +127,20 @@ def _sleeper(delay: float) -> Callable[[int], Awaitable[int]]:
 
 def bridges_cmap(backend: str, delay: float) -> Case:
     call = _sleeper(delay)
-
-    def case(n: int) -> float:
-        async def go() -> None:
-            count = 0
-            async with ops.map(_gen(n), call, concurrency=CALLS) as it:
-                async for _ in it:
-                    count += 1
-            assert count == n
-
-        return timed(backend, go)
-
-    return case
+    return counted(backend, lambda n: drain(ops.map(numbers(n), call, concurrency=CALLS)))
 
 
 def aiostream_map(delay: float) -> Case:
     call: Any = _sleeper(delay)  # (aiostream's typing of pipe.map wants a narrower callable)
 
-    def case(n: int) -> float:
+    async def run(n: int) -> int:
         from aiostream import pipe, stream
 
-        async def go() -> None:
-            count = 0
-            source: Any = _gen(n)
-            xs: Any = stream.iterate(source) | pipe.map(call, task_limit=CALLS, ordered=True)
-            async with xs.stream() as streamer:
-                async for _ in streamer:
-                    count += 1
-            assert count == n
+        source: Any = numbers(n)
+        xs: Any = stream.iterate(source) | pipe.map(call, task_limit=CALLS, ordered=True)
+        return await drain(xs.stream())
 
-        return timed("asyncio", go)
-
-    return case
+    return counted("asyncio", run)
 
 
 def trio_semaphore_map(delay: float) -> Case:
@@ -220,7 +167,7 @@ async def _semaphore_map(n: int, call: Callable[[int], Awaitable[int]]) -> None:
 
     async with trio.open_nursery() as nursery:
         i = 0
-        async for v in _gen(n):
+        async for v in numbers(n):
             await limit.acquire()
             nursery.start_soon(run, i, v)
             i += 1

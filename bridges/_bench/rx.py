@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -23,74 +23,50 @@ from reactivex.scheduler import ThreadPoolScheduler
 
 from bridges import rx
 
-from . import Baseline, Case, Scenario, timed
-
-_END = object()
-
-
-async def _numbers(n: int) -> AsyncIterator[int]:
-    for i in range(n):
-        yield i
-
+from . import END, Baseline, Case, Scenario, counted, drain, numbers, timed
 
 # ---------------------------------------------------------------- rx -> aiter
 
 
 def bridge_to_aiter(backend: str) -> Case:
-    def case(n: int) -> float:
-        async def go() -> None:
-            count = 0
-            async for _ in rx.to_aiter(reactivex.from_iterable(range(n))):
-                count += 1
-            assert count == n
-
-        return timed(backend, go)
-
-    return case
+    return counted(backend, lambda n: drain(rx.to_aiter(reactivex.from_iterable(range(n)))))
 
 
-def asyncio_queue_to_aiter(n: int) -> float:
+async def _asyncio_queue_to_aiter(n: int) -> int:
     """Subscribe with ``queue.put_nowait`` and ``await queue.get()`` until an end marker."""
+    queue: asyncio.Queue[object] = asyncio.Queue()
+    subscription = reactivex.from_iterable(range(n)).subscribe(
+        queue.put_nowait, queue.put_nowait, lambda: queue.put_nowait(END)
+    )
+    count = 0
+    while (v := await queue.get()) is not END:
+        if isinstance(v, Exception):
+            raise v
+        count += 1
+    subscription.dispose()
+    return count
 
-    async def go() -> None:
-        queue: asyncio.Queue[object] = asyncio.Queue()
-        subscription = reactivex.from_iterable(range(n)).subscribe(
-            queue.put_nowait, queue.put_nowait, lambda: queue.put_nowait(_END)
-        )
-        count = 0
-        while True:
-            v = await queue.get()
-            if v is _END:
-                break
+
+async def _trio_channel_to_aiter(n: int) -> int:
+    """Subscribe with an unbounded trio memory channel's ``send_nowait``, receive by hand."""
+    import trio
+
+    send, receive = trio.open_memory_channel[object](math.inf)
+    subscription = reactivex.from_iterable(range(n)).subscribe(
+        send.send_nowait, send.send_nowait, send.close
+    )
+    count = 0
+    async with receive:
+        async for v in receive:
             if isinstance(v, Exception):
                 raise v
             count += 1
-        subscription.dispose()
-        assert count == n
-
-    return timed("asyncio", go)
+    subscription.dispose()
+    return count
 
 
-def trio_channel_to_aiter(n: int) -> float:
-    """Subscribe with an unbounded trio memory channel's ``send_nowait``, receive by hand."""
-
-    async def go() -> None:
-        import trio
-
-        send, receive = trio.open_memory_channel[object](math.inf)
-        subscription = reactivex.from_iterable(range(n)).subscribe(
-            send.send_nowait, send.send_nowait, send.close
-        )
-        count = 0
-        async with receive:
-            async for v in receive:
-                if isinstance(v, Exception):
-                    raise v
-                count += 1
-        subscription.dispose()
-        assert count == n
-
-    return timed("trio", go)
+asyncio_queue_to_aiter = counted("asyncio", _asyncio_queue_to_aiter)
+trio_channel_to_aiter = counted("trio", _trio_channel_to_aiter)
 
 
 def bridge_to_aiter_thread(buffer: int | None) -> Case:
@@ -121,7 +97,7 @@ def call_soon_threadsafe_to_aiter(n: int) -> float:
             loop.call_soon_threadsafe(queue.put_nowait, v)
 
         def on_completed() -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, _END)
+            loop.call_soon_threadsafe(queue.put_nowait, END)
 
         reactivex.from_iterable(range(n)).pipe(ops.subscribe_on(pool)).subscribe(
             on_next, on_next, on_completed
@@ -129,7 +105,7 @@ def call_soon_threadsafe_to_aiter(n: int) -> float:
         count = 0
         while True:
             v = await queue.get()
-            if v is _END:
+            if v is END:
                 break
             count += 1
         pool.executor.shutdown()
@@ -162,9 +138,9 @@ def bridge_from_aiter(backend: str) -> Case:
             counter = _Counter()
             if backend == "trio":
                 async with anyio.create_task_group() as tg:
-                    rx.from_aiter(_numbers(n), task_group=tg).subscribe(counter)
+                    rx.from_aiter(numbers(n), task_group=tg).subscribe(counter)
             else:  # asyncio without a task group: the bridge's own tracked task
-                rx.from_aiter(_numbers(n)).subscribe(counter)
+                rx.from_aiter(numbers(n)).subscribe(counter)
                 await counter.done.wait()
             assert counter.count == n
 
@@ -173,65 +149,73 @@ def bridge_from_aiter(backend: str) -> Case:
     return case
 
 
-def asyncio_queue_from_aiter(n: int) -> float:
-    """A hand-written Observable: one task feeds the queue, another calls on_next."""
+#: what an asyncio baseline subscribes with: given n, reactivex's subscribe function
+AsyncioSubscribe = Callable[[int], Callable[..., abc.DisposableBase]]
 
+
+def _asyncio_observable(subscribe_for: AsyncioSubscribe) -> Case:
+    """An Observable whose subscribe starts asyncio tasks; its n values are counted."""
+
+    def case(n: int) -> float:
+        async def go() -> None:
+            counter = _Counter()
+            reactivex.create(subscribe_for(n)).subscribe(counter)
+            await counter.done.wait()
+            assert counter.count == n
+
+        return timed("asyncio", go)
+
+    return case
+
+
+def _tasks_disposable(*tasks: asyncio.Future[None]) -> abc.DisposableBase:
+    """Disposing cancels the tasks."""
+
+    def dispose() -> None:
+        for t in tasks:
+            t.cancel()
+
+    return Disposable(dispose)
+
+
+def _queue_subscribe(n: int) -> Callable[..., abc.DisposableBase]:
     def subscribe(observer: abc.ObserverBase[int], _: Any = None) -> abc.DisposableBase:
         queue: asyncio.Queue[object] = asyncio.Queue()
 
         async def produce() -> None:
-            async for v in _numbers(n):
+            async for v in numbers(n):
                 queue.put_nowait(v)
-            queue.put_nowait(_END)
+            queue.put_nowait(END)
 
         async def deliver() -> None:
             while True:
                 v = await queue.get()
-                if v is _END:
+                if v is END:
                     observer.on_completed()
                     return
                 observer.on_next(v)  # type: ignore[arg-type]
 
-        tasks = [asyncio.ensure_future(produce()), asyncio.ensure_future(deliver())]
+        return _tasks_disposable(asyncio.ensure_future(produce()), asyncio.ensure_future(deliver()))
 
-        def dispose() -> None:
-            for t in tasks:
-                t.cancel()
-
-        return Disposable(dispose)
-
-    async def go() -> None:
-        counter = _Counter()
-        reactivex.create(subscribe).subscribe(counter)
-        await counter.done.wait()
-        assert counter.count == n
-
-    return timed("asyncio", go)
+    return subscribe
 
 
-def asyncio_pump_from_aiter(n: int) -> float:
-    """The barest hand-written Observable: one task calls on_next per value (no queue)."""
-
+def _task_subscribe(n: int) -> Callable[..., abc.DisposableBase]:
     def subscribe(observer: abc.ObserverBase[int], _: Any = None) -> abc.DisposableBase:
         async def pump() -> None:
-            async for v in _numbers(n):
+            async for v in numbers(n):
                 observer.on_next(v)
             observer.on_completed()
 
-        task = asyncio.ensure_future(pump())
+        return _tasks_disposable(asyncio.ensure_future(pump()))
 
-        def dispose() -> None:
-            task.cancel()
+    return subscribe
 
-        return Disposable(dispose)
 
-    async def go() -> None:
-        counter = _Counter()
-        reactivex.create(subscribe).subscribe(counter)
-        await counter.done.wait()
-        assert counter.count == n
-
-    return timed("asyncio", go)
+#: a hand-written Observable: one task feeds the queue, another calls on_next
+asyncio_queue_from_aiter = _asyncio_observable(_queue_subscribe)
+#: the barest hand-written Observable: one task calls on_next per value (no queue)
+asyncio_pump_from_aiter = _asyncio_observable(_task_subscribe)
 
 
 #: what a trio baseline subscribes with: given the nursery and n, reactivex's subscribe function
@@ -263,7 +247,7 @@ def _channel_subscribe(nursery: Any, n: int) -> Callable[..., abc.DisposableBase
 
         async def produce() -> None:
             async with send:
-                async for v in _numbers(n):
+                async for v in numbers(n):
                     send.send_nowait(v)
 
         async def deliver() -> None:
@@ -282,7 +266,7 @@ def _channel_subscribe(nursery: Any, n: int) -> Callable[..., abc.DisposableBase
 def _pump_subscribe(nursery: Any, n: int) -> Callable[..., abc.DisposableBase]:
     def subscribe(observer: abc.ObserverBase[int], _: Any = None) -> abc.DisposableBase:
         async def pump() -> None:
-            async for v in _numbers(n):
+            async for v in numbers(n):
                 observer.on_next(v)
             observer.on_completed()
 
@@ -299,21 +283,19 @@ trio_pump_from_aiter = _trio_observable(_pump_subscribe)
 
 
 SCENARIOS = [
-    Scenario(
-        "rx -> aiter",
-        "asyncio",
-        1_000_000,
-        bridge_to_aiter("asyncio"),
-        [Baseline("asyncio.Queue by hand", asyncio_queue_to_aiter, 1.5, "<= 1.5x")],
-        note="from_iterable(range(n)), unbounded",
-    ),
-    Scenario(
-        "rx -> aiter",
-        "trio",
-        1_000_000,
-        bridge_to_aiter("trio"),
-        [Baseline("trio channel (inf) by hand", trio_channel_to_aiter, 1.5, "<= 1.5x")],
-        note="from_iterable(range(n)), unbounded",
+    *(
+        Scenario(
+            "rx -> aiter",
+            backend,
+            1_000_000,
+            bridge_to_aiter(backend),
+            [Baseline(peer_name, peer, 1.5, "<= 1.5x")],
+            note="from_iterable(range(n)), unbounded",
+        )
+        for backend, peer_name, peer in [
+            ("asyncio", "asyncio.Queue by hand", asyncio_queue_to_aiter),
+            ("trio", "trio channel (inf) by hand", trio_channel_to_aiter),
+        ]
     ),
     Scenario(
         "rx -> aiter, subscribe_on a thread",
@@ -337,26 +319,33 @@ SCENARIOS = [
         ],
         note="from_iterable(range(n)) on a ThreadPoolScheduler worker",
     ),
-    Scenario(
-        "aiter -> rx",
-        "asyncio",
-        1_000_000,
-        bridge_from_aiter("asyncio"),
-        [
-            Baseline("asyncio.Queue by hand", asyncio_queue_from_aiter, 1.5, "<= 1.5x"),
-            Baseline("bare pump task by hand", asyncio_pump_from_aiter, None, "reported"),
-        ],
-        note="async generator -> on_next",
-    ),
-    Scenario(
-        "aiter -> rx",
-        "trio",
-        1_000_000,
-        bridge_from_aiter("trio"),
-        [
-            Baseline("trio channel (inf) by hand", trio_channel_from_aiter, 1.5, "<= 1.5x"),
-            Baseline("bare pump task by hand", trio_pump_from_aiter, None, "reported"),
-        ],
-        note="async generator -> on_next, in a task group",
+    *(
+        Scenario(
+            "aiter -> rx",
+            backend,
+            1_000_000,
+            bridge_from_aiter(backend),
+            [
+                Baseline(peer_name, peer, 1.5, "<= 1.5x"),
+                Baseline("bare pump task by hand", pump, None, "reported"),
+            ],
+            note=note,
+        )
+        for backend, peer_name, peer, pump, note in [
+            (
+                "asyncio",
+                "asyncio.Queue by hand",
+                asyncio_queue_from_aiter,
+                asyncio_pump_from_aiter,
+                "async generator -> on_next",
+            ),
+            (
+                "trio",
+                "trio channel (inf) by hand",
+                trio_channel_from_aiter,
+                trio_pump_from_aiter,
+                "async generator -> on_next, in a task group",
+            ),
+        ]
     ),
 ]

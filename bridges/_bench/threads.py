@@ -21,7 +21,7 @@ import atexit
 import sqlite3
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -29,7 +29,7 @@ from anyio.from_thread import start_blocking_portal
 
 from bridges import threads
 
-from . import Baseline, Case, Scenario, timed
+from . import Baseline, Case, Scenario, counted, drain, numbers
 
 _QUERY = "SELECT id, name, score FROM t ORDER BY id"
 _dbs: dict[int, Path] = {}
@@ -43,16 +43,23 @@ def _db(n: int) -> Path:
         if _tmp is None:
             _tmp = tempfile.TemporaryDirectory(prefix="bridges-bench-")
             atexit.register(_tmp.cleanup)
-        path = Path(_tmp.name) / f"rows-{n}.sqlite"
-        con = sqlite3.connect(path)
-        with con:
-            con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, score REAL)")
-            con.executemany(
-                "INSERT INTO t VALUES (?, ?, ?)", ((i, f"row-{i}", i * 0.5) for i in range(n))
-            )
-        con.close()
-        _dbs[n] = path
+        _dbs[n] = make_table(Path(_tmp.name) / f"rows-{n}.sqlite", n)
     return _dbs[n]
+
+
+def make_table(path: Path, n: int) -> Path:
+    """A sqlite3 database at ``path`` whose table ``t`` holds ``n`` rows (id, name, score).
+
+    The rows every cursor case reads (and the tests of ``threads`` too).
+    """
+    con = sqlite3.connect(path)
+    with con:
+        con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, score REAL)")
+        con.executemany(
+            "INSERT INTO t VALUES (?, ?, ?)", ((i, f"row-{i}", i * 0.5) for i in range(n))
+        )
+    con.close()
+    return path
 
 
 def _rows(path: Path) -> Iterator[tuple[int, str, float]]:
@@ -68,72 +75,49 @@ def _rows(path: Path) -> Iterator[tuple[int, str, float]]:
 
 
 def bridge_cursor(backend: str, buffer: int = 256) -> Case:
-    def case(n: int) -> float:
-        path = _db(n)
-
-        async def go() -> None:
-            count = 0
-            async with threads.to_aiter(lambda: _rows(path), buffer=buffer) as rows:
-                async for _ in rows:
-                    count += 1
-            assert count == n
-
-        return timed(backend, go)
-
-    return case
+    return counted(
+        backend,
+        lambda n: drain(threads.to_aiter(lambda: _rows(_dbs[n]), buffer=buffer)),
+        prepare=_db,
+    )
 
 
 def thread_hop_per_row(backend: str) -> Case:
     """``await anyio.to_thread.run_sync(next, cursor)`` for every row."""
 
-    def case(n: int) -> float:
-        path = _db(n)
+    async def run(n: int) -> int:
+        con = sqlite3.connect(_dbs[n], check_same_thread=False)
+        cursor = con.execute(_QUERY)
+        end = object()
+        count = 0
+        while (await anyio.to_thread.run_sync(next, cursor, end)) is not end:
+            count += 1
+        con.close()
+        return count
 
-        async def go() -> None:
-            con = sqlite3.connect(path, check_same_thread=False)
-            cursor = con.execute(_QUERY)
-            end = object()
-            count = 0
-            while (await anyio.to_thread.run_sync(next, cursor, end)) is not end:
-                count += 1
-            con.close()
-            assert count == n
-
-        return timed(backend, go)
-
-    return case
+    return counted(backend, run, prepare=_db)
 
 
 def sync_iteration(backend: str) -> Case:
     """Iterate the cursor synchronously, on the loop (blocking it the whole time)."""
 
-    def case(n: int) -> float:
-        path = _db(n)
+    async def run(n: int) -> int:
+        count = 0
+        for _ in _rows(_dbs[n]):
+            count += 1
+        return count
 
-        async def go() -> None:
-            count = 0
-            for _ in _rows(path):
-                count += 1
-            assert count == n
-
-        return timed(backend, go)
-
-    return case
+    return counted(backend, run, prepare=_db)
 
 
 # ------------------------------------------------------- aiter -> sync iterator
-
-
-async def _numbers(n: int) -> AsyncIterator[int]:
-    for i in range(n):
-        yield i
 
 
 def bridge_from_aiter(backend: str) -> Case:
     def case(n: int) -> float:
         t0 = time.perf_counter()
         count = 0
-        with threads.from_aiter(_numbers(n), backend=backend) as it:
+        with threads.from_aiter(numbers(n), backend=backend) as it:
             for _ in it:
                 count += 1
         assert count == n
@@ -149,7 +133,7 @@ def portal_call_per_value(backend: str) -> Case:
         t0 = time.perf_counter()
         count = 0
         with start_blocking_portal(backend) as portal:
-            agen = _numbers(n)
+            agen = numbers(n)
             try:
                 while True:
                     portal.call(agen.__anext__)

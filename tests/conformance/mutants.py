@@ -34,6 +34,7 @@ from bridges.testing import (
     TestSource,
 )
 
+from .harness_kit import IntValues
 from .harnesses.callbacks import ToAiterPausedHarness, ToAiterThreadHarness
 from .harnesses.channels import FromAiterAnyioHarness
 from .harnesses.core import ChannelHarness, CoreThreadHarness
@@ -114,30 +115,28 @@ class NoDelHarness(ChannelHarness):
         return send, receive
 
 
-class _Receiver:
+class _Receiver(IntValues):
     """Wraps a ChannelReceiver; everything but ``__anext__`` goes to it."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    def __aiter__(self) -> _Receiver:
-        return self
-
-    async def __anext__(self) -> int:
-        return int(await self._inner.__anext__())
-
-    async def __aenter__(self) -> _Receiver:
-        await self._inner.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        await self._inner.__aexit__(*exc_info)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
 
     def __getattr__(self, name: str) -> Any:  # stats, receive_nowait, ...
         return getattr(self._inner, name)
+
+
+class _WrappingHarness(ChannelHarness):
+    """open_channel, its receiver wrapped in ``wrapper`` (the mutants below set one)."""
+
+    wrapper: type[_Receiver] = _Receiver
+    #: wrap the receiver of ``open_producer`` too (the checks that send on their own end)
+    wrap_producer = False
+
+    def open(
+        self, script: Script, probe: Probe, *, buffer: int | None, overflow: str
+    ) -> AsyncIterator[int]:
+        return self.wrapper(super().open(script, probe, buffer=buffer, overflow=overflow))
+
+    def open_producer(self, *, buffer: int) -> tuple[Any, AsyncIterator[int]]:
+        send, receive = super().open_producer(buffer=buffer)
+        return send, (self.wrapper(receive) if self.wrap_producer else receive)
 
 
 class _TakesFirst(_Receiver):
@@ -152,19 +151,12 @@ class _TakesFirst(_Receiver):
         return int(value)
 
 
-class TakesFirstHarness(ChannelHarness):
+class TakesFirstHarness(_WrappingHarness):
     """Breaks R19: ``__anext__`` takes a ready value before it checks for cancellation."""
 
     name = "mutant:takes-first"
-
-    def open(
-        self, script: Script, probe: Probe, *, buffer: int | None, overflow: str
-    ) -> AsyncIterator[int]:
-        return _TakesFirst(super().open(script, probe, buffer=buffer, overflow=overflow))
-
-    def open_producer(self, *, buffer: int) -> tuple[Any, AsyncIterator[int]]:
-        send, receive = super().open_producer(buffer=buffer)
-        return send, _TakesFirst(receive)
+    wrapper = _TakesFirst
+    wrap_producer = True
 
 
 class _Lifo(_Receiver):
@@ -190,19 +182,12 @@ class _Lifo(_Receiver):
             self._waiting.remove(me)
 
 
-class LifoHarness(ChannelHarness):
+class LifoHarness(_WrappingHarness):
     """Breaks R20: waiting consumers are served last come, first served."""
 
     name = "mutant:lifo"
-
-    def open(
-        self, script: Script, probe: Probe, *, buffer: int | None, overflow: str
-    ) -> AsyncIterator[int]:
-        return _Lifo(super().open(script, probe, buffer=buffer, overflow=overflow))
-
-    def open_producer(self, *, buffer: int) -> tuple[Any, AsyncIterator[int]]:
-        send, receive = super().open_producer(buffer=buffer)
-        return send, _Lifo(receive)
+    wrapper = _Lifo
+    wrap_producer = True
 
 
 class _SendsFirst(_Sender):
@@ -317,17 +302,6 @@ class EagerHarness(CoreThreadHarness):
         it = super().open(script, probe, buffer=buffer, overflow=overflow)
         _enter_now(it)  # the bug: subscribes eagerly
         return it
-
-
-class _WrappingHarness(ChannelHarness):
-    """open_channel, its receiver wrapped in ``wrapper`` (the mutants below set one)."""
-
-    wrapper: type[_Receiver] = _Receiver
-
-    def open(
-        self, script: Script, probe: Probe, *, buffer: int | None, overflow: str
-    ) -> AsyncIterator[int]:
-        return self.wrapper(super().open(script, probe, buffer=buffer, overflow=overflow))
 
 
 class _Skips(_Receiver):

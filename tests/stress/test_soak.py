@@ -157,18 +157,33 @@ def _figures(name: str, meter: Meter) -> Figures:
     )
 
 
+class _InOrder:
+    """Checks that the values arrive in order; samples the meter at every hundredth."""
+
+    def __init__(self, meter: Meter) -> None:
+        self.meter = meter
+        self.expected = 0
+        self.mark = meter.next
+
+    def take(self, v: int) -> None:
+        if v != self.expected:
+            raise AssertionError(f"value {v} arrived where {self.expected} was due")
+        self.expected += 1
+        if self.expected == self.mark:
+            self.meter.mark(self.expected)
+            self.mark = self.meter.next
+
+    def check_all_came(self) -> None:
+        total = self.meter.total
+        assert self.expected == total, f"{self.expected} values arrived, {total} were sent"
+
+
 async def _consume(it: AsyncIterator[int], meter: Meter) -> None:
     """Take every value, checking the order; sample the meter at every hundredth."""
-    expected = 0
-    mark = meter.next
+    check = _InOrder(meter)
     async for v in it:
-        if v != expected:
-            raise AssertionError(f"value {v} arrived where {expected} was due")
-        expected += 1
-        if expected == mark:
-            meter.mark(expected)
-            mark = meter.next
-    assert expected == meter.total, f"{expected} values arrived, {meter.total} were sent"
+        check.take(v)
+    check.check_all_came()
 
 
 async def _numbers(n: int) -> AsyncIterator[int]:
@@ -250,17 +265,11 @@ async def _threads_from_aiter(meter: Meter) -> None:
     """Sync code (a plain thread) iterating an async generator run in a helper loop."""
 
     def consume() -> None:
-        expected = 0
-        mark = meter.next
+        check = _InOrder(meter)
         with threads.from_aiter(_numbers(meter.total), buffer=BUFFER) as it:
             for v in it:
-                if v != expected:
-                    raise AssertionError(f"value {v} arrived where {expected} was due")
-                expected += 1
-                if expected == mark:
-                    meter.mark(expected)
-                    mark = meter.next
-        assert expected == meter.total
+                check.take(v)
+        check.check_all_came()
 
     await anyio.to_thread.run_sync(consume)
 

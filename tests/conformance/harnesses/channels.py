@@ -6,6 +6,7 @@ pump run on every backend.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import sys
@@ -31,6 +32,8 @@ from bridges.testing import (
     Script,
     ScriptedProducer,
 )
+
+from ..harness_kit import note_error, unwrap
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found, unused-ignore]
@@ -78,11 +81,44 @@ class _ToAiterHarness(testing.PushHarness):
     claims = testing.claim_push(na=_TO_AITER_NA)
 
     def make(self, buffer: float) -> tuple[Any, Any]:
+        """A memory channel of this kind: ``(send, receive)``."""
+        raise NotImplementedError
+
+    def from_thread(self) -> tuple[Callable[..., Any], Callable[..., Any]]:
+        """This loop's ``(run, run_sync)`` for a foreign thread (called on the loop)."""
+        raise NotImplementedError
+
+    #: what this kind of channel raises at a send whose receiver is gone
+    broken: type[BaseException] = anyio.BrokenResourceError
+
+    def told_broken(self, exc: BaseException) -> object:
+        """What a late send that was told its receiver is gone records (``exc``: how)."""
         raise NotImplementedError
 
     def runner(self) -> Callable[..., Any]:
         """``run(fn, *args)`` for a foreign thread: runs ``fn(*args)`` in this loop."""
-        raise NotImplementedError
+        run, run_sync = self.from_thread()
+
+        def runner(fn: Callable[..., Any], *args: Any) -> Any:
+            return (run if inspect.iscoroutinefunction(fn) else run_sync)(fn, *args)
+
+        return runner
+
+    async def emit_after_close(self, probe: Probe) -> None:
+        send, receive = self.make(1)
+        it = channels.to_aiter(receive)
+        await it.aclose()
+        run, _ = self.from_thread()
+
+        def late() -> object:
+            try:
+                run(send.send, 1)
+            except self.broken as exc:
+                return self.told_broken(exc)
+            return True
+
+        probe.late_results.append(await anyio.to_thread.run_sync(late))
+        send.close()
 
     def open(
         self, script: Script, probe: Probe, *, buffer: int | None, overflow: str
@@ -132,34 +168,20 @@ class _ToAiterHarness(testing.PushHarness):
 class ToAiterTrioHarness(_ToAiterHarness):
     name = "channels.to_aiter-trio"
     backends = frozenset({"trio"})
+    broken = trio.BrokenResourceError
 
     def make(self, buffer: float) -> tuple[Any, Any]:
         return trio.open_memory_channel[int](buffer)
 
-    def runner(self) -> Callable[..., Any]:
+    def from_thread(self) -> tuple[Callable[..., Any], Callable[..., Any]]:
         token = trio.lowlevel.current_trio_token()
+        return (
+            functools.partial(trio.from_thread.run, trio_token=token),
+            functools.partial(trio.from_thread.run_sync, trio_token=token),
+        )
 
-        def runner(fn: Callable[..., Any], *args: Any) -> Any:
-            if inspect.iscoroutinefunction(fn):
-                return trio.from_thread.run(fn, *args, trio_token=token)
-            return trio.from_thread.run_sync(fn, *args, trio_token=token)
-
-        return runner
-
-    async def emit_after_close(self, probe: Probe) -> None:
-        send, receive = trio.open_memory_channel[int](1)
-        it = channels.to_aiter(receive)
-        await it.aclose()
-
-        def late() -> object:
-            try:
-                trio.from_thread.run(send.send, 1)
-            except trio.BrokenResourceError:
-                return False  # told "broken": the trio spelling of anyio's error
-            return True
-
-        probe.late_results.append(await anyio.to_thread.run_sync(late))
-        send.close()
+    def told_broken(self, exc: BaseException) -> object:
+        return False  # told "broken": the trio spelling of anyio's error
 
 
 class ToAiterAnyioHarness(_ToAiterHarness):
@@ -168,30 +190,15 @@ class ToAiterAnyioHarness(_ToAiterHarness):
     def make(self, buffer: float) -> tuple[Any, Any]:
         return anyio.create_memory_object_stream[int](buffer)
 
-    def runner(self) -> Callable[..., Any]:
+    def from_thread(self) -> tuple[Callable[..., Any], Callable[..., Any]]:
         token = anyio.lowlevel.current_token()
+        return (
+            functools.partial(anyio.from_thread.run, token=token),
+            functools.partial(anyio.from_thread.run_sync, token=token),
+        )
 
-        def runner(fn: Callable[..., Any], *args: Any) -> Any:
-            if inspect.iscoroutinefunction(fn):
-                return anyio.from_thread.run(fn, *args, token=token)
-            return anyio.from_thread.run_sync(fn, *args, token=token)
-
-        return runner
-
-    async def emit_after_close(self, probe: Probe) -> None:
-        send, receive = anyio.create_memory_object_stream[int](1)
-        it = channels.to_aiter(receive)
-        await it.aclose()
-
-        def late() -> object:
-            try:
-                anyio.from_thread.run(send.send, 1)
-            except anyio.BrokenResourceError as exc:
-                return exc
-            return True
-
-        probe.late_results.append(await anyio.to_thread.run_sync(late))
-        send.close()
+    def told_broken(self, exc: BaseException) -> object:
+        return exc
 
 
 # ----------------------------------------------------------------- push: across loops
@@ -286,12 +293,18 @@ class PumpAcrossLoopsHarness(testing.PushHarness):
 
 class _FromAiterHarness(testing.PullHarness):
     buffer = 0
+    #: the receive side presents itself as this, and raises ``end`` at the end
+    receives_as: type = anyio.abc.ObjectReceiveStream
+    end: type[BaseException] = anyio.EndOfStream
 
     async def receive_one(self, receive: channels.PumpedReceiver[int]) -> tuple[bool, int]:
-        raise NotImplementedError
+        try:
+            return True, await receive.receive()
+        except self.end:
+            return False, 0
 
     def check_type(self, receive: object) -> None:
-        raise NotImplementedError
+        assert isinstance(receive, self.receives_as)
 
     def open(self, source: AsyncIterable[int]) -> AbstractAsyncContextManager[Any]:
         """The adapter under test: ``channels.from_aiter`` (the mutants wrap it)."""
@@ -308,8 +321,7 @@ class _FromAiterHarness(testing.PullHarness):
                 self.check_type(receive)
                 await _consume(receive, plan, outcome, self.receive_one)
         except Exception as exc:
-            outcome.error = exc
-            outcome.errors_seen += 1
+            note_error(outcome, exc)
         return outcome
 
     async def drive_bad(self) -> object:
@@ -358,15 +370,8 @@ class FromAiterTrioHarness(_FromAiterHarness):
     backends = frozenset({"trio"})
     buffer = 0
     in_flight = 0
-
-    def check_type(self, receive: object) -> None:
-        assert isinstance(receive, trio.abc.ReceiveChannel)
-
-    async def receive_one(self, receive: channels.PumpedReceiver[int]) -> tuple[bool, int]:
-        try:
-            return True, await receive.receive()
-        except trio.EndOfChannel:
-            return False, 0
+    receives_as = trio.abc.ReceiveChannel
+    end = trio.EndOfChannel
 
 
 class FromAiterAnyioHarness(_FromAiterHarness):
@@ -375,37 +380,6 @@ class FromAiterAnyioHarness(_FromAiterHarness):
     name = "channels.from_aiter-anyio"
     buffer = 4
     in_flight = 4
-
-    def check_type(self, receive: object) -> None:
-        assert isinstance(receive, anyio.abc.ObjectReceiveStream)
-
-    async def receive_one(self, receive: channels.PumpedReceiver[int]) -> tuple[bool, int]:
-        try:
-            return True, await receive.receive()
-        except anyio.EndOfStream:
-            return False, 0
-
-
-def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one exception of the harness's own task group, taken out of its group.
-
-    Under trio every task that a cancellation from outside reaches adds its
-    ``Cancelled`` to the nursery's group, next to the error (the consumer's,
-    say) that coincided with it: those are that one cancellation, not errors
-    of their own, so the error alone comes out (or, with none, the cancellation).
-    """
-    leaves = _leaves(group)
-    errors = [e for e in leaves if not isinstance(e, anyio.get_cancelled_exc_class())]
-    if len(errors) == 1:
-        return errors[0]
-    return leaves[0] if not errors else group
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    out: list[BaseException] = []
-    for e in group.exceptions:
-        out.extend(_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])
-    return out
 
 
 class PumpHarness(testing.PullHarness):
@@ -441,10 +415,9 @@ class PumpHarness(testing.PullHarness):
                     async with receive:
                         await _consume(receive, plan, outcome, receive_one)
             except BaseExceptionGroup as group:
-                raise _unwrap(group) from None
+                raise unwrap(group) from None
         except Exception as exc:
-            outcome.error = exc
-            outcome.errors_seen += 1
+            note_error(outcome, exc)
         return outcome
 
     async def drive_bad(self) -> object:

@@ -19,6 +19,7 @@ import bridges
 from bridges import ops, testing
 from bridges.testing import Outcome, Plan, Probe, Script, TestSource
 
+from ..harness_kit import errors_noted, note_error
 from .core import CoreThreadHarness
 
 _NOT_RESUBSCRIBABLE = (
@@ -73,14 +74,9 @@ class _OpsPull(testing.PullHarness):
     async def drive(self, source: AsyncIterable[int], plan: Plan) -> Outcome:
         outcome = Outcome()
         it = self.build(source)  # bad arguments fail here, at once (R15)
-        try:
+        with errors_noted(outcome):
             async with it:
                 await _consume(it, plan, outcome, flatten=self.flatten, keep=self.keep())
-        except AssertionError:
-            raise
-        except Exception as exc:
-            outcome.error = exc
-            outcome.errors_seen += 1
         self.after()
         return outcome
 
@@ -119,7 +115,7 @@ class TakeHarness(_OpsPull):
         n = plan.take if plan.take is not None else 10**9
         outcome = Outcome()
         it = bridges.iterate(source).take(n)
-        try:
+        with errors_noted(outcome):
             async with it:
                 async for v in it:
                     plan.seen(v)
@@ -132,11 +128,6 @@ class TakeHarness(_OpsPull):
                         raise testing.ConsumerError
                     for _ in range(plan.slow):
                         await anyio.lowlevel.checkpoint()
-        except AssertionError:
-            raise
-        except Exception as exc:
-            outcome.error = exc
-            outcome.errors_seen += 1
         return outcome
 
 
@@ -293,18 +284,13 @@ class ShareHarness(testing.PullHarness):
     async def drive(self, source: AsyncIterable[int], plan: Plan) -> Outcome:
         outcome = Outcome()
         shared = ops.share(source, buffer=2)
-        try:
+        with errors_noted(outcome):
             async with shared:
                 async with shared.subscribe() as sub:
                     await _consume(sub, plan, outcome)
                 assert getattr(source, "closed", 1) == 1, (
                     "share: the last subscriber to leave closes the source before it returns"
                 )
-        except AssertionError:
-            raise
-        except Exception as exc:
-            outcome.error = exc
-            outcome.errors_seen += 1
         return outcome
 
     async def subscribe_twice(
@@ -353,8 +339,7 @@ class ShareTwoHarness(testing.PullHarness):
                     async with main:
                         await _consume(main, plan, outcome)
                 except Exception as exc:
-                    outcome.error = exc
-                    outcome.errors_seen += 1
+                    note_error(outcome, exc)
                 if plan.take is not None or plan.fail_after is not None:
                     tg.cancel_scope.cancel()  # the last subscriber leaves
                 # else the other one finishes with the source

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -17,6 +17,8 @@ from reactivex.scheduler import NewThreadScheduler, ThreadPoolScheduler
 
 from bridges import rx, testing
 from bridges.testing import ConsumerError, End, Outcome, Plan, Probe, Script
+
+from ..harness_kit import gated_values, unwrap
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
@@ -41,14 +43,8 @@ def scripted(
         probe.start()
         released = threading.Event()
 
-        def values() -> Iterator[int]:
-            for i, v in enumerate(script.values):
-                if script.gate is not None and i == script.gate:
-                    while not probe.open_gate.wait(0.01):
-                        if released.is_set():
-                            return
-                yield v
-                probe.hand_over()  # on_next returned: the adapter has the value
+        # each value is handed over once on_next returned: the adapter has it
+        values = gated_values(script, probe, released, 0.01)
 
         end: Observable[int]
         if script.end is End.COMPLETE:
@@ -58,7 +54,7 @@ def scripted(
             end = reactivex.throw(script.error)
         else:
             end = reactivex.never()
-        inner = reactivex.from_iterable(values(), scheduler=scheduler).pipe(ops.concat(end))
+        inner = reactivex.from_iterable(values, scheduler=scheduler).pipe(ops.concat(end))
         subscription = inner.subscribe(observer)
 
         def release() -> None:
@@ -183,11 +179,7 @@ class FromAiterHarness(testing.PullHarness):
             # under trio a cancellation from outside that coincided with it adds the
             # Cancelled of each task it reached (the body's, here) to the group: those
             # are that one cancellation, so the error alone is the outcome
-            leaves = _leaves(group)
-            errors = [e for e in leaves if not isinstance(e, anyio.get_cancelled_exc_class())]
-            if len(errors) > 1:
-                raise
-            error = errors[0] if errors else leaves[0]
+            error = unwrap(group)
             if not isinstance(error, ConsumerError):
                 raise error from None  # e.g. from_aiter's own TypeError (R15), a cancellation
             subscriber.outcome.error = error
@@ -261,13 +253,6 @@ class FromAiterLoopHarness(testing.PullHarness):
             return subscriber.outcome
 
         return await _twice(subscribe_one, rx.from_aiter(make()))
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    out: list[BaseException] = []
-    for e in group.exceptions:
-        out.extend(_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])
-    return out
 
 
 HARNESSES: list[testing.PushHarness | testing.PullHarness] = [

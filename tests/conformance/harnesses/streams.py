@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import anyio
@@ -29,8 +30,10 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from bridges import streams, testing
 from bridges.testing import Outcome, Plan, Probe, Script, ScriptedProducer
 
+from ..harness_kit import IntValues, note_consumer_error, note_error
+
 if sys.version_info < (3, 11):  # pragma: no cover
-    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
+    pass  # type: ignore[import-not-found,unused-ignore]
 
 ASYNCIO = frozenset({"asyncio", "uvloop"})
 #: what get() raises on a queue that was shut down (Python 3.13+)
@@ -68,30 +71,6 @@ class _Records:
 def _records(source: Any) -> Any:
     """Records over ``source``, or ``source`` itself when it is not iterable (R15)."""
     return _Records(source) if hasattr(source, "__aiter__") else source
-
-
-def _unwrap(exc: BaseException) -> BaseException:
-    """The one exception of the harness's own task group, taken out of its group.
-
-    Under trio every task that a cancellation from outside reaches adds its
-    ``Cancelled`` to the nursery's group, next to the error (the consumer's,
-    say) that coincided with it: those are that one cancellation, not errors
-    of their own, so the error alone comes out (or, with none, the cancellation).
-    """
-    if not isinstance(exc, BaseExceptionGroup):
-        return exc
-    leaves = _leaves(exc)
-    errors = [e for e in leaves if not isinstance(e, anyio.get_cancelled_exc_class())]
-    if len(errors) == 1:
-        return errors[0]
-    return leaves[0] if not errors else exc
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    out: list[BaseException] = []
-    for e in group.exceptions:
-        out.extend(_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])
-    return out
 
 
 async def _consume(
@@ -137,8 +116,69 @@ def _write_errors(
                 # happened, the consumer's error is the outcome (as for every adapter)
                 continue
             raise exc
-        outcome.error = exc
-        outcome.errors_seen += 1
+        note_error(outcome, exc)
+
+
+def _lines(reader: asyncio.StreamReader) -> Callable[[], Awaitable[bytes | None]]:
+    """Records read from ``reader`` (None at the end)."""
+
+    async def receive() -> bytes | None:
+        try:
+            return (await reader.readuntil(b"\n"))[:-1]
+        except asyncio.IncompleteReadError:
+            return None
+
+    return receive
+
+
+def _pieces(buffered: BufferedByteReceiveStream) -> Callable[[], Awaitable[bytes | None]]:
+    """Records read from a byte stream (None at the end)."""
+
+    async def receive() -> bytes | None:
+        try:
+            return await buffered.receive_until(b"\n", 64)
+        except anyio.IncompleteRead:
+            return None
+
+    return receive
+
+
+async def _drive_writer(
+    source: AsyncIterable[int],
+    plan: Plan,
+    write: Callable[[Any], Awaitable[object]],
+    close_writer: Callable[[], Awaitable[object]],
+    receive: Callable[[], Awaitable[bytes | None]],
+    hang_up: Callable[[], Awaitable[object]],
+    hang_up_errors: tuple[type[BaseException], ...],
+) -> Outcome:
+    """A writer task runs ``write(records)``, then ``close_writer()``; the consumer
+    ``receive()``s records following ``plan``, then ``hang_up()``s, as a peer would."""
+    outcome = Outcome()
+    write_error: list[BaseException] = []
+
+    async def produce() -> None:
+        try:
+            await write(_records(source))
+        except Exception as exc:
+            write_error.append(exc)
+        finally:
+            await close_writer()
+
+    ended = False
+    try:
+        async with anyio.create_task_group() as tg:
+            try:
+                if not hasattr(source, "__aiter__"):  # R15: raises at once, in this task
+                    await write(source)
+                tg.start_soon(produce)
+                ended = await _consume(plan, outcome, receive)
+            finally:
+                await hang_up()  # the consumer is done
+    except BaseException as group:
+        note_consumer_error(outcome, group)
+    _write_errors(outcome, write_error, not ended, hang_up_errors)
+    return outcome
 
 
 def _thread_producer(
@@ -194,6 +234,17 @@ _PUSH_NA = {
 # ---------------------------------------------------------------- push forms
 
 
+def _bad_reader_args(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """R15 for a reader adapter, which has no buffer/overflow: a bad ``buffer``
+    becomes a bad ``chunk_size``, a bad ``overflow`` an empty ``separator``."""
+    bad: dict[str, tuple[str, Any]] = {
+        "buffer": ("chunk_size", kwargs.get("buffer")),
+        "overflow": ("separator", b""),
+    }
+    name, value = bad[next(iter(kwargs))]
+    return {name: value}
+
+
 class ToAiterHarness(testing.PushHarness):
     """streams.to_aiter over open_pipe(), fed by a thread through write() + drain()."""
 
@@ -227,12 +278,7 @@ class ToAiterHarness(testing.PushHarness):
     def open_bad(self, **kwargs: Any) -> object:
         reader, writer = streams.open_pipe()
         writer.close()
-        bad: dict[str, tuple[str, Any]] = {
-            "buffer": ("chunk_size", kwargs.get("buffer")),
-            "overflow": ("separator", b""),
-        }
-        name, value = bad[next(iter(kwargs))]
-        return streams.to_aiter(reader, **{name: value})
+        return streams.to_aiter(reader, **_bad_reader_args(kwargs))
 
 
 class ByteStreamToAiterHarness(testing.PushHarness):
@@ -255,12 +301,7 @@ class ByteStreamToAiterHarness(testing.PushHarness):
 
     def open_bad(self, **kwargs: Any) -> object:
         _, receive_stream = streams.open_byte_stream_pipe()
-        bad: dict[str, tuple[str, Any]] = {
-            "buffer": ("chunk_size", kwargs.get("buffer")),
-            "overflow": ("separator", b""),
-        }
-        name, value = bad[next(iter(kwargs))]
-        return streams.byte_stream_to_aiter(receive_stream, **{name: value})
+        return streams.byte_stream_to_aiter(receive_stream, **_bad_reader_args(kwargs))
 
 
 class QueueToAiterHarness(testing.PushHarness):
@@ -294,66 +335,50 @@ class QueueToAiterHarness(testing.PushHarness):
 
 
 def _as_ints(it: Any) -> AsyncIterator[int]:
-    return _IntRecords(it)
-
-
-class _IntRecords:
-    """The adapter's iterator, records parsed to ints; everything else passed through."""
-
-    def __init__(self, it: Any) -> None:
-        self._it = it
-
-    def __aiter__(self) -> _IntRecords:
-        return self
-
-    async def __anext__(self) -> int:
-        return int(await self._it.__anext__())
-
-    async def aclose(self) -> None:
-        await self._it.aclose()
-
-    async def __aenter__(self) -> _IntRecords:
-        await self._it.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        await self._it.__aexit__(*exc_info)
+    """The adapter's iterator, records parsed to ints."""
+    return IntValues(it)
 
 
 # ---------------------------------------------------------------- pull forms
 
-_PULL_NA_R13 = "a stream is fed once: there is no subscription to repeat"
+
+class _StreamPullHarness(testing.PullHarness):
+    """What every stream-feeding harness claims; ``drive_reader`` for those read by the consumer."""
+
+    claims = testing.claim_pull(
+        na={"R13": "a stream is fed once: there is no subscription to repeat"}
+    )
+
+    async def drive_reader(
+        self,
+        opened: AbstractAsyncContextManager[Any],
+        receiver: Callable[[Any], Callable[[], Awaitable[bytes | None]]],
+        plan: Plan,
+    ) -> Outcome:
+        """Enter ``opened``; receive records with ``receiver(what it gave)``, following ``plan``."""
+        outcome = Outcome()
+        try:
+            async with opened as stream:
+                await _consume(plan, outcome, receiver(stream))
+        except (testing.SourceError, testing.ConsumerError) as exc:
+            note_error(outcome, exc)
+        return outcome
 
 
-class FromAiterHarness(testing.PullHarness):
+class FromAiterHarness(_StreamPullHarness):
     """streams.from_aiter: a StreamReader fed by a feeder task, read with readuntil()."""
 
     name = "streams.from_aiter"
     backends = ASYNCIO
-    claims = testing.claim_pull(na={"R13": _PULL_NA_R13})
     #: limit=4 (a record is up to 4 bytes): the reader pauses its transport
     #: above 8 bytes, so up to 4 two-byte records wait in it, plus the one in hand
     in_flight = 5
 
     async def drive(self, source: AsyncIterable[int], plan: Plan) -> Outcome:
-        outcome = Outcome()
-
-        async def receive() -> bytes | None:
-            try:
-                return (await reader.readuntil(b"\n"))[:-1]
-            except asyncio.IncompleteReadError:
-                return None
-
-        try:
-            async with streams.from_aiter(_records(source), limit=4) as reader:
-                await _consume(plan, outcome, receive)
-        except (testing.SourceError, testing.ConsumerError) as exc:
-            outcome.error = exc
-            outcome.errors_seen += 1
-        return outcome
+        return await self.drive_reader(streams.from_aiter(_records(source), limit=4), _lines, plan)
 
 
-class WriteHarness(testing.PullHarness):
+class WriteHarness(_StreamPullHarness):
     """streams.write into open_pipe(); the consumer reads the pipe's reader.
 
     The consumer stopping (early, or with its own error) closes the
@@ -362,56 +387,35 @@ class WriteHarness(testing.PullHarness):
 
     name = "streams.write"
     backends = ASYNCIO
-    claims = testing.claim_pull(na={"R13": _PULL_NA_R13})
     #: open_pipe(limit=4) (a record is up to 4 bytes): drain() waits once the
     #: reader holds more than 8 bytes: up to 4 two-byte records, plus the one in hand
     in_flight = 5
 
     async def drive(self, source: AsyncIterable[int], plan: Plan) -> Outcome:
-        outcome = Outcome()
         reader, writer = streams.open_pipe(limit=4)
-        write_error: list[BaseException] = []
 
-        async def produce() -> None:
-            try:
-                await streams.write(writer, _records(source))
-            except Exception as exc:
-                write_error.append(exc)
-            finally:
-                writer.close()
+        async def close_writer() -> None:
+            writer.close()
 
-        async def receive() -> bytes | None:
-            try:
-                return (await reader.readuntil(b"\n"))[:-1]
-            except asyncio.IncompleteReadError:
-                return None
+        async def hang_up() -> None:
+            writer.transport.abort()
 
-        ended = False
-        try:
-            async with anyio.create_task_group() as tg:
-                try:
-                    if not hasattr(source, "__aiter__"):  # R15: raises at once, in this task
-                        await streams.write(writer, source)  # type: ignore[arg-type]
-                    tg.start_soon(produce)
-                    ended = await _consume(plan, outcome, receive)
-                finally:
-                    writer.transport.abort()  # the consumer is done: hang up
-        except BaseException as group:
-            exc = _unwrap(group)
-            if not isinstance(exc, testing.ConsumerError):
-                raise exc from None
-            outcome.error = exc
-            outcome.errors_seen += 1
-        _write_errors(outcome, write_error, not ended, (ConnectionError,))
-        return outcome
+        return await _drive_writer(
+            source,
+            plan,
+            lambda records: streams.write(writer, records),
+            close_writer,
+            _lines(reader),
+            hang_up,
+            (ConnectionError,),
+        )
 
 
-class QueueFromAiterHarness(testing.PullHarness):
+class QueueFromAiterHarness(_StreamPullHarness):
     """streams.queue_from_aiter into an asyncio.Queue(maxsize=1), read with get()."""
 
     name = "streams.queue_from_aiter"
     backends = ASYNCIO
-    claims = testing.claim_pull(na={"R13": _PULL_NA_R13})
     #: maxsize=1: one value in the queue and one pulled, waiting in put()
     in_flight = 2
 
@@ -443,93 +447,47 @@ class QueueFromAiterHarness(testing.PullHarness):
                 await _consume(plan, outcome, receive)
                 tg.cancel_scope.cancel()  # the consumer is done: stop the producer
         except BaseException as group:
-            exc = _unwrap(group)
-            if not isinstance(exc, testing.ConsumerError):
-                raise exc from None
-            outcome.error = exc
-            outcome.errors_seen += 1
+            note_consumer_error(outcome, group)
         for exc in failed:
-            outcome.error = exc
-            outcome.errors_seen += 1
+            note_error(outcome, exc)
         return outcome
 
 
-class ByteStreamFromAiterHarness(testing.PullHarness):
+class ByteStreamFromAiterHarness(_StreamPullHarness):
     """streams.byte_stream_from_aiter, read with anyio's BufferedByteReceiveStream."""
 
     name = "streams.byte_stream_from_aiter"
-    claims = testing.claim_pull(na={"R13": _PULL_NA_R13})
     #: limit=2: the next record is pulled once the last piece of the one before
     #: is in the pipe (one piece of at most 2 bytes): that record, plus the one in hand
     in_flight = 2
 
     async def drive(self, source: AsyncIterable[int], plan: Plan) -> Outcome:
-        outcome = Outcome()
-        try:
-            async with streams.byte_stream_from_aiter(_records(source), limit=2) as stream:
-                buffered = BufferedByteReceiveStream(stream)
-
-                async def receive() -> bytes | None:
-                    try:
-                        return await buffered.receive_until(b"\n", 64)
-                    except anyio.IncompleteRead:
-                        return None
-
-                await _consume(plan, outcome, receive)
-        except (testing.SourceError, testing.ConsumerError) as exc:
-            outcome.error = exc
-            outcome.errors_seen += 1
-        return outcome
+        return await self.drive_reader(
+            streams.byte_stream_from_aiter(_records(source), limit=2),
+            lambda stream: _pieces(BufferedByteReceiveStream(stream)),
+            plan,
+        )
 
 
-class ByteStreamWriteHarness(testing.PullHarness):
+class ByteStreamWriteHarness(_StreamPullHarness):
     """streams.byte_stream_write into open_byte_stream_pipe(); the consumer closes its end."""
 
     name = "streams.byte_stream_write"
-    claims = testing.claim_pull(na={"R13": _PULL_NA_R13})
     #: limit=2: the next record is pulled once send() of the one before returned,
     #: i.e. its last piece is in the pipe: that record, plus the one in hand
     in_flight = 2
 
     async def drive(self, source: AsyncIterable[int], plan: Plan) -> Outcome:
-        outcome = Outcome()
         send_stream, receive_stream = streams.open_byte_stream_pipe(limit=2)
-        buffered = BufferedByteReceiveStream(receive_stream)
-        write_error: list[BaseException] = []
-        ended = False
-
-        async def produce() -> None:
-            try:
-                await streams.byte_stream_write(send_stream, _records(source))
-            except Exception as exc:
-                write_error.append(exc)
-            finally:
-                await send_stream.aclose()
-
-        async def receive() -> bytes | None:
-            try:
-                return await buffered.receive_until(b"\n", 64)
-            except anyio.IncompleteRead:
-                return None
-
-        try:
-            async with anyio.create_task_group() as tg:
-                if not hasattr(source, "__aiter__"):  # R15: raises at once, in this task
-                    await streams.byte_stream_write(send_stream, source)  # type: ignore[arg-type]
-                tg.start_soon(produce)
-                try:
-                    ended = await _consume(plan, outcome, receive)
-                finally:
-                    await receive_stream.aclose()  # the consumer is done: close its end
-        except BaseException as group:
-            exc = _unwrap(group)
-            if not isinstance(exc, testing.ConsumerError):
-                raise exc from None
-            outcome.error = exc
-            outcome.errors_seen += 1
-        hang_up = (anyio.BrokenResourceError, anyio.ClosedResourceError)
-        _write_errors(outcome, write_error, not ended, hang_up)
-        return outcome
+        return await _drive_writer(
+            source,
+            plan,
+            lambda records: streams.byte_stream_write(send_stream, records),
+            send_stream.aclose,
+            _pieces(BufferedByteReceiveStream(receive_stream)),
+            receive_stream.aclose,
+            (anyio.BrokenResourceError, anyio.ClosedResourceError),
+        )
 
 
 HARNESSES: list[testing.PushHarness | testing.PullHarness] = [

@@ -11,20 +11,18 @@ from anyio.from_thread import BlockingPortal
 from bridges import testing, threads
 from bridges.testing import ConsumerError, End, Outcome, Plan, Probe, Script
 
+from ..harness_kit import gated_values, note_error
+
 
 def _blocking_source(script: Script, probe: Probe) -> Iterator[int]:
     """A generator that follows ``script``; its waits are real blocking calls in next()."""
     probe.start()
     gone = threads.consumer_gone()  # the generator runs in the worker thread
     try:
-        for i, v in enumerate(script.values):
-            if script.gate is not None and i == script.gate:
-                # blocked inside next() until the gate opens (or the consumer left)
-                while not probe.open_gate.wait(0.005):
-                    if gone.is_set():
-                        return
-            yield v
-            probe.hand_over()  # the worker asks for the next: it has this one
+        # blocked inside next() at the gate until it opens (or the consumer left);
+        # a value is handed over when the worker asks for the next
+        if not (yield from gated_values(script, probe, gone, 0.005)):
+            return
         if script.end is End.FAIL:
             assert script.error is not None
             raise script.error
@@ -128,8 +126,7 @@ def _consume(it: threads.BlockingIterator[int], plan: Plan, outcome: Outcome) ->
                 for _ in range(plan.slow):
                     time.sleep(0)  # let the other threads run: a slow consumer
     except BaseException as exc:
-        outcome.error = exc
-        outcome.errors_seen += 1
+        note_error(outcome, exc)
 
 
 async def _drive(it: threads.BlockingIterator[int], plan: Plan) -> Outcome:
