@@ -5,9 +5,11 @@ only on asyncio.  On asyncio they run on the caller's loop; under trio on a
 helper asyncio loop in a thread of its own, and values, commands and results
 cross over [`open_channel`][bridges.open_channel].  These are the pieces both
 use: run a call there and wait for it here, start a task there, wait for one
-to end, start and stop the helper loop; and the consumer iterator both
+to end, start and stop the helper loop; the consumer iterator both
 spokes' ``to_aiter`` return (`HelperConsumer`),
-over a pump of their own that runs on the client's loop.
+over a pump of their own that runs on the client's loop; and `feed`, which
+pulls a source on the caller's loop for a consumer on the client's loop,
+with the room that consumer gives back as the pull's window.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ import concurrent.futures
 import contextvars
 import threading
 import warnings
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, final
 
 import anyio
 import sniffio
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
 __all__ = [
     "HelperConsumer",
     "Pump",
+    "Room",
+    "feed",
     "on_loop",
     "run_on",
     "spawn",
@@ -140,6 +144,117 @@ async def stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -
     with anyio.CancelScope(shield=True):
         await anyio.to_thread.run_sync(thread.join)
     loop.close()
+
+
+@final
+class Room:
+    """How a consumer that `feed` runs on the client's loop gives the puller room back.
+
+    Its calls come from the client's loop (its thread); the puller, on the
+    caller's loop, pulls one value from the source for each unit of room.
+    """
+
+    __slots__ = ("_sender",)
+
+    def __init__(self, sender: ChannelSender[int]) -> None:
+        self._sender = sender
+
+    def give(self, n: int) -> None:
+        """``n`` more values may be pulled (``n`` values were done with); nothing if the
+        puller has stopped."""
+        try:
+            self._sender.send_nowait(n)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass
+
+    def close(self) -> None:
+        """Pull no more: the puller stops before its next pull and ends the values
+        (idempotent; the consumer's ending closes it too)."""
+        self._sender.close()
+
+
+async def _pull(
+    source: AsyncIterator[T], send: ChannelSender[T], given: ChannelReceiver[int], window: int
+) -> None:
+    """`feed`'s puller: a value from ``source`` into ``send`` for each unit of room."""
+    room = window
+    with send:  # left by the source's error: the consumer gets that error, after the values
+        while True:
+            try:
+                # room given back is taken as it comes, and a closed room is seen before
+                # the next pull, not after the room in hand is spent
+                room += given.receive_nowait()
+            except anyio.WouldBlock:
+                if not room:
+                    try:
+                        room = await given.receive()
+                    except anyio.EndOfStream:
+                        return
+            except anyio.EndOfStream:
+                return
+            try:
+                value = await source.__anext__()
+            except StopAsyncIteration:
+                return
+            room -= 1
+            try:
+                send.send_nowait(value)  # never full: it holds at most ``window`` values
+            except anyio.BrokenResourceError:
+                return
+
+
+async def feed(
+    loop: asyncio.AbstractEventLoop,
+    source: AsyncIterator[T],
+    window: int,
+    consume: Callable[[ChannelReceiver[T], Room], Coroutine[Any, Any, R]],
+) -> R:
+    """Pull ``source`` here, run ``consume(values, room)`` on ``loop``, and return its result.
+
+    The values cross over [`open_channel`][bridges.open_channel] one by one
+    (the channel wakes a waiting consumer once per run of them, not once per
+    value).  The source is pulled only when there is room: ``window`` units at
+    first, then what ``consume`` gives back with ``room.give(n)``, so that at
+    most ``window`` values are taken from the source and not yet given back.
+    ``room.close()``, or ``consume`` ending, stops the pulling; the values end
+    when the source does, or fail with the source's error.
+
+    Raises the source's error (as itself, once ``consume`` ended), else
+    ``consume``'s; a cancellation here cancels ``consume`` there and waits
+    until it ended.  The source is not closed here: the caller closes it.
+    """
+    send, receive = open_channel[T](window)
+    give, given = open_channel[int](None)
+    outcome: list[tuple[bool, Any]] = []
+
+    async def there() -> R:
+        with give:  # closed on the way out: a puller waiting for room stops
+            async with receive:
+                return await consume(receive, Room(give))
+
+    async def run() -> None:
+        try:
+            outcome.append((True, await run_on(loop, there)))
+        except Exception as exc:
+            outcome.append((False, exc))
+
+    source_error: Exception | None = None
+    try:
+        with given:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run)
+                try:
+                    await _pull(source, send, given, window)
+                except Exception as exc:
+                    source_error = exc
+    finally:
+        receive.close()  # in case ``there`` was cancelled before it started
+    if source_error is not None:
+        raise source_error
+    ok, value = outcome[0]
+    if ok:
+        return value  # type: ignore[no-any-return]
+    raise value
 
 
 class Pump(Protocol[T]):
