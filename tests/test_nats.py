@@ -387,7 +387,7 @@ async def test_from_aiter_pulls_the_source_only_when_the_window_has_room(
 
 
 async def test_a_failed_publish_stops_the_pump_and_closes_the_source(
-    nats_server: NatsServer, backend_name: str
+    nats_server: NatsServer,
 ) -> None:
     subject = fresh("fail.")
     async with bnats.connect(nats_server.url) as client:
@@ -406,10 +406,37 @@ async def test_a_failed_publish_stops_the_pump_and_closes_the_source(
         with pytest.raises(nats_js_errors.APIError, match="maximum messages"):
             await bnats.from_aiter(source(), client, subject, in_flight=1)
         assert closed == [True]
-        # five stored, the sixth refused, nothing pulled after it (on trio one more
-        # value waits at the crossing to the client's loop)
-        assert len(pulled) == 6 + (backend_name == "trio")
+        # five stored, the sixth refused, nothing pulled after it (on trio too: the
+        # refusal stops the puller on the caller's loop before its next pull)
+        assert len(pulled) == 6
         assert await stored(client, stream) == 5
+
+
+async def test_an_ack_missing_for_ack_timeout_fails_the_pump_with_room_in_the_window(
+    nats_server: NatsServer,
+) -> None:
+    # the clock of a publish's ack runs from its publish, not from when the window
+    # fills: the pump fails before its next publish, with the window far from full
+    subject = fresh("mute.")
+    async with bnats.connect(nats_server.url) as client:
+        # a plain subscriber that never answers: the publishes are taken, never acked
+        sub = await client.call(lambda js: js._nc.subscribe(subject))
+        stats = client.js._nc.stats  # this connection's message counters (nats-py's)
+        sent = stats["out_msgs"]
+        pulled = []
+
+        async def source() -> AsyncIterator[bytes]:
+            for i in range(100):
+                pulled.append(i)
+                yield b"x"
+                if i == 0:
+                    await anyio.sleep(1.0)  # the first publish's ack_timeout runs out
+
+        with anyio.fail_after(10), pytest.raises(nats_errors.TimeoutError):
+            await bnats.from_aiter(source(), client, subject, in_flight=64, ack_timeout=0.1)
+        assert pulled == [0, 1]
+        assert stats["out_msgs"] - sent == 1  # nothing published after the failure
+        await client.call(lambda _: sub.unsubscribe())
 
 
 async def test_a_source_error_comes_out_as_itself_after_what_was_published(
