@@ -876,9 +876,12 @@ def to_aiter(
 
 def _reply_error(msg: NatsMsg) -> Exception | None:
     """The error a JetStream publish reply carries, or None for an ack."""
-    if not msg.data and (msg.headers or {}).get("Status") == "503":
+    data = msg.data
+    if not data and (msg.headers or {}).get("Status") == "503":
         return nats.js.errors.NoStreamResponseError()
-    reply = json.loads(msg.data)
+    if b'"error"' not in data:
+        return None  # an ack: JSON without an "error" key (decoded only when it may have one)
+    reply = json.loads(data)
     if "error" not in reply:
         return None
     try:
@@ -1080,7 +1083,7 @@ async def from_aiter(
     client = _client(js, "from_aiter()")
     it = source.__aiter__()
 
-    async def publish(values: ChannelReceiver[bytes], room: Room) -> int:
+    async def publish(values: AsyncIterator[bytes], room: Room) -> int:
         return await _publish(values, client.js, subject, in_flight, ack_timeout, room)
 
     try:
