@@ -18,9 +18,10 @@ import asyncio
 import concurrent.futures
 import contextvars
 import threading
+import types
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, final
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, cast, final
 
 import anyio
 import sniffio
@@ -173,47 +174,137 @@ class Room:
         self._sender.close()
 
 
-async def _pull(
-    source: AsyncIterator[T], send: ChannelSender[T], given: ChannelReceiver[int], window: int
-) -> None:
-    """`feed`'s puller: a value from ``source`` into ``send`` for each unit of room."""
-    room = window
-    with send:  # left by the source's error: the consumer gets that error, after the values
-        while True:
+@types.coroutine
+def _awaiting(aw: Awaitable[R], before_waiting: Callable[[], object]) -> Generator[Any, Any, R]:
+    """``await aw``, calling ``before_waiting()`` once if it is about to suspend the task
+    (just before it first does), and not at all if it completes without waiting.
+
+    The rest is ``yield from``, written out (PEP 380): after the first
+    suspension, what the task is resumed with, or the exception thrown into it
+    (a cancellation), goes on to ``aw``.
+    """
+    it: Any = aw.__await__()
+    try:
+        request = it.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    before_waiting()
+    while True:
+        try:
+            reply = yield request
+        except GeneratorExit:
+            it.close()
+            raise
+        except BaseException as exc:
             try:
+                request = it.throw(exc)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+        else:
+            try:
+                request = it.send(reply)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+
+
+@final
+class _Run(Generic[T]):
+    """The values `feed`'s puller took and has not handed over yet."""
+
+    __slots__ = ("gone", "send", "values")
+
+    def __init__(self, send: ChannelSender[list[T]]) -> None:
+        self.send = send
+        self.values: list[T] = []
+        #: the consumer left (its end of the values is closed)
+        self.gone = False
+
+    def hand_over(self) -> None:
+        values = self.values
+        if values:
+            self.values = []
+            try:
+                self.send.send_nowait(values)  # never full: a run holds one value at least
+            except anyio.BrokenResourceError:
+                self.gone = True
+
+
+async def _pull(
+    source: AsyncIterator[T],
+    send: ChannelSender[list[T]],
+    given: ChannelReceiver[int],
+    window: int,
+) -> None:
+    """`feed`'s puller: a value from ``source`` for each unit of room, handed over in runs.
+
+    A run is what the source gave without waiting: it is handed over when the
+    source is about to wait, when the room is spent, and at the end.  One
+    wake-up of the client's loop (and one write of its client) per run rather
+    than per value, and no value is held back while the source waits.
+    """
+    run = _Run(send)
+    room = window
+    returned = given.handoff
+    with send:  # left by the source's error: the consumer gets that error, after the values
+        try:
+            while not run.gone:
                 # room given back is taken as it comes, and a closed room is seen before
                 # the next pull, not after the room in hand is spent
-                room += given.receive_nowait()
-            except anyio.WouldBlock:
-                if not room:
+                ok, more = returned.get_nowait()
+                if ok:
+                    room += cast(int, more)
+                elif not returned.open:
+                    return
+                elif not room:
+                    run.hand_over()
                     try:
                         room = await given.receive()
                     except anyio.EndOfStream:
                         return
-            except anyio.EndOfStream:
-                return
-            try:
-                value = await source.__anext__()
-            except StopAsyncIteration:
-                return
-            room -= 1
-            try:
-                send.send_nowait(value)  # never full: it holds at most ``window`` values
-            except anyio.BrokenResourceError:
-                return
+                try:
+                    value = await _awaiting(source.__anext__(), run.hand_over)
+                except StopAsyncIteration:
+                    return
+                room -= 1
+                run.values.append(value)
+        finally:
+            run.hand_over()  # what was pulled before the end, an error, a cancellation
+
+
+@final
+class _Each(Generic[T]):
+    """The values of the runs `feed`'s puller hands over, one by one."""
+
+    __slots__ = ("_run", "_runs")
+
+    def __init__(self, runs: ChannelReceiver[list[T]]) -> None:
+        self._runs = runs
+        self._run: Iterator[T] = iter(())
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> T:
+        for value in self._run:
+            return value
+        run = iter(await self._runs.__anext__())  # the end, or the source's error
+        self._run = run
+        return next(run)  # a run is never empty
 
 
 async def feed(
     loop: asyncio.AbstractEventLoop,
     source: AsyncIterator[T],
     window: int,
-    consume: Callable[[ChannelReceiver[T], Room], Coroutine[Any, Any, R]],
+    consume: Callable[[AsyncIterator[T], Room], Coroutine[Any, Any, R]],
 ) -> R:
     """Pull ``source`` here, run ``consume(values, room)`` on ``loop``, and return its result.
 
-    The values cross over [`open_channel`][bridges.open_channel] one by one
-    (the channel wakes a waiting consumer once per run of them, not once per
-    value).  The source is pulled only when there is room: ``window`` units at
+    The values cross over [`open_channel`][bridges.open_channel] in runs: what
+    the source gives without waiting goes over together, when it is about to
+    wait or the room is spent (one wake-up of ``loop`` per run, and nothing
+    held back while the source waits).  ``consume`` gets them one by one.  The
+    source is pulled only when there is room: ``window`` units at
     first, then what ``consume`` gives back with ``room.give(n)``, so that at
     most ``window`` values are taken from the source and not yet given back.
     ``room.close()``, or ``consume`` ending, stops the pulling; the values end
@@ -223,14 +314,14 @@ async def feed(
     ``consume``'s; a cancellation here cancels ``consume`` there and waits
     until it ended.  The source is not closed here: the caller closes it.
     """
-    send, receive = open_channel[T](window)
+    send, receive = open_channel[list[T]](window)
     give, given = open_channel[int](None)
     outcome: list[tuple[bool, Any]] = []
 
     async def there() -> R:
         with give:  # closed on the way out: a puller waiting for room stops
             async with receive:
-                return await consume(receive, Room(give))
+                return await consume(_Each(receive), Room(give))
 
     async def run() -> None:
         try:
