@@ -193,11 +193,16 @@ def _awaiting(aw: Awaitable[R], before_waiting: Callable[[], object]) -> Generat
         try:
             reply = yield request
         except GeneratorExit:
-            it.close()
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
             raise
         except BaseException as exc:
+            throw = getattr(it, "throw", None)
+            if throw is None:
+                raise
             try:
-                request = it.throw(exc)
+                request = throw(exc)
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
         else:
