@@ -1064,10 +1064,11 @@ async def from_aiter(
     """Publish every value of ``source`` (bytes) to ``subject`` with JetStream's
     acknowledgement, in order, and return how many were published.
 
-    At most ``in_flight`` publishes are unacknowledged at once: the source is
-    pulled only when there is room.  A failed publish (or an ack missing for
-    ``ack_timeout`` seconds: ``nats.errors.TimeoutError``) fails the pump with that
-    error, after which nothing more is published; the source is closed on
+    At most ``in_flight`` values are taken from the source and not yet
+    acknowledged: the source is pulled only when there is room.  A failed
+    publish (or one not acknowledged ``ack_timeout`` seconds after it was sent:
+    ``nats.errors.TimeoutError``) fails the pump with that error before its
+    next pull, after which nothing more is published; the source is closed on
     every way out (its end, an error, cancellation).  Publishing to a subject
     no stream captures raises ``nats.js.errors.NoStreamResponseError``.
 
