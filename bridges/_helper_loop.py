@@ -5,9 +5,11 @@ only on asyncio.  On asyncio they run on the caller's loop; under trio on a
 helper asyncio loop in a thread of its own, and values, commands and results
 cross over [`open_channel`][bridges.open_channel].  These are the pieces both
 use: run a call there and wait for it here, start a task there, wait for one
-to end, start and stop the helper loop; and the consumer iterator both
+to end, start and stop the helper loop; the consumer iterator both
 spokes' ``to_aiter`` return (`HelperConsumer`),
-over a pump of their own that runs on the client's loop.
+over a pump of their own that runs on the client's loop; and `feed`, which
+pulls a source on the caller's loop for a consumer on the client's loop,
+with the room that consumer gives back as the pull's window.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import asyncio
 import concurrent.futures
 import contextvars
 import threading
+import types
 import warnings
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, cast, final
 
 import anyio
 import sniffio
@@ -34,6 +37,8 @@ if TYPE_CHECKING:
 __all__ = [
     "HelperConsumer",
     "Pump",
+    "Room",
+    "feed",
     "on_loop",
     "run_on",
     "spawn",
@@ -140,6 +145,212 @@ async def stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -
     with anyio.CancelScope(shield=True):
         await anyio.to_thread.run_sync(thread.join)
     loop.close()
+
+
+@final
+class Room:
+    """How a consumer that `feed` runs on the client's loop gives the puller room back.
+
+    Its calls come from the client's loop (its thread); the puller, on the
+    caller's loop, pulls one value from the source for each unit of room.
+    """
+
+    __slots__ = ("_sender",)
+
+    def __init__(self, sender: ChannelSender[int]) -> None:
+        self._sender = sender
+
+    def give(self, n: int) -> None:
+        """``n`` more values may be pulled (``n`` values were done with); nothing if the
+        puller has stopped."""
+        try:
+            self._sender.send_nowait(n)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass
+
+    def close(self) -> None:
+        """Pull no more: the puller stops before its next pull and ends the values
+        (idempotent; the consumer's ending closes it too)."""
+        self._sender.close()
+
+
+@types.coroutine
+def _awaiting(aw: Awaitable[R], before_waiting: Callable[[], object]) -> Generator[Any, Any, R]:
+    """``await aw``, calling ``before_waiting()`` once if it is about to suspend the task
+    (just before it first does), and not at all if it completes without waiting.
+
+    The rest is ``yield from``, written out (PEP 380): after the first
+    suspension, what the task is resumed with, or the exception thrown into it
+    (a cancellation), goes on to ``aw``.
+    """
+    it: Any = aw.__await__()
+    try:
+        request = it.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    before_waiting()
+    while True:
+        try:
+            reply = yield request
+        except GeneratorExit:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+            raise
+        except BaseException as exc:
+            throw = getattr(it, "throw", None)
+            if throw is None:
+                raise
+            try:
+                request = throw(exc)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+        else:
+            try:
+                request = it.send(reply)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+
+
+@final
+class _Run(Generic[T]):
+    """The values `feed`'s puller took and has not handed over yet."""
+
+    __slots__ = ("gone", "send", "values")
+
+    def __init__(self, send: ChannelSender[list[T]]) -> None:
+        self.send = send
+        self.values: list[T] = []
+        #: the consumer left (its end of the values is closed)
+        self.gone = False
+
+    def hand_over(self) -> None:
+        values = self.values
+        if values:
+            self.values = []
+            try:
+                self.send.send_nowait(values)  # never full: a run holds one value at least
+            except anyio.BrokenResourceError:
+                self.gone = True
+
+
+async def _pull(
+    source: AsyncIterator[T],
+    send: ChannelSender[list[T]],
+    given: ChannelReceiver[int],
+    window: int,
+) -> None:
+    """`feed`'s puller: a value from ``source`` for each unit of room, handed over in runs.
+
+    A run is what the source gave without waiting: it is handed over when the
+    source is about to wait, when the room is spent, and at the end.  One
+    wake-up of the client's loop (and one write of its client) per run rather
+    than per value, and no value is held back while the source waits.
+    """
+    run = _Run(send)
+    room = window
+    returned = given.handoff
+    with send:  # left by the source's error: the consumer gets that error, after the values
+        try:
+            while not run.gone:
+                # room given back is taken as it comes, and a closed room is seen before
+                # the next pull, not after the room in hand is spent
+                ok, more = returned.get_nowait()
+                if ok:
+                    room += cast(int, more)
+                elif not returned.open:
+                    return
+                elif not room:
+                    run.hand_over()
+                    try:
+                        room = await given.receive()
+                    except anyio.EndOfStream:
+                        return
+                try:
+                    value = await _awaiting(source.__anext__(), run.hand_over)
+                except StopAsyncIteration:
+                    return
+                room -= 1
+                run.values.append(value)
+        finally:
+            run.hand_over()  # what was pulled before the end, an error, a cancellation
+
+
+@final
+class _Each(Generic[T]):
+    """The values of the runs `feed`'s puller hands over, one by one."""
+
+    __slots__ = ("_run", "_runs")
+
+    def __init__(self, runs: ChannelReceiver[list[T]]) -> None:
+        self._runs = runs
+        self._run: Iterator[T] = iter(())
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> T:
+        for value in self._run:
+            return value
+        run = iter(await self._runs.__anext__())  # the end, or the source's error
+        self._run = run
+        return next(run)  # a run is never empty
+
+
+async def feed(
+    loop: asyncio.AbstractEventLoop,
+    source: AsyncIterator[T],
+    window: int,
+    consume: Callable[[AsyncIterator[T], Room], Coroutine[Any, Any, R]],
+) -> R:
+    """Pull ``source`` here, run ``consume(values, room)`` on ``loop``, and return its result.
+
+    The values cross over [`open_channel`][bridges.open_channel] in runs: what
+    the source gives without waiting goes over together, when it is about to
+    wait or the room is spent (one wake-up of ``loop`` per run, and nothing
+    held back while the source waits).  ``consume`` gets them one by one.  The
+    source is pulled only when there is room: ``window`` units at
+    first, then what ``consume`` gives back with ``room.give(n)``, so that at
+    most ``window`` values are taken from the source and not yet given back.
+    ``room.close()``, or ``consume`` ending, stops the pulling; the values end
+    when the source does, or fail with the source's error.
+
+    Raises the source's error (as itself, once ``consume`` ended), else
+    ``consume``'s; a cancellation here cancels ``consume`` there and waits
+    until it ended.  The source is not closed here: the caller closes it.
+    """
+    send, receive = open_channel[list[T]](window)
+    give, given = open_channel[int](None)
+    outcome: list[tuple[bool, Any]] = []
+
+    async def there() -> R:
+        with give:  # closed on the way out: a puller waiting for room stops
+            async with receive:
+                return await consume(_Each(receive), Room(give))
+
+    async def run() -> None:
+        try:
+            outcome.append((True, await run_on(loop, there)))
+        except Exception as exc:
+            outcome.append((False, exc))
+
+    source_error: Exception | None = None
+    try:
+        with given:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run)
+                try:
+                    await _pull(source, send, given, window)
+                except Exception as exc:
+                    source_error = exc
+    finally:
+        receive.close()  # in case ``there`` was cancelled before it started
+    if source_error is not None:
+        raise source_error
+    ok, value = outcome[0]
+    if ok:
+        return value  # type: ignore[no-any-return]
+    raise value
 
 
 class Pump(Protocol[T]):

@@ -51,7 +51,7 @@ from anyio.lowlevel import checkpoint
 
 from . import ChannelReceiver, ChannelSender, Stats, open_channel
 from ._enter import ExcType, Tb
-from ._helper_loop import HelperConsumer, on_loop, run_on, start_loop, stop_loop
+from ._helper_loop import HelperConsumer, Room, feed, on_loop, run_on, start_loop, stop_loop
 
 try:
     import nats
@@ -874,82 +874,176 @@ def to_aiter(
 # ---------------------------------------------------------------- publishing
 
 
+def _reply_error(msg: NatsMsg) -> Exception | None:
+    """The error a JetStream publish reply carries, or None for an ack."""
+    data = msg.data
+    if not data and (msg.headers or {}).get("Status") == "503":
+        return nats.js.errors.NoStreamResponseError()
+    if b'"error"' not in data:
+        return None  # an ack: JSON without an "error" key (decoded only when it may have one)
+    reply = json.loads(data)
+    if "error" not in reply:
+        return None
+    try:
+        error: Exception = nats.js.errors.APIError.from_error(reply["error"])
+    except nats.js.errors.APIError as raised:  # it raises the specific class
+        error = raised
+    return error
+
+
+@final
+class _Acks:
+    """The publishes of one pump that wait for their acknowledgement, on the client's loop.
+
+    The replies come to an inbox of our own rather than through nats-py's
+    ``publish_async()``, whose reply handler never resolves the future of a
+    publish the server refused (it raises inside the callback instead).  No
+    future per publish: a reply only takes its publish out of ``unanswered``,
+    and a run of replies (nats-py hands them to the callback one after the
+    other in one step of its loop) wakes the pump, or gives the puller its
+    room back (under trio), once.  The first refusal, or a publish that is
+    not acknowledged ``ack_timeout`` seconds after it was sent (one timer,
+    for the oldest), is ``failed``: nothing is published after it.
+    """
+
+    __slots__ = (
+        "_answered",
+        "_loop",
+        "_nc",
+        "_prefix",
+        "_room",
+        "_sub",
+        "_timeout",
+        "_timer",
+        "_waiter",
+        "count",
+        "failed",
+        "unanswered",
+    )
+
+    def __init__(self, nc: NatsConnection, ack_timeout: float, room: Room | None) -> None:
+        self._nc = nc
+        self._loop = asyncio.get_running_loop()
+        self._prefix = nc.new_inbox() + "."
+        self._timeout = ack_timeout
+        self._room = room
+        self._sub: Any = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._answered = 0  # acks not yet reported (to the waiting pump, to the room)
+        #: publishes sent, by the token of their reply subject: when each was sent
+        self.unanswered: dict[str, float] = {}
+        #: publishes sent (those not in ``unanswered`` were acknowledged)
+        self.count = 0
+        #: the first publish error (refused, not acknowledged in time)
+        self.failed: Exception | None = None
+
+    async def __aenter__(self) -> Self:
+        self._sub = await self._nc.subscribe(self._prefix + "*", cb=self._on_reply)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        with anyio.CancelScope(shield=True):
+            await _quietly(self._sub.unsubscribe())
+
+    async def publish(self, subject: str, value: bytes) -> None:
+        """Publish ``value``, unless a publish failed already: then raise that error."""
+        if self.failed is not None:
+            raise self.failed
+        token = str(self.count)
+        self.unanswered[token] = self._loop.time()
+        if self._timer is None:
+            self._timer = self._loop.call_later(self._timeout, self._check_late)
+        await self._nc.publish(subject, value, reply=self._prefix + token)
+        self.count += 1
+
+    async def _wait(self) -> None:
+        """Until the next run of acks arrived, or a publish failed."""
+        self._waiter = waiter = self._loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+    async def settle(self, most: int = 0) -> None:
+        """Until at most ``most`` publishes wait for their ack; raise the error of one that
+        failed."""
+        while len(self.unanswered) > most and self.failed is None:
+            await self._wait()
+        if self.failed is not None:
+            raise self.failed
+
+    async def _on_reply(self, msg: NatsMsg) -> None:
+        if self.unanswered.pop(msg.subject[len(self._prefix) :], None) is None:
+            return  # not ours, or answered late: it failed already
+        error = _reply_error(msg)
+        if error is not None:
+            self._fail(error)
+            return
+        self._answered += 1
+        if self._answered == 1:  # the first of a run: report them after the run
+            self._loop.call_soon(self._report)
+
+    def _report(self) -> None:
+        n, self._answered = self._answered, 0
+        self._wake()
+        if self._room is not None:
+            self._room.give(n)
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _fail(self, error: Exception) -> None:
+        if self.failed is None:
+            self.failed = error
+        self._wake()
+        if self._room is not None:
+            self._room.close()  # the puller stops: nothing more will be published
+
+    def _check_late(self) -> None:
+        self._timer = None
+        if not self.unanswered or self.failed is not None:
+            return
+        waited = self._loop.time() - next(iter(self.unanswered.values()))
+        if waited >= self._timeout:
+            self._fail(nats.errors.TimeoutError())
+        else:
+            self._timer = self._loop.call_later(self._timeout - waited, self._check_late)
+
+
 async def _publish(
     values: AsyncIterator[bytes],
     js: JetStreamContext,
     subject: str,
     in_flight: int,
     ack_timeout: float,
+    room: Room | None = None,
 ) -> int:
-    """Publish ``values`` in order with at most ``in_flight`` acks outstanding.
-
-    The replies come to an inbox of our own rather than through nats-py's
-    ``publish_async()``, whose reply handler never resolves the future of a
-    publish the server refused (it raises inside the callback instead).
-    """
-    nc: NatsConnection = js._nc
-    loop = asyncio.get_running_loop()
-    prefix = nc.new_inbox() + "."
-    waiting: dict[str, asyncio.Future[None]] = {}
-    pending: deque[asyncio.Future[None]] = deque()
-
-    async def on_reply(msg: NatsMsg) -> None:
-        future = waiting.pop(msg.subject[len(prefix) :], None)
-        if future is None or future.done():
-            return
-        headers = msg.headers or {}
-        if not msg.data and headers.get("Status") == "503":
-            future.set_exception(nats.js.errors.NoStreamResponseError())
-            return
-        reply = json.loads(msg.data)
-        if "error" not in reply:
-            future.set_result(None)
-            return
-        try:
-            error: Exception = nats.js.errors.APIError.from_error(reply["error"])
-        except nats.js.errors.APIError as raised:  # it raises the specific class
-            error = raised
-        future.set_exception(error)
-
-    async def settle_oldest() -> None:
-        try:
-            await asyncio.wait_for(pending.popleft(), ack_timeout)
-        except asyncio.TimeoutError:
-            raise nats.errors.TimeoutError from None
-
-    sub = await nc.subscribe(prefix + "*", cb=on_reply)
-    count = 0
-    try:
+    """Publish ``values`` in order with at most ``in_flight`` acks outstanding; return how
+    many were published.  ``room`` (under trio) gets the acks as the puller's room."""
+    async with _Acks(js._nc, ack_timeout, room) as acks:
         while True:
-            while pending and (len(pending) >= in_flight or pending[0].done()):
-                await settle_oldest()
+            await acks.settle(in_flight - 1)  # room for one more, and no failure
             try:
                 value = await values.__anext__()
             except StopAsyncIteration:
                 break
             except Exception:
                 # the values published before the error are published
-                while pending:
-                    await settle_oldest()
+                await acks.settle()
                 raise
             if not isinstance(value, (bytes, bytearray, memoryview)):
                 raise TypeError(
                     f"from_aiter(): values must be bytes, got {type(value).__name__}: "
                     "encode them first (value.encode(), json.dumps(value).encode())"
                 )
-            future: asyncio.Future[None] = loop.create_future()
-            waiting[str(count)] = future
-            pending.append(future)
-            await nc.publish(subject, bytes(value), reply=prefix + str(count))
-            count += 1
-        while pending:
-            await settle_oldest()
-    finally:
-        for future in pending:
-            future.cancel()
-        with anyio.CancelScope(shield=True):
-            await _quietly(sub.unsubscribe())
-    return count
+            await acks.publish(subject, bytes(value))
+        await acks.settle()
+        return acks.count
 
 
 async def _aclose(it: object) -> None:
@@ -970,10 +1064,11 @@ async def from_aiter(
     """Publish every value of ``source`` (bytes) to ``subject`` with JetStream's
     acknowledgement, in order, and return how many were published.
 
-    At most ``in_flight`` publishes are unacknowledged at once: the source is
-    pulled only when there is room.  A failed publish (or an ack missing for
-    ``ack_timeout`` seconds: ``nats.errors.TimeoutError``) fails the pump with that
-    error, after which nothing more is published; the source is closed on
+    At most ``in_flight`` values are taken from the source and not yet
+    acknowledged: the source is pulled only when there is room.  A failed
+    publish (or one not acknowledged ``ack_timeout`` seconds after it was sent:
+    ``nats.errors.TimeoutError``) fails the pump with that error before its
+    next pull, after which nothing more is published; the source is closed on
     every way out (its end, an error, cancellation).  Publishing to a subject
     no stream captures raises ``nats.js.errors.NoStreamResponseError``.
 
@@ -988,48 +1083,16 @@ async def from_aiter(
         )
     client = _client(js, "from_aiter()")
     it = source.__aiter__()
-    if on_loop(client.loop):
-        try:
-            return await _publish(it, client.js, subject, in_flight, ack_timeout)
-        finally:
-            await _aclose(it)
-    # another loop: pull the source here, publish there.  The window is split between
-    # the crossing and the publishes, so that the values taken from the source and not
-    # acknowledged stay within in_flight (one more waits in the send), and the two
-    # loops hand values over in runs instead of waking each other once per value.
-    crossing = in_flight // 2
-    send, receive = open_channel[bytes](crossing)
-    outcome: list[tuple[bool, Any]] = []
 
-    async def publish() -> int:
-        async with receive:
-            window = in_flight - crossing
-            return await _publish(receive, client.js, subject, window, ack_timeout)
+    async def publish(values: AsyncIterator[bytes], room: Room) -> int:
+        return await _publish(values, client.js, subject, in_flight, ack_timeout, room)
 
-    async def run() -> None:
-        try:
-            outcome.append((True, await run_on(client.loop, publish)))
-        except Exception as exc:
-            outcome.append((False, exc))
-
-    source_error: Exception | None = None
     try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(run)
-            try:
-                with send:  # left by the source's error: the publisher stops with it
-                    async for value in it:
-                        try:
-                            await send.send(value)
-                        except anyio.BrokenResourceError:
-                            break  # the publisher failed: its error is in outcome
-            except Exception as exc:
-                source_error = exc
+        if on_loop(client.loop):
+            return await _publish(it, client.js, subject, in_flight, ack_timeout)
+        # another loop: pull the source here, publish there; the acks give the puller
+        # its room back, so that the values taken from the source and not acknowledged
+        # stay within in_flight, and the publishes use the whole window
+        return await feed(client.loop, it, in_flight, publish)
     finally:
         await _aclose(it)
-    if source_error is not None:
-        raise source_error
-    ok, value = outcome[0]
-    if ok:
-        return value  # type: ignore[no-any-return]
-    raise value

