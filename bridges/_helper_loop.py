@@ -25,7 +25,7 @@ import sniffio
 from anyio.lowlevel import checkpoint
 
 from ._buffer import Stats
-from ._channel import ChannelReceiver, ChannelSender, open_channel
+from ._channel import ChannelSender, open_channel
 from ._iterator import BridgeIterator
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "HelperConsumer",
     "Pump",
+    "Receiver",
     "on_loop",
     "run_on",
     "spawn",
@@ -44,6 +45,7 @@ __all__ = [
 
 R = TypeVar("R")
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 
 def on_loop(loop: asyncio.AbstractEventLoop) -> bool:
@@ -142,6 +144,21 @@ async def stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -
     loop.close()
 
 
+class Receiver(Protocol[T_co]):
+    """Where a `HelperConsumer` takes its items: the receiver of an
+    [`open_channel`][bridges.open_channel], or a pump's own end over one (such as
+    one that hands out one by one the items that crossed over in a batch)."""
+
+    async def receive(self) -> T_co:
+        """The next item, waiting for it; a cancel point (nothing is taken when cancelled).
+
+        :raises anyio.EndOfStream: the pump ended and every item was taken
+        """
+
+    async def aclose(self) -> None:
+        """Stop receiving: what the pump sends later is not taken."""
+
+
 class Pump(Protocol[T]):
     """What a broker spoke's read loop offers its `HelperConsumer`.
 
@@ -159,7 +176,7 @@ class Pump(Protocol[T]):
     #: the consumer's commands: closed when the consumer leaves
     commands: ChannelSender[Any]
 
-    def open(self) -> ChannelReceiver[T]:
+    def open(self) -> Receiver[T]:
         """Make its channels (called once, when the iterator starts); the items' receiver."""
 
     def run(self) -> Coroutine[Any, Any, None]:
@@ -194,7 +211,7 @@ class HelperConsumer(BridgeIterator[T]):
     def __init__(self, pump: Pump[T], loop: asyncio.AbstractEventLoop) -> None:
         self._pump = pump
         self._loop = loop
-        self._receiver: ChannelReceiver[T] | None = None
+        self._receiver: Receiver[T] | None = None
         self._last: T | None = None
         self._closed = False
         self._delivered = 0
@@ -214,7 +231,7 @@ class HelperConsumer(BridgeIterator[T]):
             open_receivers=0 if self._closed else 1,
         )
 
-    def _start(self) -> ChannelReceiver[T]:
+    def _start(self) -> Receiver[T]:
         receiver = self._receiver = self._pump.open()
         self._run = spawn(self._loop, self._pump.run())
         return receiver
