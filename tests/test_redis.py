@@ -233,15 +233,16 @@ async def test_acks_reach_the_server_while_the_consumer_still_holds_a_reads_entr
     # consumer moved past is acknowledged while it works on the next one of the same read
     stream = fresh()
     async with bredis.connect(redis_server.url) as client:
-        await bredis.from_aiter(numbers(8), client, stream)
-        async with bredis.to_aiter(client, stream, group="g", consumer="c", buffer=8) as it:
-            for expected in range(3):
-                entry = await it.__anext__()  # acks the one before (ack="on_next")
-                assert n_of(entry) == expected
+        assert await bredis.from_aiter(numbers(8), client, stream) == 8
+        it = bredis.to_aiter(client, stream, group="g", consumer="c", buffer=8)
+        async with it:
+            for moved_past in range(3):
+                assert n_of(await it.__anext__()) == moved_past  # acks the one before
+                # all 8 were read at once; the ones moved past leave the pending list
+                # with no further __anext__ (the server's state, looked at again)
                 with anyio.fail_after(5):
-                    # the 8 read, less those moved past: no further __anext__ needed
-                    while await pending(client, stream, "g") != 8 - expected:
-                        await anyio.sleep(0.01)  # the server's state, looked at again
+                    while await pending(client, stream, "g") != 8 - moved_past:
+                        await anyio.sleep(0.01)
 
 
 async def test_early_exit_leaves_unacked_entries_pending_for_the_next_start(
