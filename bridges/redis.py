@@ -1153,14 +1153,17 @@ async def from_aiter(
                             value = await it.__anext__()
                         except StopAsyncIteration:
                             break
-                        if not isinstance(value, Mapping) or not value:
+                        mapping = type(value) is dict or isinstance(value, Mapping)
+                        if not mapping or not value:
                             raise TypeError(
                                 "from_aiter(): values must be non-empty field maps, got "
                                 f"{value!r}: wrap them, such as {{'data': value}}"
                             )
                         room -= 1
                         try:
-                            await send.send(value)
+                            # never full: the room counts the values not answered, and the
+                            # channel holds no more than in_flight of them
+                            send.send_nowait(value)
                         except anyio.BrokenResourceError:
                             break  # the writer failed: its error is in outcome
             except Exception as exc:
