@@ -39,6 +39,7 @@ __all__ = [
     "Pump",
     "Room",
     "feed",
+    "Receiver",
     "on_loop",
     "run_on",
     "spawn",
@@ -49,6 +50,7 @@ __all__ = [
 
 R = TypeVar("R")
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 
 def on_loop(loop: asyncio.AbstractEventLoop) -> bool:
@@ -353,6 +355,21 @@ async def feed(
     raise value
 
 
+class Receiver(Protocol[T_co]):
+    """Where a `HelperConsumer` takes its items: the receiver of an
+    [`open_channel`][bridges.open_channel], or a pump's own end over one (such as
+    one that hands out one by one the items that crossed over in a batch)."""
+
+    async def receive(self) -> T_co:
+        """The next item, waiting for it; a cancel point (nothing is taken when cancelled).
+
+        :raises anyio.EndOfStream: the pump ended and every item was taken
+        """
+
+    async def aclose(self) -> None:
+        """Stop receiving: what the pump sends later is not taken."""
+
+
 class Pump(Protocol[T]):
     """What a broker spoke's read loop offers its `HelperConsumer`.
 
@@ -370,7 +387,7 @@ class Pump(Protocol[T]):
     #: the consumer's commands: closed when the consumer leaves
     commands: ChannelSender[Any]
 
-    def open(self) -> ChannelReceiver[T]:
+    def open(self) -> Receiver[T]:
         """Make its channels (called once, when the iterator starts); the items' receiver."""
 
     def run(self) -> Coroutine[Any, Any, None]:
@@ -405,7 +422,7 @@ class HelperConsumer(BridgeIterator[T]):
     def __init__(self, pump: Pump[T], loop: asyncio.AbstractEventLoop) -> None:
         self._pump = pump
         self._loop = loop
-        self._receiver: ChannelReceiver[T] | None = None
+        self._receiver: Receiver[T] | None = None
         self._last: T | None = None
         self._closed = False
         self._delivered = 0
@@ -425,7 +442,7 @@ class HelperConsumer(BridgeIterator[T]):
             open_receivers=0 if self._closed else 1,
         )
 
-    def _start(self) -> ChannelReceiver[T]:
+    def _start(self) -> Receiver[T]:
         receiver = self._receiver = self._pump.open()
         self._run = spawn(self._loop, self._pump.run())
         return receiver

@@ -36,7 +36,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, final
 
@@ -45,8 +45,10 @@ import sniffio
 from anyio.lowlevel import checkpoint
 
 from . import ChannelReceiver, ChannelSender, Stats, open_channel
+from ._cancel import CancelProbe, cancel_point
 from ._enter import ExcType, Tb
 from ._helper_loop import HelperConsumer, run_on, start_loop, stop_loop
+from ._iterator import CHECKPOINT_EVERY
 
 try:
     import redis.asyncio as aioredis
@@ -388,7 +390,7 @@ class Entry:
     for this consumer's next start (or another's ``claim_idle``).
     """
 
-    __slots__ = ("_counted", "_owner", "_settled", "delivery_count", "fields", "id", "stream")
+    __slots__ = ("_owner", "_settled", "delivery_count", "fields", "id", "stream")
 
     def __init__(
         self, stream: str, id: str, fields: dict[Any, Any], count: int | None, owner: _Group
@@ -404,7 +406,6 @@ class Entry:
         self.delivery_count: int | None = count
         self._owner = owner
         self._settled = False
-        self._counted = False  # counted against the buffer until acked (ack="on_next")
 
     def __repr__(self) -> str:
         return f"<Entry {self.stream!r} {self.id} delivered={self.delivery_count} {self.fields!r}>"
@@ -422,13 +423,68 @@ class Entry:
         self._settled = True
 
 
+#: what the consumer's side tells the read loop (waking it): how many entries it took
+#: since it last told, then the entries acknowledged with ``Entry.ack()``
+_Told = tuple[int, list[Entry]]
+
+
+@final
+class _Entries:
+    """The consumer's end of the read loop's entries: they cross over a read at a time
+    (one wake of the consumer per read) and are handed out one by one here.
+
+    When the consumer asks for an entry and every one of the last read was
+    taken, the takes and acks so far are told to the read loop (which then
+    reads for the room they made), then the next read's entries are waited for.
+    """
+
+    __slots__ = ("_group", "_probe", "_read", "_receiver", "_tick")
+
+    def __init__(self, receiver: ChannelReceiver[list[Entry]], group: _Group) -> None:
+        self._receiver = receiver
+        self._group = group
+        self._read: list[Entry] = []  # the last read's entries not taken yet, last first
+        self._probe = CancelProbe()
+        self._tick = 0
+
+    async def receive(self) -> Entry:
+        """The next entry; a cancel point per call (it takes nothing when cancelled).
+
+        :raises anyio.EndOfStream: the read loop ended and every entry was taken
+        """
+        read = self._read
+        if not read:
+            self._group.tell()
+            read = await self._receiver.receive()
+            read.reverse()
+            self._read = read
+        else:
+            if self._probe.cancelled():
+                await cancel_point(self._probe)
+            tick = self._tick + 1
+            if tick >= CHECKPOINT_EVERY:  # schedule points coalesced, as a channel's
+                tick = 0
+                await checkpoint()
+            self._tick = tick
+        return read.pop()
+
+    async def aclose(self) -> None:
+        """Close the channel: what the read loop sends later stays pending."""
+        self._read = []
+        await self._receiver.aclose()
+
+
 class _Group:
     """The read loop: runs on the client's loop, owns the demand and the pending list."""
 
     # made by open(), when the iterator starts: an iterator never started holds nothing
-    out: ChannelSender[Entry]
-    commands: ChannelSender[tuple[str, Entry]]
-    command_receiver: ChannelReceiver[tuple[str, Entry]]
+    out: ChannelSender[list[Entry]]
+    commands: ChannelSender[_Told]
+    command_receiver: ChannelReceiver[_Told]
+    # the iterator's own acks, one entry each: the read loop looks for them without being
+    # woken (at the next command, and every _ACK_DELAY while the consumer holds entries)
+    given: ChannelSender[Entry]
+    given_receiver: ChannelReceiver[Entry]
 
     def __init__(
         self,
@@ -448,8 +504,8 @@ class _Group:
         self.ack = ack
         self.claim_idle = claim_idle
         self.held = 0  # sent to the consumer, not taken
-        self.given = 0  # taken, not acked (ack="on_next")
-        self.high_water = 0  # the most of held + given at once (Consumer.stats)
+        self.unacked = 0  # taken, not acked (ack="on_next")
+        self.high_water = 0  # the most of held + unacked at once (Consumer.stats)
         # ids delivered in this run whose XACK has not been answered: the pending
         # entries that are not "lost"
         self.mine: set[str] = set()
@@ -461,37 +517,55 @@ class _Group:
         self.acks_since = 0.0  # when the oldest of them was given
         self.blocking = False  # the reader waits on the server for new entries
         self.flushing: asyncio.Future[None] | None = None  # acks on their own, on the wire
+        self.waiting: anyio.CancelScope | None = None  # the acker's wait for a command
+        # the consumer's side: its takes, told to the read loop once per read (one wake of
+        # that loop when the consumer took the read's entries, not one per entry)
+        self.taken = 0
 
-    def open(self) -> ChannelReceiver[Entry]:
-        """Make the channels (the entries out, the commands in); the entries' receiver."""
-        self.out, receiver = open_channel[Entry](None)
-        self.commands, self.command_receiver = open_channel[tuple[str, Entry]](None)
-        return receiver
+    def open(self) -> _Entries:
+        """Make the channels (the reads' entries out, the commands in); the entries'
+        receiver."""
+        self.out, receiver = open_channel[list[Entry]](None)
+        self.commands, self.command_receiver = open_channel[_Told](None)
+        self.given, self.given_receiver = open_channel[Entry](None)
+        return _Entries(receiver, self)
 
     def command(self, verb: str, entry: Entry) -> None:
+        """``Entry.ack()``: told at once (with the takes before it)."""
+        taken, self.taken = self.taken, 0
         try:
-            self.commands.send_nowait((verb, entry))
+            self.commands.send_nowait((taken, [entry]))
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             raise anyio.ClosedResourceError(
                 "the iterator that delivered this entry was closed; it stays pending, "
                 "read again when this consumer starts again (or claimed with claim_idle)"
             ) from None
 
+    def tell(self) -> None:
+        """Tell the read loop the takes so far (the consumer's side: when it took every
+        entry of a read, and when it leaves)."""
+        if self.taken:
+            taken, self.taken = self.taken, 0
+            try:
+                self.commands.send_nowait((taken, []))
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass  # the read loop ended: what was not acked stays pending
+
     def offer(self, verb: str, entry: Entry) -> None:
-        try:
-            self.commands.send_nowait((verb, entry))
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            pass  # the read loop ended: what was not acked stays pending
+        self.taken += 1
 
     def settle(self, entry: Entry) -> None:
         """Ack ``entry`` for the iterator (ack="on_next", "on_receive"), unless the
         consumer acked it already."""
         if not entry._settled:
             entry._settled = True
-            self.offer("ack", entry)
+            try:
+                self.given.send_nowait(entry)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass  # the read loop ended: it stays pending
 
     def holding(self) -> int:
-        return self.held + self.given
+        return self.held + self.unacked
 
     async def run(self) -> None:
         self.room = asyncio.Event()
@@ -516,8 +590,10 @@ class _Group:
         finally:
             self.out.close()
             with anyio.CancelScope(shield=True):
-                await self.command_receiver.aclose()
                 # the acks given before the consumer left (a read cut short gave its back)
+                self._apply(_drain(self.command_receiver))
+                await self.command_receiver.aclose()
+                self.given_receiver.close()
                 with anyio.move_on_after(_CLOSE_GRACE):
                     try:
                         await self._flush()
@@ -547,22 +623,37 @@ class _Group:
             wait = min(wait, timeout / 4)
         return max(1, int(wait * 1000))
 
-    def _deliver(self, raw_id: object, fields: object, count: int | None) -> bool:
-        entry_id = _sid(raw_id)
-        if entry_id in self.mine:
-            return False
-        entry = Entry(self.stream, entry_id, dict(fields), count, self)  # type: ignore[call-overload]
-        self.mine.add(entry_id)
-        self.held += 1
-        # the demand's own count: what is read never takes held + given above the buffer
-        held = self.held + self.given
+    def _deliver(self, rows: Iterable[tuple[object, Any, int | None]]) -> int:
+        """Send the entries of one reply, ``(id, fields, delivery count)`` each, that no
+        one here holds; how many."""
+        mine = self.mine
+        stream = self.stream
+        entries = []
+        for raw_id, fields, count in rows:
+            entry_id = _sid(raw_id)
+            if entry_id not in mine:
+                mine.add(entry_id)
+                # redis-py parses field maps into dicts: copied only if not one
+                fields = fields if type(fields) is dict else dict(fields)
+                entries.append(Entry(stream, entry_id, fields, count, self))
+        n = len(entries)
+        if not n:
+            return 0
+        self.held += n
+        # the demand's own count: what is read never takes held + unacked above the buffer
+        held = self.held + self.unacked
         if held > self.high_water:
             self.high_water = held
         try:
-            self.out.send_nowait(entry)
+            # one hand-over (one wake) per read; the list is the consumer's from here on
+            self.out.send_nowait(entries)
         except anyio.BrokenResourceError:
-            pass  # the consumer left: it stays pending
-        return True
+            pass  # the consumer left: they stay pending
+        waiting = self.waiting
+        if waiting is not None and self.ack != "manual":
+            # the acker looks for the iterator's acks while the consumer holds entries
+            waiting.deadline = min(waiting.deadline, anyio.current_time() + _ACK_DELAY)
+        return n
 
     async def _reader(self) -> None:
         assert self.room is not None
@@ -574,7 +665,7 @@ class _Group:
         next_claim = time.monotonic()
         claim_cursor = "0-0"
         while True:
-            free = self.buffer - self.held - self.given
+            free = self.buffer - self.held - self.unacked
             # read once the consumer took what was read, for all the free room: a round
             # trip per buffer, not one per entry the consumer finishes (nor two per buffer,
             # as reading ahead at half of it did: measured slower, a round trip costs more
@@ -631,8 +722,7 @@ class _Group:
             timeouts = 0
             got = False
             for _, entries in reply or ():
-                for entry_id, fields in entries:
-                    got = self._deliver(entry_id, fields, 1) or got
+                got = self._deliver((i, f, 1) for i, f in entries) > 0 or got
             if not got and idle:
                 recover = True  # idle: a read whose reply was lost shows up here
             idle = not got
@@ -703,13 +793,8 @@ class _Group:
         ids: list[Any] = [i for i, _ in lost]
         claimed: Any = await r.xclaim(self.stream, self.group, self.consumer, 0, ids)
         found = {_sid(i): f for i, f in claimed if i is not None}
-        gone = []
-        for entry_id, times in lost:
-            fields = found.get(entry_id)
-            if fields:
-                self._deliver(entry_id, fields, times + 1)
-            else:
-                gone.append(entry_id)
+        self._deliver((i, found[i], times + 1) for i, times in lost if found.get(i))
+        gone = [i for i, _ in lost if not found.get(i)]
         if gone:
             # deleted from the stream (XDEL, trimming) while pending: nothing to deliver
             await r.xack(self.stream, self.group, *gone)
@@ -728,9 +813,7 @@ class _Group:
         )
         # [next cursor, entries] (Redis 6.2), [next cursor, entries, deleted ids] (7.0+);
         # 6.2 gives a deleted entry as a nil (left pending: _recover acks it)
-        for entry_id, fields in reply[1]:
-            if entry_id is not None and fields:
-                self._deliver(entry_id, fields, None)
+        self._deliver((i, f, None) for i, f in reply[1] if i is not None and f)
         return _sid(reply[0])
 
     async def _acker(self) -> None:
@@ -742,33 +825,47 @@ class _Group:
             if self.acks:
                 # the reader waits on the server (no read is coming soon): now
                 wait = 0.0 if self.blocking else self.acks_since + _ACK_DELAY - time.monotonic()
-            items = []
-            with anyio.move_on_after(max(wait, 0.0)):
+            if self.held and self.ack != "manual":
+                # the consumer holds a read's entries: it tells once it took them all, and
+                # the iterator's acks given meanwhile come without a wake: look for them
+                wait = min(wait, _ACK_DELAY)
+            told = []
+            with anyio.move_on_after(max(wait, 0.0)) as self.waiting:
                 try:
-                    items.append(await receiver.receive())
+                    told.append(await receiver.receive())
                 except anyio.EndOfStream:
                     return  # run() sends what is left
-            if not items:
-                await self._flush()
-                continue
-            items.extend(_drain(receiver))
-            for verb, entry in items:
-                if verb == "take":
-                    self.held -= 1
-                    if self.ack == "on_next":
-                        entry._counted = True
-                        self.given += 1
-                else:
-                    if not self.acks:
-                        self.acks_since = time.monotonic()
-                    self.acks.append(entry.id)
-                    if entry._counted:
-                        entry._counted = False
-                        self.given -= 1
-            self.room.set()
+            self.waiting = None
+            told.extend(_drain(receiver))
+            if told:
+                self._apply(told)
+                self.room.set()
+            else:
+                self._apply(())
+                if self.acks and (
+                    self.held or self.blocking or time.monotonic() >= self.acks_since + _ACK_DELAY
+                ):
+                    await self._flush()
+
+    def _apply(self, told: Iterable[_Told]) -> None:
+        """Count the takes the consumer told, then collect the acks it gave (to be sent)."""
+        on_next = self.ack == "on_next"
+        acked: list[Entry] = _drain(self.given_receiver)
+        for taken, more in told:
+            self.held -= taken
+            if on_next:
+                self.unacked += taken
+            acked += more
+        if acked:
+            if not self.acks:
+                self.acks_since = time.monotonic()
+            self.acks.extend(entry.id for entry in acked)
+            if on_next:
+                # every entry acked was taken (told in this command or an earlier one)
+                self.unacked -= len(acked)
 
 
-def _drain(receiver: ChannelReceiver[tuple[str, Entry]]) -> list[tuple[str, Entry]]:
+def _drain(receiver: ChannelReceiver[R]) -> list[R]:
     items = []
     while True:
         try:
@@ -785,9 +882,13 @@ class Consumer(HelperConsumer[Entry]):
     :ivar stats: its counters ([`bridges.Stats`][bridges.Stats]), as the demand counts them.
     """
 
-    __slots__ = ()
+    __slots__ = ("_group",)
     what = "redis.to_aiter()"
     close_grace = _CLOSE_GRACE
+
+    def __init__(self, group: _Group, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(group, loop)
+        self._group = group
 
     @property
     def stats(self) -> Stats:
@@ -801,8 +902,10 @@ class Consumer(HelperConsumer[Entry]):
         never above ``buffer`` (``capacity``).  ``delivered``: entries handed
         to the consumer.  ``dropped``: always 0; nothing is dropped: what the
         consumer did not take stays pending in the group when it leaves.  The
-        counts are the client's loop's (under trio, its thread's): a take or
-        an ack shows once that loop has applied it.
+        counts are the client's loop's (under trio, its thread's): takes show
+        once the consumer took every entry of a read (they are told a read at
+        a time), an ack once that loop has collected it (at the latest about
+        50 ms after it was given).
         """
         return self._stats()
 
@@ -812,6 +915,7 @@ class Consumer(HelperConsumer[Entry]):
         The group stays.  Waits (shielded) until the client's loop has sent
         the acks already given and stopped reading.
         """
+        self._group.tell()
         await super().aclose()
 
 
@@ -1044,14 +1148,17 @@ async def from_aiter(
                             value = await it.__anext__()
                         except StopAsyncIteration:
                             break
-                        if not isinstance(value, Mapping) or not value:
+                        mapping = type(value) is dict or isinstance(value, Mapping)
+                        if not mapping or not value:
                             raise TypeError(
                                 "from_aiter(): values must be non-empty field maps, got "
                                 f"{value!r}: wrap them, such as {{'data': value}}"
                             )
                         room -= 1
                         try:
-                            await send.send(value)
+                            # never full: the room counts the values not answered, and the
+                            # channel holds no more than in_flight of them
+                            send.send_nowait(value)
                         except anyio.BrokenResourceError:
                             break  # the writer failed: its error is in outcome
             except Exception as exc:

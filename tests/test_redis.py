@@ -226,6 +226,25 @@ async def test_entries_of_a_read_whose_reply_was_lost_are_read_again(
         assert await pending(client, stream, "g") == 1  # the last in hand
 
 
+async def test_acks_reach_the_server_while_the_consumer_still_holds_a_reads_entries(
+    redis_server: RedisServer,
+) -> None:
+    # the iterator's takes are told a read at a time, but not its acks: an entry the
+    # consumer moved past is acknowledged while it works on the next one of the same read
+    stream = fresh()
+    async with bredis.connect(redis_server.url) as client:
+        assert await bredis.from_aiter(numbers(8), client, stream) == 8
+        it = bredis.to_aiter(client, stream, group="g", consumer="c", buffer=8)
+        async with it:
+            for moved_past in range(3):
+                assert n_of(await it.__anext__()) == moved_past  # acks the one before
+                # all 8 were read at once; the ones moved past leave the pending list
+                # with no further __anext__ (the server's state, looked at again)
+                with anyio.fail_after(5):
+                    while await pending(client, stream, "g") != 8 - moved_past:
+                        await anyio.sleep(0.01)
+
+
 async def test_early_exit_leaves_unacked_entries_pending_for_the_next_start(
     redis_server: RedisServer,
 ) -> None:
