@@ -11,8 +11,12 @@ from typing import Any
 
 import pytest
 
-from .natsserver import nats_server, private_nats_server  # noqa: F401 - fixtures
-from .redisserver import private_redis_server, redis_server  # noqa: F401 - fixtures
+from .servers import (  # noqa: F401 - fixtures
+    nats_server,
+    private_nats_server,
+    private_redis_server,
+    redis_server,
+)
 
 try:
     import uvloop  # noqa: F401

@@ -23,7 +23,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 import bridges
 from bridges import nats as bnats
 
-from .natsserver import NatsServer
+from .servers import NatsServer
 
 pytestmark = pytest.mark.anyio
 

@@ -24,7 +24,7 @@ from redis.backoff import ConstantBackoff, NoBackoff
 import bridges
 from bridges import redis as bredis
 
-from .redisserver import RedisServer
+from .servers import RedisServer
 
 pytestmark = pytest.mark.anyio
 

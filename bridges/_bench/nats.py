@@ -23,7 +23,7 @@ import nats as nats_py
 from bridges import nats
 
 from . import Baseline, Case, Scenario, run_loop
-from ._natsserver import shared_url
+from ._servers import shared_url
 
 WINDOW = 64
 PAYLOAD = b"x" * 64
@@ -53,7 +53,7 @@ def _case(backend: str, body: Callable[[nats.Client, int], Awaitable[float]]) ->
 
     def run(n: int) -> float:
         async def main() -> float:
-            async with nats.connect(shared_url()) as client:
+            async with nats.connect(shared_url(nats.LocalServer)) as client:
                 return await body(client, n)
 
         return run_loop(backend, main)
@@ -66,7 +66,7 @@ def _hand_case(backend: str, body: Callable[[Any, int], Awaitable[float]]) -> Ca
 
     def run(n: int) -> float:
         async def main() -> float:
-            nc = await nats_py.connect(shared_url())
+            nc = await nats_py.connect(shared_url(nats.LocalServer))
             try:
                 return await body(nc.jetstream(), n)
             finally:

@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from bridges import redis
 
 from . import Baseline, Case, Scenario, run_loop
-from ._redisserver import shared_url
+from ._servers import shared_url
 
 WINDOW = 64
 FIELDS = {"data": b"x" * 64}
@@ -53,7 +53,7 @@ def _case(backend: str, body: Callable[[redis.Client, int], Awaitable[float]]) -
 
     def run(n: int) -> float:
         async def main() -> float:
-            async with redis.connect(shared_url()) as client:
+            async with redis.connect(shared_url(redis.LocalServer)) as client:
                 return await body(client, n)
 
         return run_loop(backend, main)
@@ -67,7 +67,7 @@ def _hand_case(backend: str, body: Callable[[Any, int], Awaitable[float]]) -> Ca
 
     def run(n: int) -> float:
         async def main() -> float:
-            r = aioredis.Redis.from_url(shared_url())
+            r = aioredis.Redis.from_url(shared_url(redis.LocalServer))
             try:
                 return await body(r, n)
             finally:

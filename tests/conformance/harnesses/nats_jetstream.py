@@ -22,7 +22,7 @@ from nats.aio.msg import Msg
 
 import bridges
 from bridges import nats, testing
-from bridges._bench._natsserver import shared_url
+from bridges._bench._servers import shared_url
 from bridges.testing import ConsumerError, End, Outcome, Plan, Probe, Script
 
 from ..broker_values import END, FAIL, BrokerValues
@@ -64,7 +64,7 @@ class _Broker:
     def connection(self) -> tuple[Any, nats.Client]:
         with self._lock:
             if self._client is None:
-                self._nc = self.run(natspy.connect(shared_url()))
+                self._nc = self.run(natspy.connect(shared_url(nats.LocalServer)))
                 self._client = nats.Client(self._nc.jetstream(), self.loop)
                 # before the server stops (registered after it: runs first)
                 atexit.register(self.run, self._nc.close())
@@ -316,7 +316,7 @@ class FromAiterHarness(testing.PullHarness):
         def all_read() -> bool:
             return bool(result) and len(outcome.values) == len(published)
 
-        async with nats.connect(shared_url()) as client:
+        async with nats.connect(shared_url(nats.LocalServer)) as client:
             await client.call(lambda js: js.add_stream(name=f"C{n}", subjects=[subject]))
 
             async def publish() -> None:

@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 
 import bridges
 from bridges import redis, testing
-from bridges._bench._redisserver import shared_url
+from bridges._bench._servers import shared_url
 from bridges.testing import ConsumerError, End, Outcome, Plan, Probe, Script
 
 from ..broker_values import END, FAIL, BrokerValues
@@ -70,7 +70,7 @@ class _Broker:
     def admin(self) -> aioredis.Redis:
         with self._lock:
             if self._admin is None:
-                url = shared_url()
+                url = shared_url(redis.LocalServer)
                 self._admin = aioredis.Redis.from_url(url)
                 # before the server stops (registered after it: runs first)
                 atexit.register(self.run, self._admin.aclose())
@@ -122,7 +122,7 @@ class _Stream:
         self.client = _BROKER.run(self._open([str(v).encode() for v in script.values[:gate]]))
 
     async def _open(self, first: list[bytes]) -> redis.Client:
-        r = aioredis.Redis.from_url(shared_url(), client_name=self.client_name)
+        r = aioredis.Redis.from_url(shared_url(redis.LocalServer), client_name=self.client_name)
         probe = self.probe
 
         def spy(command: str, parse: Callable[..., Any] | None) -> Callable[..., Any]:
@@ -319,7 +319,7 @@ class FromAiterHarness(testing.PullHarness):
         def all_read() -> bool:
             return bool(result) and len(outcome.values) == len(added)
 
-        async with redis.connect(shared_url()) as client:
+        async with redis.connect(shared_url(redis.LocalServer)) as client:
 
             async def add() -> None:
                 try:
