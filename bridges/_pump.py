@@ -10,8 +10,10 @@ R11), and says how the run ended in an `Ending`:
 * ``FINISHED``: the source ended;
 * ``FAILED``: the source raised ``error``;
 * ``STOPPED``: the sink takes no more (the consumer left, the observer was
-  disposed), or the source raised while its task was being cancelled (then
-  that is a ``cleanup_error``: the block around the pump is exiting);
+  disposed), or the source raised while a cancellation of its task was
+  unwinding it (then that is a ``cleanup_error``: the block around the pump
+  is exiting); a source that raises on its own in a cancelled task has
+  ``FAILED``;
 * ``INTERRUPTED``: something else ended the run, a cancellation or an error
   the sink raised: ``error`` is it, and the caller raises it (or maps it).
 
@@ -298,11 +300,25 @@ def _source_ended(exc: Exception, ending: Ending) -> None:
     """The source's step raised ``exc``: its end, its error, or its cleanup failing."""
     if isinstance(exc, StopAsyncIteration):
         ending.how = FINISHED
-    elif cancelled_now():
-        # raised while being cancelled: that is the source's cleanup failing
+    elif cancelled_now() and _unwinding_a_cancellation(exc):
+        # raised while the cancellation unwound the source: its cleanup failing
         ending.cleanup_error = exc
     else:
         ending.how, ending.error = FAILED, exc
+
+
+def _unwinding_a_cancellation(exc: BaseException) -> bool:
+    """True when ``exc`` was raised while a cancellation was being handled (a
+    ``finally`` or ``except`` the cancellation ran); a source that fails before it
+    awaits, in a task already cancelled, raises its own error, on its own."""
+    seen: set[int] = set()
+    context = exc.__context__
+    while context is not None and id(context) not in seen:
+        if is_cancellation(context):
+            return True
+        seen.add(id(context))
+        context = context.__context__
+    return False
 
 
 async def _close_in_place(source: object, ending: Ending) -> None:

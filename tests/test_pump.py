@@ -126,6 +126,50 @@ async def test_a_cancellation_comes_back_interrupted_after_a_shielded_close() ->
     assert source.closed  # the awaiting cleanup ran to its end while cancelled
 
 
+async def test_a_source_that_fails_on_its_own_in_a_cancelled_pump_has_failed() -> None:
+    # the pump's task is cancelled, but the source raises its error before it ever
+    # awaits: no cancellation reached it, so this is its failure, not its cleanup's
+    boom = ValueError("boom")
+    source, sink = Source([], error=boom), Collect()
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        ending = await drive(source, sink, paced=False)
+    assert ending.how is FAILED
+    assert ending.error is boom
+    assert ending.cleanup_error is None
+
+
+async def test_an_error_raised_while_the_cancellation_unwinds_the_source_is_its_cleanups() -> None:
+    cleanup = RuntimeError("cleanup")
+    steps: list[str] = []
+
+    async def source() -> Any:
+        try:
+            yield 1
+            await anyio.sleep_forever()
+            yield 2
+        finally:
+            steps.append("finally")
+            raise cleanup  # replaces the cancellation that reached the source
+
+    h = Handoff[int](4)
+    result: list[Any] = []
+    with anyio.fail_after(5):
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+
+                async def run() -> None:
+                    result.append(await drive(source(), h))
+
+                tg.start_soon(run)
+                await anyio.wait_all_tasks_blocked()
+                scope.cancel()
+    (ending,) = result
+    assert steps == ["finally"]
+    assert ending.cleanup_error is cleanup
+    assert ending.how is not FAILED
+
+
 async def test_push_mode_stops_as_soon_as_the_sink_closes_from_inside_the_callback() -> None:
     class Taking(PushSink[Any]):
         def __init__(self) -> None:
