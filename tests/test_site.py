@@ -67,6 +67,11 @@ def test_site_builds_strict_and_renders_every_docstring(tmp_path: Path) -> None:
     # every field of Stats is documented under its own anchor
     for field in ("buffered", "high_water", "delivered", "dropped", "capacity"):
         assert f'id="bridges.Stats.{field}"' in reference, f"Stats.{field} is not rendered"
+    # the broker spokes' server classes show what they inherit
+    for spoke in ("nats", "redis"):
+        for member in ("url", "start", "stop", "kill", "restart"):
+            anchor = f'id="bridges.{spoke}.LocalServer.{member}"'
+            assert anchor in reference, f"{spoke}.LocalServer.{member} is not rendered"
     # no private name shows in a signature
     signatures = re.findall(r'class="doc-signature[^"]*".*?</code>', reference, flags=re.S)
     assert signatures
