@@ -12,18 +12,18 @@ client on its helper asyncio loop, and the peer runs on asyncio, as it must
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import nats as nats_py
 
 from bridges import nats
 
-from . import Baseline, Case, Scenario, run_loop
-from ._servers import shared_url
+from ._servers import Row, broker_scenarios
 
 WINDOW = 64
 PAYLOAD = b"x" * 64
@@ -48,33 +48,13 @@ async def _stream(client: nats.Client, n_preloaded: int) -> str:
     return name
 
 
-def _case(backend: str, body: Callable[[nats.Client, int], Awaitable[float]]) -> Case:
-    """Connect through the spoke on ``backend``, then time ``body`` (it times itself)."""
-
-    def run(n: int) -> float:
-        async def main() -> float:
-            async with nats.connect(shared_url(nats.LocalServer)) as client:
-                return await body(client, n)
-
-        return run_loop(backend, main)
-
-    return run
-
-
-def _hand_case(backend: str, body: Callable[[Any, int], Awaitable[float]]) -> Case:
-    """nats-py by hand, on ``backend``'s loop (asyncio for trio)."""
-
-    def run(n: int) -> float:
-        async def main() -> float:
-            nc = await nats_py.connect(shared_url(nats.LocalServer))
-            try:
-                return await body(nc.jetstream(), n)
-            finally:
-                await nc.close()
-
-        return run_loop("uvloop" if backend == "uvloop" else "asyncio", main)
-
-    return run
+@contextlib.asynccontextmanager
+async def _by_hand(url: str) -> AsyncIterator[Any]:
+    nc = await nats_py.connect(url)
+    try:
+        yield nc.jetstream()
+    finally:
+        await nc.close()
 
 
 # ---------------------------------------------------------------- publishing
@@ -137,44 +117,23 @@ async def _hand_consume(js: Any, n: int) -> float:
     return time.perf_counter() - t0
 
 
-def _scenarios() -> list[Scenario]:
-    out = []
-    for backend in ("asyncio", "uvloop", "trio"):
-        out.append(
-            Scenario(
-                "nats: from_aiter (publish)",
-                backend,
-                20_000,
-                _case(backend, _spoke_publish),
-                [
-                    Baseline(
-                        "nats-py publish_async loop",
-                        _hand_case(backend, _hand_publish),
-                        1.0,
-                        "<= 1.0x",
-                    )
-                ],
-                note=f"n 64-byte messages, {WINDOW} unacknowledged at most, acked by the server",
-            )
-        )
-        out.append(
-            Scenario(
-                "nats: to_aiter (pull consumer)",
-                backend,
-                20_000,
-                _case(backend, _spoke_consume),
-                [
-                    Baseline(
-                        "nats-py pull fetch loop",
-                        _hand_case(backend, _hand_consume),
-                        1.0,
-                        "<= 1.0x",
-                    )
-                ],
-                note=f"n stored messages, pulled {WINDOW} at a time, each acked",
-            )
-        )
-    return out
-
-
-SCENARIOS = _scenarios()
+SCENARIOS = broker_scenarios(
+    nats,
+    _by_hand,
+    [
+        Row(
+            "nats: from_aiter (publish)",
+            _spoke_publish,
+            "nats-py publish_async loop",
+            _hand_publish,
+            f"n 64-byte messages, {WINDOW} unacknowledged at most, acked by the server",
+        ),
+        Row(
+            "nats: to_aiter (pull consumer)",
+            _spoke_consume,
+            "nats-py pull fetch loop",
+            _hand_consume,
+            f"n stored messages, pulled {WINDOW} at a time, each acked",
+        ),
+    ],
+)

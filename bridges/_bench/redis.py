@@ -10,18 +10,18 @@ Under uvloop both run on uvloop.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from bridges import redis
 
-from . import Baseline, Case, Scenario, run_loop
-from ._servers import shared_url
+from ._servers import Row, broker_scenarios
 
 WINDOW = 64
 FIELDS = {"data": b"x" * 64}
@@ -48,34 +48,13 @@ async def _preload(r: aioredis.Redis, n: int) -> str:
     return stream
 
 
-def _case(backend: str, body: Callable[[redis.Client, int], Awaitable[float]]) -> Case:
-    """Connect through the spoke on ``backend``, then time ``body`` (it times itself)."""
-
-    def run(n: int) -> float:
-        async def main() -> float:
-            async with redis.connect(shared_url(redis.LocalServer)) as client:
-                return await body(client, n)
-
-        return run_loop(backend, main)
-
-    return run
-
-
-def _hand_case(backend: str, body: Callable[[Any, int], Awaitable[float]]) -> Case:
-    """redis.asyncio by hand, on the row's loop (asyncio for the trio row: the only
-    loop it runs on)."""
-
-    def run(n: int) -> float:
-        async def main() -> float:
-            r = aioredis.Redis.from_url(shared_url(redis.LocalServer))
-            try:
-                return await body(r, n)
-            finally:
-                await r.aclose()
-
-        return run_loop("uvloop" if backend == "uvloop" else "asyncio", main)
-
-    return run
+@contextlib.asynccontextmanager
+async def _by_hand(url: str) -> AsyncIterator[Any]:
+    r = aioredis.Redis.from_url(url)
+    try:
+        yield r
+    finally:
+        await r.aclose()
 
 
 # ---------------------------------------------------------------- adding
@@ -140,44 +119,23 @@ async def _hand_consume(r: aioredis.Redis, n: int) -> float:
     return time.perf_counter() - t0
 
 
-def _scenarios() -> list[Scenario]:
-    out = []
-    for backend in ("asyncio", "uvloop", "trio"):
-        out.append(
-            Scenario(
-                "redis: from_aiter (XADD)",
-                backend,
-                20_000,
-                _case(backend, _spoke_add),
-                [
-                    Baseline(
-                        "redis-py pipelined XADD loop",
-                        _hand_case(backend, _hand_add),
-                        1.0,
-                        "<= 1.0x",
-                    )
-                ],
-                note=f"n 64-byte entries, pipelined {WINDOW} at a time at most",
-            )
-        )
-        out.append(
-            Scenario(
-                "redis: to_aiter (consumer group)",
-                backend,
-                20_000,
-                _case(backend, _spoke_consume),
-                [
-                    Baseline(
-                        "redis-py XREADGROUP/XACK loop",
-                        _hand_case(backend, _hand_consume),
-                        1.0,
-                        "<= 1.0x",
-                    )
-                ],
-                note=f"n stored entries, read {WINDOW} at a time, each acked",
-            )
-        )
-    return out
-
-
-SCENARIOS = _scenarios()
+SCENARIOS = broker_scenarios(
+    redis,
+    _by_hand,
+    [
+        Row(
+            "redis: from_aiter (XADD)",
+            _spoke_add,
+            "redis-py pipelined XADD loop",
+            _hand_add,
+            f"n 64-byte entries, pipelined {WINDOW} at a time at most",
+        ),
+        Row(
+            "redis: to_aiter (consumer group)",
+            _spoke_consume,
+            "redis-py XREADGROUP/XACK loop",
+            _hand_consume,
+            f"n stored entries, read {WINDOW} at a time, each acked",
+        ),
+    ],
+)
