@@ -146,18 +146,13 @@ class Drop(Op[T]):
         return await self._pull_source()  # type: ignore[no-any-return]
 
 
-class FlatMap(Op[U]):
-    __slots__ = ("_async", "_done", "_fn", "_held", "_inner", "_inner_async")
+class FlatMap(_Apply[U]):
+    __slots__ = ("_inner", "_inner_async")
 
     def __init__(self, source: AsyncIterable[T], fn: Callable[[T], Any]) -> None:
-        require_callable(fn, "flat_map()'s argument")
-        super().__init__(source)
-        self._fn = fn
-        self._async = is_async_callable(fn)
-        self._held: Any = NOTHING
+        super().__init__(source, fn, "flat_map()'s argument")
         self._inner: Any = None
         self._inner_async = False
-        self._done = False
 
     async def __anext__(self) -> U:
         while True:
@@ -177,21 +172,13 @@ class FlatMap(Op[U]):
                         raise
                     self._inner = None
                     await self._end_with(exc)
-            value = self._held
-            if value is NOTHING:
-                value = await self._pull_source()
-                self._held = value
+            _, result = await self._apply_next()
             try:
-                result = self._fn(value)
-                if self._async or is_awaitable(result):
-                    result = await result
                 self._inner, self._inner_async = flattenable(result)
-            except BaseException as exc:
+            except BaseException as exc:  # not iterable, or its __aiter__/__iter__ failed
                 if isinstance(exc, cancelled_class()):
                     raise
-                self._held = NOTHING
                 await self._end_with(exc)
-            self._held = NOTHING
 
     async def aclose(self) -> None:
         inner, self._inner = self._inner, None
