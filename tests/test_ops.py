@@ -23,7 +23,7 @@ import anyio.lowlevel
 import pytest
 
 import bridges
-from bridges import BufferOverflowError, ops
+from bridges import BufferOverflowError, ops, testing
 from bridges.testing import End, SourceError, TestSource
 
 from .sources import AwaitingCleanup, assert_values_then_error, awaiting, cancel_once_waiting
@@ -726,25 +726,7 @@ async def test_paginate_pages_slower_than_the_consumers_timeout_still_arrive() -
     got: list[int] = []
     async with ops.paginate(lpop, start=0) as it:
         for _ in range(600):  # 500 items and 5 pages: each page needs one timeout
-            taken: list[int] = []
-            ended = False
-            with anyio.CancelScope() as scope:
-                async with anyio.create_task_group() as tg:
-
-                    async def take(taken: list[int] = taken) -> None:
-                        nonlocal ended
-                        try:
-                            taken.append(await it.__anext__())
-                        except StopAsyncIteration:
-                            ended = True
-                        scope.cancel()
-
-                    async def time_out() -> None:
-                        await _wait_event(waiting)
-                        scope.cancel()
-
-                    tg.start_soon(take)
-                    tg.start_soon(time_out)
+            taken, ended = await testing._timed_out_next(it, lambda: _wait_event(waiting))
             got += taken
             if ended:
                 break
