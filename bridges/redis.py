@@ -182,6 +182,8 @@ class connect:  # noqa: N801 - used like a function: async with connect(...) as 
         else:
             loop, self._thread = start_loop("bridges.redis helper loop")
 
+        opened: list[aioredis.Redis] = []
+
         async def open_() -> aioredis.Redis:
             r = aioredis.Redis.from_url(self._url, **self._options)
             try:
@@ -191,11 +193,16 @@ class connect:  # noqa: N801 - used like a function: async with connect(...) as 
                 with anyio.CancelScope(shield=True):
                     await r.aclose()
                 raise
+            opened.append(r)
             return r
 
         try:
             r = await run_on(loop, open_)
         except BaseException:
+            # cancelled here as the client connected there: its result never came back
+            with anyio.CancelScope(shield=True):
+                for r in opened:
+                    await run_on(loop, r.aclose)
             await self._stop(loop)
             raise
         self._client = Client(r, loop)
