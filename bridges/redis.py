@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import itertools
 import math
 import os
 import shutil
@@ -1101,6 +1102,10 @@ async def _write(
     """XADD what arrives, pipelined: each round trip takes what waits, up to ``window``;
     its answer gives the values' room back to the puller (``credits``)."""
     count = 0
+    head: tuple[Any, ...] = ("XADD", stream)
+    if maxlen is not None:
+        head += ("MAXLEN", "~", maxlen) if approximate else ("MAXLEN", maxlen)
+    head += ("*",)
     async with receive:
         with credits:  # closed on the way out: a puller waiting for room stops
             while True:
@@ -1115,12 +1120,40 @@ async def _write(
                         batch.append(receive.receive_nowait())
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
-                pipe = r.pipeline(transaction=False)
-                for fields in batch:
-                    pipe.xadd(stream, fields, maxlen=maxlen, approximate=approximate)  # type: ignore[arg-type]
-                await _to_the_end(pipe.execute())
+                await _to_the_end(_add(r, head, batch))
                 count += len(batch)
                 credits.send_nowait(len(batch))
+
+
+async def _add(r: aioredis.Redis, head: tuple[Any, ...], batch: list[Mapping[Any, Any]]) -> None:
+    """One round trip of ``XADD``s (``head``: ``XADD key [MAXLEN [~] n] *``), as redis-py's
+    pipeline sends them, without its bookkeeping per command.
+
+    The commands are packed here and their replies read off a connection of
+    the client's pool: about a sixth less time than ``pipe.xadd()`` and
+    ``pipe.execute()``.  As the pipeline does, a reply that is an error is
+    raised once every reply was read (the connection stays in step), and a
+    connection error is retried by the connection's ``retry``.
+    """
+    pool = r.connection_pool
+    conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+
+    async def attempt() -> None:
+        commands = [(*head, *itertools.chain.from_iterable(fields.items())) for fields in batch]
+        await conn.send_packed_command(conn.pack_commands(commands))
+        error: redis.exceptions.ResponseError | None = None
+        for _ in commands:
+            try:
+                await conn.read_response()
+            except redis.exceptions.ResponseError as exc:
+                error = error or exc
+        if error is not None:
+            raise error
+
+    try:
+        await conn.retry.call_with_retry(attempt, _disconnect(conn))
+    finally:
+        await pool.release(conn)
 
 
 async def _to_the_end(aw: Awaitable[R]) -> R:
