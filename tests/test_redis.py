@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 import pytest
 import redis.exceptions as redis_errors
@@ -200,6 +201,93 @@ async def test_a_cancelled_next_loses_nothing(redis_server: RedisServer) -> None
                 entry = await it.__anext__()
             assert n_of(entry) == round_
             assert entry.delivery_count == 1
+
+
+class HoldingProxy:
+    """A TCP proxy to the server that holds back the end of each connection the client
+    closes: the server sees it only once ``let_through`` is set.  The server's own close
+    of a connection is passed on to the client at once."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.let_through = anyio.Event()
+        self.url = ""
+
+    async def serve(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+        self.url = f"redis://127.0.0.1:{listener.extra(anyio.abc.SocketAttribute.local_port)}"
+        async with listener:
+            task_status.started()
+            await listener.serve(self._pair)
+
+    async def _pair(self, client: anyio.abc.SocketStream) -> None:
+        async with client, await anyio.connect_tcp("127.0.0.1", self.port) as server:
+
+            async def up() -> None:
+                try:
+                    async for chunk in client:
+                        await server.send(chunk)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    pass  # the client reset it: an end too
+                await self.let_through.wait()
+                await server.send_eof()
+
+            async def down() -> None:
+                try:
+                    async for chunk in server:
+                        await client.send(chunk)
+                    await client.send_eof()
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    pass
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(up)
+                tg.start_soon(down)
+
+
+async def blocked_in_a_read(admin: bredis.Client, name: str) -> bool:
+    """Whether the server shows a connection called ``name`` waiting in a blocking read."""
+    clients: Any = await admin.call(lambda r: r.client_list())
+    return any(c["name"] == name and "b" in c["flags"] for c in clients)
+
+
+async def test_a_read_waiting_on_the_server_has_ended_there_when_aclose_returns(
+    redis_server: RedisServer,
+) -> None:
+    # a closed connection is dropped by the server at a later turn of its loop: when
+    # aclose() returns, the server must already have let go of the read that waited there
+    stream, name = fresh(), fresh("reader-")
+    proxy = HoldingProxy(redis_server.port)
+    async with anyio.create_task_group() as tg:
+        await tg.start(proxy.serve)
+        async with (
+            bredis.connect(redis_server.url) as admin,
+            bredis.connect(proxy.url, client_name=name) as client,
+        ):
+            it = bredis.to_aiter(client, stream, group="g", consumer="c")
+            await it.__aenter__()
+            with anyio.fail_after(10):
+                while not await blocked_in_a_read(admin, name):
+                    await anyio.sleep(0.01)  # the server's state, looked at again
+            at_return: list[bool] = []
+            closed = anyio.Event()
+
+            async def close() -> None:
+                await it.aclose()
+                at_return.append(await blocked_in_a_read(admin, name))
+                closed.set()
+
+            tg.start_soon(close)
+            # the proxy holds the connection's end back: an aclose() that does not wait
+            # for the server returns meanwhile; one that waits gets the end through after
+            # this pause (its length only bounds how long an early return is waited for)
+            with anyio.move_on_after(1):
+                await closed.wait()
+            proxy.let_through.set()
+            with anyio.fail_after(10):
+                await closed.wait()
+            assert at_return == [False], "aclose() returned while the server still held its read"
+        tg.cancel_scope.cancel()
 
 
 async def test_entries_of_a_read_whose_reply_was_lost_are_read_again(

@@ -72,7 +72,13 @@ class BrokerValues(bridges.BridgeIterator[int]):
 
     async def __aenter__(self) -> BrokerValues:
         assert self._it is not None
-        await self._it.__aenter__()
+        try:
+            await self._it.__aenter__()
+        except BaseException:
+            # cancelled on the way in: the adapter closed itself, and no __aexit__ comes
+            # to see the server show it released
+            await self.aclose()
+            raise
         return self
 
     async def __anext__(self) -> int:
