@@ -182,7 +182,7 @@ class connect:  # noqa: N801 - used like a function: async with connect(...) as 
         else:
             loop, self._thread = start_loop("bridges.nats helper loop")
         try:
-            nc = await run_on(loop, lambda: nats.connect(self._servers, **self._options))
+            nc = await run_on(loop, lambda: _connect(self._servers, self._options))
         except BaseException:
             await self._stop(loop)
             raise
@@ -203,6 +203,37 @@ class connect:  # noqa: N801 - used like a function: async with connect(...) as 
         thread, self._thread = self._thread, None
         if thread is not None:
             await stop_loop(loop, thread)
+
+
+async def _connect(servers: str | list[str], options: dict[str, Any]) -> NatsConnection:
+    """``nats.connect()``, on the client's loop, that leaves nothing behind when it fails
+    or is cancelled: its socket is closed at once, and it does not try again.
+
+    nats-py's own connect leaves a socket it opened to the garbage collector
+    when it is cancelled (or fails without retrying), and on Python 3.10 and
+    3.11 its ``asyncio.wait_for`` swallows a cancellation that lands just as
+    what it waited for completed: the connect goes on, and retries a silent
+    server for ever.  So it runs as a task of its own; on the way out its
+    retries are turned off (``allow_reconnect``: an error from then on ends
+    it), it is cancelled, and the client is closed, which closes the socket
+    whatever the connect waits for on it (that wait then fails at once).
+    """
+    nc = NatsConnection()
+    connecting = asyncio.ensure_future(nc.connect(servers, **options))
+    try:
+        await asyncio.shield(connecting)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            nc.options["allow_reconnect"] = False
+            connecting.cancel()
+            await _quietly(nc.close())
+            # what it waited for on the closed socket fails: it ends (bounded all the same)
+            await asyncio.wait({connecting}, timeout=_CLOSE_GRACE)
+            if connecting.done() and not connecting.cancelled():
+                connecting.exception()  # retrieved: its error is not news
+            await _quietly(nc.close())  # a socket it opened while the first close ran
+        raise
+    return nc
 
 
 # ---------------------------------------------------------------- a server
