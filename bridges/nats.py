@@ -112,10 +112,7 @@ class Client:
     __slots__ = ("js", "loop")
 
     def __init__(self, js: JetStreamContext, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        if not isinstance(js, JetStreamContext):
-            raise TypeError(
-                f"expected a nats-py JetStreamContext (nc.jetstream()), got {type(js).__name__}"
-            )
+        _connection(js)  # a JetStreamContext with a connection, or a TypeError naming the fix
         #: nats-py's JetStream context (use it only on ``loop``)
         self.js: JetStreamContext = js
         #: the asyncio loop the connection runs on
@@ -130,6 +127,25 @@ class Client:
         Cancellation cancels the call and waits until it ended.
         """
         return await run_on(self.loop, lambda: fn(self.js))
+
+
+def _connection(js: object) -> NatsConnection:
+    """The connection behind a nats-py JetStreamContext.
+
+    nats-py keeps it in a private attribute (``_nc``): this is the one place
+    that reads it.
+
+    :raises TypeError: ``js`` is not a JetStreamContext with a connection
+    """
+    nc = getattr(js, "_nc", None) if isinstance(js, JetStreamContext) else None
+    if not isinstance(nc, NatsConnection):
+        got = "one without a connection" if isinstance(js, JetStreamContext) else type(js).__name__
+        raise TypeError(
+            "expected a nats-py JetStreamContext of a connection (nc.jetstream(), nc from "
+            f"nats.connect()), got {got}: pass one, or use 'async with "
+            "bridges.nats.connect(servers) as client:' and pass the client"
+        )
+    return nc
 
 
 def _client(js: object, what: str) -> Client:
@@ -192,7 +208,7 @@ class connect:  # noqa: N801 - used like a function: async with connect(...) as 
     async def __aexit__(self, exc_type: ExcType, exc: BaseException | None, tb: Tb) -> None:
         client = self._client
         assert client is not None
-        nc = client.js._nc
+        nc = _connection(client.js)
         try:
             with anyio.CancelScope(shield=True):
                 await run_on(client.loop, nc.close)
@@ -583,7 +599,7 @@ class _Pull:
         return stream
 
     async def run(self) -> None:
-        nc: NatsConnection = self.client.js._nc
+        nc = _connection(self.client.js)
         sub = None
         try:
             stream = self.stream = await self._resolve()
@@ -665,7 +681,7 @@ class _Pull:
             "expires": int(_EXPIRES * _NS),
             "idle_heartbeat": int(self.heartbeat * _NS),
         }
-        await self.client.js._nc.publish(
+        await _connection(self.client.js).publish(
             self.next_subject, json.dumps(request).encode(), reply=self.inbox
         )
 
@@ -693,7 +709,7 @@ class _Pull:
         return True
 
     async def _tick(self) -> None:
-        nc = self.client.js._nc
+        nc = _connection(self.client.js)
         if nc.is_closed:
             raise nats.errors.ConnectionClosedError
         now = time.monotonic()
@@ -1056,7 +1072,7 @@ async def _publish(
 ) -> int:
     """Publish ``values`` in order with at most ``in_flight`` acks outstanding; return how
     many were published.  ``room`` (under trio) gets the acks as the puller's room."""
-    async with _Acks(js._nc, ack_timeout, room) as acks:
+    async with _Acks(_connection(js), ack_timeout, room) as acks:
         while True:
             await acks.settle(in_flight - 1)  # room for one more, and no failure
             try:
