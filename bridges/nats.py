@@ -736,8 +736,8 @@ class _Pull:
                 self.high_water = held
             try:
                 self.out.send_nowait(message)
-            except anyio.BrokenResourceError:
-                pass  # the consumer left: released on close
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass  # the consumer left, or the pull loop is closing: held, nak'ed on release
             return
         if status == "100":
             return  # an idle heartbeat
