@@ -197,9 +197,15 @@ class connect:  # noqa: N801 - used like a function: async with connect(...) as 
             loop = asyncio.get_running_loop()
         else:
             loop, self._thread = start_loop("bridges.nats helper loop")
+        made: list[NatsConnection] = []
         try:
-            nc = await run_on(loop, lambda: _connect(self._servers, self._options))
+            nc = await run_on(loop, lambda: _connect(self._servers, self._options, made))
         except BaseException:
+            if made:
+                # connected just as the cancellation came (under trio): the connection
+                # crossed over to no one; close it before its loop stops
+                with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_GRACE):
+                    await run_on(loop, lambda: _quietly(made[0].close()))
             await self._stop(loop)
             raise
         self._client = Client(nc.jetstream(), loop)
@@ -221,7 +227,9 @@ class connect:  # noqa: N801 - used like a function: async with connect(...) as 
             await stop_loop(loop, thread)
 
 
-async def _connect(servers: str | list[str], options: dict[str, Any]) -> NatsConnection:
+async def _connect(
+    servers: str | list[str], options: dict[str, Any], made: list[NatsConnection]
+) -> NatsConnection:
     """``nats.connect()``, on the client's loop, that leaves nothing behind when it fails
     or is cancelled: its socket is closed at once, and it does not try again.
 
@@ -233,6 +241,8 @@ async def _connect(servers: str | list[str], options: dict[str, Any]) -> NatsCon
     retries are turned off (``allow_reconnect``: an error from then on ends
     it), it is cancelled, and the client is closed, which closes the socket
     whatever the connect waits for on it (that wait then fails at once).
+    A connection made is put in ``made`` too, for the caller to close if it
+    was cancelled before it took the result.
     """
     nc = NatsConnection()
     connecting = asyncio.ensure_future(nc.connect(servers, **options))
@@ -249,6 +259,7 @@ async def _connect(servers: str | list[str], options: dict[str, Any]) -> NatsCon
                 connecting.exception()  # retrieved: its error is not news
             await _quietly(nc.close())  # a socket it opened while the first close ran
         raise
+    made.append(nc)
     return nc
 
 
