@@ -110,10 +110,7 @@ class Client:
     __slots__ = ("js", "loop")
 
     def __init__(self, js: JetStreamContext, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        if not isinstance(js, JetStreamContext):
-            raise TypeError(
-                f"expected a nats-py JetStreamContext (nc.jetstream()), got {type(js).__name__}"
-            )
+        _connection(js)  # a JetStreamContext with a connection, or a TypeError naming the fix
         #: nats-py's JetStream context (use it only on ``loop``)
         self.js: JetStreamContext = js
         #: the asyncio loop the connection runs on
@@ -128,6 +125,25 @@ class Client:
         Cancellation cancels the call and waits until it ended.
         """
         return await run_on(self.loop, lambda: fn(self.js))
+
+
+def _connection(js: object) -> NatsConnection:
+    """The connection behind a nats-py JetStreamContext.
+
+    nats-py keeps it in a private attribute (``_nc``): this is the one place
+    that reads it.
+
+    :raises TypeError: ``js`` is not a JetStreamContext with a connection
+    """
+    nc = getattr(js, "_nc", None) if isinstance(js, JetStreamContext) else None
+    if not isinstance(nc, NatsConnection):
+        got = "one without a connection" if isinstance(js, JetStreamContext) else type(js).__name__
+        raise TypeError(
+            "expected a nats-py JetStreamContext of a connection (nc.jetstream(), nc from "
+            f"nats.connect()), got {got}: pass one, or use 'async with "
+            "bridges.nats.connect(servers) as client:' and pass the client"
+        )
+    return nc
 
 
 def _client(js: object, what: str) -> Client:
@@ -179,9 +195,15 @@ class connect:  # noqa: N801 - used like a function: async with connect(...) as 
             loop = asyncio.get_running_loop()
         else:
             loop, self._thread = start_loop("bridges.nats helper loop")
+        made: list[NatsConnection] = []
         try:
-            nc = await run_on(loop, lambda: nats.connect(self._servers, **self._options))
+            nc = await run_on(loop, lambda: _connect(self._servers, self._options, made))
         except BaseException:
+            if made:
+                # connected just as the cancellation came (under trio): the connection
+                # crossed over to no one; close it before its loop stops
+                with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_GRACE):
+                    await run_on(loop, lambda: _quietly(made[0].close()))
             await self._stop(loop)
             raise
         self._client = Client(nc.jetstream(), loop)
@@ -190,7 +212,7 @@ class connect:  # noqa: N801 - used like a function: async with connect(...) as 
     async def __aexit__(self, exc_type: ExcType, exc: BaseException | None, tb: Tb) -> None:
         client = self._client
         assert client is not None
-        nc = client.js._nc
+        nc = _connection(client.js)
         try:
             with anyio.CancelScope(shield=True):
                 await run_on(client.loop, nc.close)
@@ -201,6 +223,42 @@ class connect:  # noqa: N801 - used like a function: async with connect(...) as 
         thread, self._thread = self._thread, None
         if thread is not None:
             await stop_loop(loop, thread)
+
+
+async def _connect(
+    servers: str | list[str], options: dict[str, Any], made: list[NatsConnection]
+) -> NatsConnection:
+    """``nats.connect()``, on the client's loop, that leaves nothing behind when it fails
+    or is cancelled: its socket is closed at once, and it does not try again.
+
+    nats-py's own connect leaves a socket it opened to the garbage collector
+    when it is cancelled (or fails without retrying), and on Python 3.10 and
+    3.11 its ``asyncio.wait_for`` swallows a cancellation that lands just as
+    what it waited for completed: the connect goes on, and retries a silent
+    server for ever.  So it runs as a task of its own; on the way out its
+    retries are turned off (``allow_reconnect``: an error from then on ends
+    it), it is cancelled, and the client is closed, which closes the socket
+    whatever the connect waits for on it (that wait then fails at once).
+    A connection made is put in ``made`` too, for the caller to close if it
+    was cancelled before it took the result.
+    """
+    nc = NatsConnection()
+    connecting = asyncio.ensure_future(nc.connect(servers, **options))
+    try:
+        await asyncio.shield(connecting)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            nc.options["allow_reconnect"] = False
+            connecting.cancel()
+            await _quietly(nc.close())
+            # what it waited for on the closed socket fails: it ends (bounded all the same)
+            await asyncio.wait({connecting}, timeout=_CLOSE_GRACE)
+            if connecting.done() and not connecting.cancelled():
+                connecting.exception()  # retrieved: its error is not news
+            await _quietly(nc.close())  # a socket it opened while the first close ran
+        raise
+    made.append(nc)
+    return nc
 
 
 # ---------------------------------------------------------------- a server
@@ -470,7 +528,7 @@ class _Pull:
         return stream
 
     async def run(self) -> None:
-        nc: NatsConnection = self.client.js._nc
+        nc = _connection(self.client.js)
         sub = None
         try:
             stream = self.stream = await self._resolve()
@@ -552,7 +610,7 @@ class _Pull:
             "expires": int(_EXPIRES * _NS),
             "idle_heartbeat": int(self.heartbeat * _NS),
         }
-        await self.client.js._nc.publish(
+        await _connection(self.client.js).publish(
             self.next_subject, json.dumps(request).encode(), reply=self.inbox
         )
 
@@ -580,7 +638,7 @@ class _Pull:
         return True
 
     async def _tick(self) -> None:
-        nc = self.client.js._nc
+        nc = _connection(self.client.js)
         if nc.is_closed:
             raise nats.errors.ConnectionClosedError
         now = time.monotonic()
@@ -607,8 +665,8 @@ class _Pull:
                 self.high_water = held
             try:
                 self.out.send_nowait(message)
-            except anyio.BrokenResourceError:
-                pass  # the consumer left: released on close
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass  # the consumer left, or the pull loop is closing: held, nak'ed on release
             return
         if status == "100":
             return  # an idle heartbeat
@@ -925,7 +983,7 @@ async def _publish(
 ) -> int:
     """Publish ``values`` in order with at most ``in_flight`` acks outstanding; return how
     many were published.  ``room`` (under trio) gets the acks as the puller's room."""
-    async with _Acks(js._nc, ack_timeout, room) as acks:
+    async with _Acks(_connection(js), ack_timeout, room) as acks:
         while True:
             await acks.settle(in_flight - 1)  # room for one more, and no failure
             try:

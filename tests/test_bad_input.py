@@ -32,6 +32,7 @@ import anyio.abc
 import anyio.from_thread
 import pytest
 import reactivex
+from nats.js import JetStreamContext
 
 import bridges
 from bridges import callbacks, channels, nats, ops, redis, rx, streams, testing, threads
@@ -2066,6 +2067,13 @@ ROWS += [
         TypeError,
         "JetStreamContext",
     ),  # type: ignore[arg-type]
+    Row(
+        "bridges.nats.Client",
+        "js=JetStreamContext(None)",
+        lambda: nats.Client(JetStreamContext(None)),  # type: ignore[arg-type]
+        TypeError,
+        "without a connection",
+    ),
     Row("bridges.nats.LocalServer", "store=3", lambda: nats.LocalServer(3), TypeError, "directory"),  # type: ignore[arg-type]
     Row("bridges.nats.connect", "servers=3", lambda: nats.connect(3), TypeError, "URL"),  # type: ignore[arg-type]
     # bridges.redis: checked at the call, before any connection is used

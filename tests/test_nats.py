@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 import nats.errors as nats_errors
 import nats.js.errors as nats_js_errors
@@ -167,6 +168,50 @@ async def test_an_iterator_never_started_holds_nothing_and_warns_nothing(
         assert closed.stats == bridges.Stats(
             0, 0, 0, 0, capacity=64, open_senders=0, open_receivers=0
         )
+
+
+async def test_a_connect_cancelled_while_connecting_closes_its_socket_at_once_and_stops() -> None:
+    # a server that accepts and then says nothing: connect() waits for its INFO
+    accepted: list[anyio.abc.SocketStream] = []
+    first = anyio.Event()
+
+    async def hold(stream: anyio.abc.SocketStream) -> None:
+        accepted.append(stream)
+        first.set()
+        await anyio.sleep_forever()
+
+    async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
+        url = f"nats://127.0.0.1:{listener.extra(anyio.abc.SocketAttribute.local_port)}"
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, hold)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                with anyio.CancelScope() as scope:
+                    async with anyio.create_task_group() as inner:
+
+                        async def cancel_once_accepted() -> None:
+                            await first.wait()  # the socket is open: connecting is under way
+                            scope.cancel()
+
+                        inner.start_soon(cancel_once_accepted)
+                        # a connect that went on would retry soon, and only once: a second
+                        # socket here, in seconds, rather than a test that hangs
+                        async with bnats.connect(
+                            url, connect_timeout=1, reconnect_time_wait=0, max_reconnect_attempts=1
+                        ):
+                            pytest.fail("connected to a server that never spoke")
+                assert scope.cancelled_caught
+                # closed by the time the cancellation came out: its end is there to read
+                # (the bound only keeps the old leak from hanging the test)
+                with anyio.fail_after(5), pytest.raises(anyio.EndOfStream):
+                    await accepted[0].receive()
+                gc.collect()
+            tg.cancel_scope.cancel()
+        for stream in accepted:
+            await stream.aclose()
+    assert len(accepted) == 1, "the cancelled connect tried again"
+    unclosed = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert unclosed == [], "the cancelled connect left a socket to the garbage collector"
 
 
 async def test_an_empty_stream_waits_instead_of_raising_a_timeout(nats_server: NatsServer) -> None:

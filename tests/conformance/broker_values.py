@@ -7,6 +7,7 @@ import warnings
 from typing import Any, Protocol
 
 import anyio
+import anyio.lowlevel
 
 import bridges
 from bridges.testing import Probe, Script
@@ -72,11 +73,16 @@ class BrokerValues(bridges.BridgeIterator[int]):
 
     async def __aenter__(self) -> BrokerValues:
         assert self._it is not None
-        try:
+        # The adapter's own enter, shielded: cancelled on the way in it closes itself,
+        # before the stream's watch on what the server delivers stops (``closing()``).
+        # A watch of NATS deliveries is interest in the adapter's inbox: the server
+        # would keep its pull request and deliver to the watch alone, messages no one
+        # settles.  A cancellation here closes it as aclose() does, the watch first.
+        with anyio.CancelScope(shield=True):
             await self._it.__aenter__()
+        try:
+            await anyio.lowlevel.checkpoint()
         except BaseException:
-            # cancelled on the way in: the adapter closed itself, and no __aexit__ comes
-            # to see the server show it released
             await self.aclose()
             raise
         return self

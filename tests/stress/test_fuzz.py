@@ -35,15 +35,8 @@ pytestmark = pytest.mark.anyio
 _BACKENDS = {p.id: p for p in BACKENDS}
 
 
-#: harnesses left out of the fuzz, and why
-NOT_FUZZED = {
-    "nats.from_aiter": "each example needs a server connection and a stream (seconds, not "
-    "milliseconds); some plans of cancellation and early stop do not finish within the "
-    "fuzz's 10 s yet: to be found and fixed before it joins",
-    "nats.to_aiter": "each example needs a stream on the server and a durable (tens of "
-    "milliseconds); first runs found cancellation plans under trio whose release the "
-    "harness did not see within the 5 s the fuzz waits: to look into before it joins",
-}
+#: harnesses left out of the fuzz, and why (none: every harness is fuzzed)
+NOT_FUZZED: dict[str, str] = {}
 
 
 def _cases(kind: type, rule: str) -> list[Any]:
