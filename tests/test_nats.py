@@ -634,20 +634,19 @@ async def test_cancelling_from_aiter_while_its_publishes_finish_raises_the_cance
     async with bnats.connect(nats_server.url) as client:
         await add_stream(client, [subject])
         for _ in range(5):
-            ended = anyio.Event()
+            scope = anyio.CancelScope()
 
-            async def source(ended: anyio.Event) -> AsyncIterator[bytes]:
+            async def source(scope: anyio.CancelScope) -> AsyncIterator[bytes]:
                 try:
                     for i in range(200):
                         yield str(i).encode()
                 finally:
-                    ended.set()  # the last publishes are still in flight
-
-            with anyio.CancelScope() as scope:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(bnats.from_aiter, source(ended), client, subject)
-                    await ended.wait()
+                    # cancelled here, where the last publishes are still in flight (a
+                    # cancel from another task could come after from_aiter returned)
                     scope.cancel()
+
+            with scope:
+                await bnats.from_aiter(source(scope), client, subject)
             assert scope.cancelled_caught
 
 
