@@ -1,18 +1,22 @@
 """The harnesses' iterator over a broker spoke's ``to_aiter``: the script's values, with
-the script's end carried as a last item (a broker's stream has no end of its own)."""
+the script's end carried as a last item (a broker's stream has no end of its own); and
+the drive of a broker spoke's ``from_aiter``, read back by its ``to_aiter``."""
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import AsyncIterable
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 import anyio
 import anyio.lowlevel
 
 import bridges
-from bridges.testing import Probe, Script
+from bridges import testing
+from bridges.testing import ConsumerError, Outcome, Plan, Probe, Script
 
-__all__ = ["BrokerStream", "BrokerValues"]
+__all__ = ["BrokerFromAiterHarness", "BrokerStream", "BrokerValues"]
 
 #: the end of a script, as the last item's payload
 END = b"end"
@@ -128,3 +132,89 @@ class BrokerValues(bridges.BridgeIterator[int]):
         )
         self._it = None  # the adapter is collected unclosed too: it must release by itself
         self._stream.released_later()
+
+
+class BrokerFromAiterHarness(testing.PullHarness):
+    """A broker spoke's ``from_aiter`` driven by the pull rules: each value the source
+    gives is sent (counted by `encode`) and read back by the spoke's own ``to_aiter``
+    until every sent value was read, the plan stops the reader, or the writer ended.
+    A spoke's harness says how to connect, send and read."""
+
+    in_flight = 4
+
+    def connect(self) -> AbstractAsyncContextManager[Any]:
+        """The spoke's ``connect()`` to the shared server."""
+        raise NotImplementedError
+
+    async def target(self, client: Any) -> str:
+        """A fresh place to send to (a subject or a stream), ready on the server."""
+        raise NotImplementedError
+
+    def encode(self, value: int) -> Any:
+        """What the spoke sends for ``value``."""
+        raise NotImplementedError
+
+    async def send(self, values: AsyncIterable[Any], client: Any, target: str) -> object:
+        """The spoke's ``from_aiter`` over ``values``, with the harness's window."""
+        raise NotImplementedError
+
+    def reader(self, client: Any, target: str) -> AbstractAsyncContextManager[Any]:
+        """The spoke's ``to_aiter`` over ``target``."""
+        raise NotImplementedError
+
+    def decode(self, item: Any) -> int:
+        """The value an item of the reader carries."""
+        raise NotImplementedError
+
+    async def drive(self, source: AsyncIterable[int], plan: Plan) -> Outcome:
+        outcome = Outcome()
+        sent: list[int] = []
+        result: list[BaseException | None] = []
+        reading = anyio.CancelScope()
+
+        def encode(v: int) -> Any:
+            sent.append(v)
+            return self.encode(v)
+
+        def all_read() -> bool:
+            return bool(result) and len(outcome.values) == len(sent)
+
+        async with self.connect() as client:
+            target = await self.target(client)
+
+            async def send() -> None:
+                try:
+                    await self.send(bridges.iterate(source).map(encode), client, target)
+                except Exception as exc:
+                    result.append(exc)
+                else:
+                    result.append(None)
+                if all_read():
+                    reading.cancel()  # the reader waits for a value that will not come
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(send)
+                try:
+                    async with self.reader(client, target) as it:
+                        with reading:
+                            while not all_read():
+                                if plan.take is not None and len(outcome.values) >= plan.take:
+                                    break
+                                if plan.fail_after is not None and (
+                                    len(outcome.values) >= plan.fail_after
+                                ):
+                                    raise ConsumerError
+                                v = self.decode(await it.__anext__())
+                                plan.seen(v)
+                                outcome.values.append(v)
+                                for _ in range(plan.slow):
+                                    await anyio.lowlevel.checkpoint()
+                except ConsumerError as exc:
+                    outcome.error = exc
+                    outcome.errors_seen += 1
+                # the reader left: the writer stops (and closes the source)
+                tg.cancel_scope.cancel()
+        if result and result[0] is not None:
+            outcome.error = result[0]
+            outcome.errors_seen += 1
+        return outcome

@@ -13,6 +13,7 @@ import contextvars
 import itertools
 import threading
 from collections.abc import AsyncIterable, AsyncIterator, Coroutine
+from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
 import anyio
@@ -20,12 +21,11 @@ import anyio.lowlevel
 import nats as natspy
 from nats.aio.msg import Msg
 
-import bridges
 from bridges import nats, testing
 from bridges._bench._servers import shared_url
-from bridges.testing import ConsumerError, End, Outcome, Plan, Probe, Script
+from bridges.testing import End, Probe, Script
 
-from ..broker_values import END, FAIL, BrokerValues
+from ..broker_values import END, FAIL, BrokerFromAiterHarness, BrokerValues
 
 _ids = itertools.count()
 R = TypeVar("R")
@@ -286,11 +286,10 @@ class ToAiterHarness(testing.PushHarness):
         )
 
 
-class FromAiterHarness(testing.PullHarness):
+class FromAiterHarness(BrokerFromAiterHarness):
     """nats.from_aiter(): each value published (in order, acked), read back by a consumer."""
 
     name = "nats.from_aiter"
-    in_flight = 4
     claims = testing.claim_pull(
         na={
             "R10": "a broker decouples the two sides: the publisher's window is the server's "
@@ -301,65 +300,26 @@ class FromAiterHarness(testing.PullHarness):
         }
     )
 
-    async def drive(self, source: AsyncIterable[int], plan: Plan) -> Outcome:
+    def connect(self) -> AbstractAsyncContextManager[Any]:
+        return nats.connect(shared_url(nats.LocalServer))
+
+    async def target(self, client: Any) -> str:
         n = next(_ids)
         subject = f"conformance.{n}"
-        outcome = Outcome()
-        published: list[int] = []
-        result: list[BaseException | None] = []
-        reading = anyio.CancelScope()
+        await client.call(lambda js: js.add_stream(name=f"C{n}", subjects=[subject]))
+        return subject
 
-        def encode(v: int) -> bytes:
-            published.append(v)
-            return str(v).encode()
+    def encode(self, value: int) -> bytes:
+        return str(value).encode()
 
-        def all_read() -> bool:
-            return bool(result) and len(outcome.values) == len(published)
+    async def send(self, values: AsyncIterable[Any], client: Any, target: str) -> object:
+        return await nats.from_aiter(values, client, target, in_flight=self.in_flight)
 
-        async with nats.connect(shared_url(nats.LocalServer)) as client:
-            await client.call(lambda js: js.add_stream(name=f"C{n}", subjects=[subject]))
+    def reader(self, client: Any, target: str) -> AbstractAsyncContextManager[Any]:
+        return nats.to_aiter(client, target, durable="reader", buffer=4)
 
-            async def publish() -> None:
-                try:
-                    await nats.from_aiter(
-                        bridges.iterate(source).map(encode),
-                        client,
-                        subject,
-                        in_flight=self.in_flight,
-                    )
-                except Exception as exc:
-                    result.append(exc)
-                else:
-                    result.append(None)
-                if all_read():
-                    reading.cancel()  # the reader waits for a value that will not come
-
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(publish)
-                try:
-                    async with nats.to_aiter(client, subject, durable="reader", buffer=4) as it:
-                        with reading:
-                            while not all_read():
-                                if plan.take is not None and len(outcome.values) >= plan.take:
-                                    break
-                                if plan.fail_after is not None and (
-                                    len(outcome.values) >= plan.fail_after
-                                ):
-                                    raise ConsumerError
-                                v = int((await it.__anext__()).data)
-                                plan.seen(v)
-                                outcome.values.append(v)
-                                for _ in range(plan.slow):
-                                    await anyio.lowlevel.checkpoint()
-                except ConsumerError as exc:
-                    outcome.error = exc
-                    outcome.errors_seen += 1
-                # the reader left: the publisher stops (and closes the source)
-                tg.cancel_scope.cancel()
-        if result and result[0] is not None:
-            outcome.error = result[0]
-            outcome.errors_seen += 1
-        return outcome
+    def decode(self, item: Any) -> int:
+        return int(item.data)
 
     async def drive_bad(self) -> object:
         return await nats.from_aiter(42, None, "x")  # type: ignore[arg-type]

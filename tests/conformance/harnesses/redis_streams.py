@@ -16,18 +16,16 @@ import os
 import threading
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine
+from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
-import anyio
-import anyio.lowlevel
 import redis.asyncio as aioredis
 
-import bridges
 from bridges import redis, testing
 from bridges._bench._servers import shared_url
-from bridges.testing import ConsumerError, End, Outcome, Plan, Probe, Script
+from bridges.testing import End, Probe, Script
 
-from ..broker_values import END, FAIL, BrokerValues
+from ..broker_values import END, FAIL, BrokerFromAiterHarness, BrokerValues
 
 _ids = itertools.count()
 R = TypeVar("R")
@@ -290,11 +288,10 @@ class ToAiterHarness(testing.PushHarness):
         )
 
 
-class FromAiterHarness(testing.PullHarness):
+class FromAiterHarness(BrokerFromAiterHarness):
     """redis.from_aiter(): each value added (in order, pipelined), read back by a group."""
 
     name = "redis.from_aiter"
-    in_flight = 4
     claims = testing.claim_pull(
         na={
             "R10": "a broker decouples the two sides: the writer's window is the server's "
@@ -305,65 +302,23 @@ class FromAiterHarness(testing.PullHarness):
         }
     )
 
-    async def drive(self, source: AsyncIterable[int], plan: Plan) -> Outcome:
-        stream = f"conformance.{os.getpid()}.{next(_ids)}"
-        outcome = Outcome()
-        added: list[int] = []
-        result: list[BaseException | None] = []
-        reading = anyio.CancelScope()
+    def connect(self) -> AbstractAsyncContextManager[Any]:
+        return redis.connect(shared_url(redis.LocalServer))
 
-        def encode(v: int) -> dict[str, int]:
-            added.append(v)
-            return {"v": v}
+    async def target(self, client: Any) -> str:
+        return f"conformance.{os.getpid()}.{next(_ids)}"
 
-        def all_read() -> bool:
-            return bool(result) and len(outcome.values) == len(added)
+    def encode(self, value: int) -> dict[str, int]:
+        return {"v": value}
 
-        async with redis.connect(shared_url(redis.LocalServer)) as client:
+    async def send(self, values: AsyncIterable[Any], client: Any, target: str) -> object:
+        return await redis.from_aiter(values, client, target, in_flight=self.in_flight)
 
-            async def add() -> None:
-                try:
-                    await redis.from_aiter(
-                        bridges.iterate(source).map(encode),
-                        client,
-                        stream,
-                        in_flight=self.in_flight,
-                    )
-                except Exception as exc:
-                    result.append(exc)
-                else:
-                    result.append(None)
-                if all_read():
-                    reading.cancel()  # the reader waits for a value that will not come
+    def reader(self, client: Any, target: str) -> AbstractAsyncContextManager[Any]:
+        return redis.to_aiter(client, target, group="reader", consumer="r", buffer=4)
 
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(add)
-                try:
-                    async with redis.to_aiter(
-                        client, stream, group="reader", consumer="r", buffer=4
-                    ) as it:
-                        with reading:
-                            while not all_read():
-                                if plan.take is not None and len(outcome.values) >= plan.take:
-                                    break
-                                if plan.fail_after is not None and (
-                                    len(outcome.values) >= plan.fail_after
-                                ):
-                                    raise ConsumerError
-                                v = int((await it.__anext__()).fields[b"v"])
-                                plan.seen(v)
-                                outcome.values.append(v)
-                                for _ in range(plan.slow):
-                                    await anyio.lowlevel.checkpoint()
-                except ConsumerError as exc:
-                    outcome.error = exc
-                    outcome.errors_seen += 1
-                # the reader left: the writer stops (and closes the source)
-                tg.cancel_scope.cancel()
-        if result and result[0] is not None:
-            outcome.error = result[0]
-            outcome.errors_seen += 1
-        return outcome
+    def decode(self, item: Any) -> int:
+        return int(item.fields[b"v"])
 
     async def drive_bad(self) -> object:
         return await redis.from_aiter(42, None, "x")  # type: ignore[arg-type]
