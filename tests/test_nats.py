@@ -6,11 +6,9 @@ import gc
 import itertools
 import os
 import shutil
-import sys
 import tracemalloc
 import warnings
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -19,17 +17,16 @@ import anyio.lowlevel
 import nats.errors as nats_errors
 import nats.js.errors as nats_js_errors
 import pytest
-from anyio.streams.buffered import BufferedByteReceiveStream
 
 import bridges
 from bridges import nats as bnats
 
+from . import commands
 from .servers import NatsServer
 
 pytestmark = pytest.mark.anyio
 
 _ids = itertools.count()
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def fresh(prefix: str = "s") -> str:
@@ -563,31 +560,13 @@ async def run_worker(
     url: str, stream: str, durable: str, backend: str, lines: list[tuple[int, int]], until: Any
 ) -> None:
     """Run tests/natsworker.py until ``until(lines)``, SIGKILL it, collect all it printed."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
-    command = [sys.executable, "-m", "tests.natsworker", url, stream, durable, backend]
-    async with await anyio.open_process(command, cwd=ROOT, env=env, stderr=None) as proc:
-        assert proc.stdout is not None
-        out = BufferedByteReceiveStream(proc.stdout)
-
-        async def read() -> None:
-            seq, delivered = (await out.receive_until(b"\n", 64)).split()
-            lines.append((int(seq), int(delivered)))
-
-        try:
-            with anyio.move_on_after(30):
-                while not until(lines):
-                    await read()
-        finally:
-            proc.kill()  # SIGKILL: no cleanup of ours runs in the worker
-            await proc.wait()
-        # it went on processing while we read: what it printed before it died counts
-        with anyio.fail_after(10):
-            try:
-                while True:
-                    await read()
-            except (anyio.IncompleteRead, anyio.EndOfStream):
-                pass
-        assert until(lines), f"{len(lines)} lines, the last {lines[-5:]}"
+    await commands.run_worker(
+        "tests.natsworker",
+        [url, stream, durable, backend],
+        lines,
+        lambda seq, delivered: (int(seq), int(delivered)),
+        until,
+    )
 
 
 async def test_at_least_once_across_a_killed_consumer_process(

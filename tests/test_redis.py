@@ -6,11 +6,9 @@ from __future__ import annotations
 import gc
 import itertools
 import os
-import sys
 import tracemalloc
 import warnings
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -18,19 +16,18 @@ import anyio.abc
 import anyio.lowlevel
 import pytest
 import redis.exceptions as redis_errors
-from anyio.streams.buffered import BufferedByteReceiveStream
 from redis.asyncio.retry import Retry
 from redis.backoff import ConstantBackoff, NoBackoff
 
 import bridges
 from bridges import redis as bredis
 
+from . import commands
 from .servers import RedisServer
 
 pytestmark = pytest.mark.anyio
 
 _ids = itertools.count()
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def fresh(prefix: str = "s") -> str:
@@ -613,20 +610,19 @@ async def test_cancelling_from_aiter_raises_the_cancellation(redis_server: Redis
     stream = fresh()
     async with bredis.connect(redis_server.url) as client:
         for _ in range(3):
-            ended = anyio.Event()
+            scope = anyio.CancelScope()
 
-            async def source(ended: anyio.Event) -> AsyncIterator[dict[str, int]]:
+            async def source(scope: anyio.CancelScope) -> AsyncIterator[dict[str, int]]:
                 try:
                     for i in range(200):
                         yield {"n": i}
                 finally:
-                    ended.set()
-
-            with anyio.CancelScope() as scope:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(bredis.from_aiter, source(ended), client, stream)
-                    await ended.wait()
+                    # cancelled here, where the last adds are still in flight (a
+                    # cancel from another task could come after from_aiter returned)
                     scope.cancel()
+
+            with scope:
+                await bredis.from_aiter(source(scope), client, stream)
             assert scope.cancelled_caught
 
 
@@ -634,30 +630,13 @@ async def run_worker(
     url: str, stream: str, backend: str, lines: list[tuple[str, int]], until: Any
 ) -> None:
     """Run tests/redisworker.py until ``until(lines)``, SIGKILL it, collect all it printed."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
-    command = [sys.executable, "-m", "tests.redisworker", url, stream, "g", "w", backend]
-    async with await anyio.open_process(command, cwd=ROOT, env=env, stderr=None) as proc:
-        assert proc.stdout is not None
-        out = BufferedByteReceiveStream(proc.stdout)
-
-        async def read() -> None:
-            entry_id, delivered = (await out.receive_until(b"\n", 64)).split()
-            lines.append((entry_id.decode(), int(delivered)))
-
-        try:
-            with anyio.move_on_after(30):
-                while not until(lines):
-                    await read()
-        finally:
-            proc.kill()  # SIGKILL: no cleanup of ours runs in the worker
-            await proc.wait()
-        with anyio.fail_after(10):
-            try:
-                while True:
-                    await read()
-            except (anyio.IncompleteRead, anyio.EndOfStream):
-                pass
-        assert until(lines), f"{len(lines)} lines, the last {lines[-5:]}"
+    await commands.run_worker(
+        "tests.redisworker",
+        [url, stream, "g", "w", backend],
+        lines,
+        lambda entry_id, delivered: (entry_id.decode(), int(delivered)),
+        until,
+    )
 
 
 async def test_at_least_once_across_a_killed_consumer_process(
