@@ -802,9 +802,17 @@ def test_close_from_another_thread_ends_a_blocked_consumer() -> None:
     source = RecordingSource(range(1), hang=True)
     it = threads.from_aiter(source, backend="asyncio")
     got: list[int] = []
-    consumer = threading.Thread(target=lambda: got.extend(it))
+
+    def consume() -> None:
+        for v in it:
+            got.append(v)  # noqa: PERF402 - each value as it comes, for the wait below
+
+    consumer = threading.Thread(target=consume)
     consumer.start()
-    while source.pulled < 1:  # the consumer has the value and blocks for the next one
+    deadline = time.monotonic() + 5
+    # the consumer has the value and is parked waiting for the next one (the source hangs)
+    while not (got and it.stats.waiting_receivers == 1):
+        assert time.monotonic() < deadline, "the consumer never took the value and waited"
         time.sleep(0.001)
     it.close()
     consumer.join(5)
