@@ -113,10 +113,15 @@ def _rows(reply: Any) -> Any:
 
 
 def _field_map(flat: Any) -> dict[Any, Any]:
-    """A field map: as the client parsed it, or from a flat ``[field, value, ...]`` list."""
+    """A field map: as the client parsed it, else from its pairs or its flat
+    ``[field, value, ...]`` list."""
     if type(flat) is dict:
         return flat
-    it = iter(flat or ())
+    if not flat:
+        return {}
+    if isinstance(flat[0], (tuple, list)):
+        return dict(flat)  # pairs
+    it = iter(flat)
     return dict(zip(it, it, strict=False))
 
 
@@ -569,19 +574,29 @@ class _Group:
             wait = min(wait, timeout / 4)
         return max(1, int(wait * 1000))
 
-    def _deliver(self, rows: Iterable[tuple[object, Any, int | None]]) -> int:
-        """Send the entries of one reply, ``(id, fields, delivery count)`` each, that no
-        one here holds; how many."""
+    def _deliver(
+        self, rows: Iterable[tuple[object, Any]], counts: int | dict[str, int] | None = 1
+    ) -> int:
+        """Send the entries of one reply, ``(id, fields)`` each, that no one here holds;
+        how many.  ``counts``: their delivery count, or each one's by id."""
         mine = self.mine
         stream = self.stream
+        each = counts.__getitem__ if isinstance(counts, dict) else None
         entries = []
-        for raw_id, fields, count in rows:
-            entry_id = _sid(raw_id)
+        # one pass, no call per entry that can be left out: a read brings a buffer of them
+        for raw_id, fields in rows:
+            entry_id = raw_id.decode() if type(raw_id) is bytes else str(raw_id)
             if entry_id not in mine:
                 mine.add(entry_id)
-                # redis-py parses field maps into dicts: copied only if not one
-                fields = fields if type(fields) is dict else dict(fields)
-                entries.append(Entry(stream, entry_id, fields, count, self))
+                entries.append(
+                    Entry(
+                        stream,
+                        entry_id,
+                        fields if type(fields) is dict else _field_map(fields),
+                        counts if each is None else each(entry_id),  # type: ignore[arg-type]
+                        self,
+                    )
+                )
         n = len(entries)
         if not n:
             return 0
@@ -667,7 +682,7 @@ class _Group:
             # a read interrupted there may have left entries pending: the next start reads them
             recreated = False
             timeouts = 0
-            got = self._deliver((i, _field_map(f), 1) for i, f in _rows(reply)) > 0
+            got = self._deliver(_rows(reply)) > 0
             if not got and idle:
                 recover = True  # idle: a read whose reply was lost shows up here
             idle = not got
@@ -791,7 +806,8 @@ class _Group:
         ids: list[Any] = [i for i, _ in lost]
         claimed: Any = await r.xclaim(self.stream, self.group, self.consumer, 0, ids)
         found = {_sid(i): f for i, f in claimed if i is not None}
-        self._deliver((i, found[i], times + 1) for i, times in lost if found.get(i))
+        counts = {i: times + 1 for i, times in lost}
+        self._deliver(((i, found[i]) for i, _ in lost if found.get(i)), counts)
         gone = [i for i, _ in lost if not found.get(i)]
         if gone:
             # deleted from the stream (XDEL, trimming) while pending: nothing to deliver
@@ -811,7 +827,7 @@ class _Group:
         )
         # [next cursor, entries] (Redis 6.2), [next cursor, entries, deleted ids] (7.0+);
         # 6.2 gives a deleted entry as a nil (left pending: _recover acks it)
-        self._deliver((i, f, None) for i, f in reply[1] if i is not None and f)
+        self._deliver(((i, f) for i, f in reply[1] if i is not None and f), None)
         return _sid(reply[0])
 
     async def _acker(self) -> None:
