@@ -27,6 +27,7 @@ they are acknowledged and skipped.
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import math
 import os
@@ -97,6 +98,31 @@ _CLOSE_GRACE: Final = 5.0
 
 def _sid(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _rows(reply: Any) -> Any:
+    """The ``(id, fields)`` rows of an ``XREADGROUP`` reply for one stream, however the
+    client gives it: ``[[stream, rows]]`` (redis-py's legacy shape, and RESP2's),
+    ``{stream: rows}`` (its unified shape, and RESP3's), or nothing (nil, empty)."""
+    if not reply:
+        return ()
+    if isinstance(reply, dict):
+        for rows in reply.values():
+            return rows or ()
+    return reply[0][1] or ()
+
+
+def _field_map(flat: Any) -> dict[Any, Any]:
+    """A field map: as the client parsed it, else from its pairs or its flat
+    ``[field, value, ...]`` list."""
+    if type(flat) is dict:
+        return flat
+    if not flat:
+        return {}
+    if isinstance(flat[0], (tuple, list)):
+        return dict(flat)  # pairs
+    it = iter(flat)
+    return dict(zip(it, it, strict=False))
 
 
 @final
@@ -406,10 +432,6 @@ class _Group:
     out: ChannelSender[list[Entry]]
     commands: ChannelSender[_Told]
     command_receiver: ChannelReceiver[_Told]
-    # the iterator's own acks, one entry each: the read loop looks for them without being
-    # woken (at the next command, and every _ACK_DELAY while the consumer holds entries)
-    given: ChannelSender[Entry]
-    given_receiver: ChannelReceiver[Entry]
 
     def __init__(
         self,
@@ -434,7 +456,7 @@ class _Group:
         # ids delivered in this run whose XACK has not been answered: the pending
         # entries that are not "lost"
         self.mine: set[str] = set()
-        self.room: asyncio.Event | None = None
+        self.blocked: asyncio.Event | None = None  # set while the reader is blocking
         # acks the consumer gave, not yet sent: they go with the next read, in its round
         # trip, or on their own when no read comes soon (the reader blocks on an empty
         # stream, or waits for room the consumer does not make)
@@ -442,17 +464,22 @@ class _Group:
         self.acks_since = 0.0  # when the oldest of them was given
         self.blocking = False  # the reader waits on the server for new entries
         self.flushing: asyncio.Future[None] | None = None  # acks on their own, on the wire
-        self.waiting: anyio.CancelScope | None = None  # the acker's wait for a command
+        self.listening: anyio.CancelScope | None = None  # the acker's wait for a command
         # the consumer's side: its takes, told to the read loop once per read (one wake of
         # that loop when the consumer took the read's entries, not one per entry)
         self.taken = 0
+        # the iterator's own acks (settle), one entry each, put by the consumer's side and
+        # taken by the read loop (a deque: appends and pops are atomic, from any thread),
+        # which looks for them without being woken: at the next command, and every
+        # _ACK_DELAY while the consumer holds entries; a channel send per entry cost more
+        self.given: collections.deque[Entry] = collections.deque()
+        self.ended = False  # the read loop ended: acks given now are not sent
 
     def open(self) -> _Entries:
         """Make the channels (the reads' entries out, the commands in); the entries'
         receiver."""
         self.out, receiver = open_channel[list[Entry]](None)
         self.commands, self.command_receiver = open_channel[_Told](None)
-        self.given, self.given_receiver = open_channel[Entry](None)
         return _Entries(receiver, self)
 
     def command(self, verb: str, entry: Entry) -> None:
@@ -484,16 +511,14 @@ class _Group:
         consumer acked it already."""
         if not entry._settled:
             entry._settled = True
-            try:
-                self.given.send_nowait(entry)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                pass  # the read loop ended: it stays pending
+            if not self.ended:  # else it stays pending
+                self.given.append(entry)
 
     def holding(self) -> int:
         return self.held + self.unacked
 
     async def run(self) -> None:
-        self.room = asyncio.Event()
+        self.blocked = asyncio.Event()
         try:
             await self._create_group()
             errors: list[Exception] = []
@@ -518,7 +543,8 @@ class _Group:
                 # the acks given before the consumer left (a read cut short gave its back)
                 self._apply(_drain(self.command_receiver))
                 await self.command_receiver.aclose()
-                self.given_receiver.close()
+                self.ended = True
+                self._apply(())  # the acks given meanwhile
                 with anyio.move_on_after(_CLOSE_GRACE):
                     try:
                         await self._flush()
@@ -548,19 +574,29 @@ class _Group:
             wait = min(wait, timeout / 4)
         return max(1, int(wait * 1000))
 
-    def _deliver(self, rows: Iterable[tuple[object, Any, int | None]]) -> int:
-        """Send the entries of one reply, ``(id, fields, delivery count)`` each, that no
-        one here holds; how many."""
+    def _deliver(
+        self, rows: Iterable[tuple[object, Any]], counts: int | dict[str, int] | None = 1
+    ) -> int:
+        """Send the entries of one reply, ``(id, fields)`` each, that no one here holds;
+        how many.  ``counts``: their delivery count, or each one's by id."""
         mine = self.mine
         stream = self.stream
+        each = counts.__getitem__ if isinstance(counts, dict) else None
         entries = []
-        for raw_id, fields, count in rows:
-            entry_id = _sid(raw_id)
+        # one pass, no call per entry that can be left out: a read brings a buffer of them
+        for raw_id, fields in rows:
+            entry_id = raw_id.decode() if type(raw_id) is bytes else str(raw_id)
             if entry_id not in mine:
                 mine.add(entry_id)
-                # redis-py parses field maps into dicts: copied only if not one
-                fields = fields if type(fields) is dict else dict(fields)
-                entries.append(Entry(stream, entry_id, fields, count, self))
+                entries.append(
+                    Entry(
+                        stream,
+                        entry_id,
+                        fields if type(fields) is dict else _field_map(fields),
+                        counts if each is None else each(entry_id),  # type: ignore[arg-type]
+                        self,
+                    )
+                )
         n = len(entries)
         if not n:
             return 0
@@ -574,14 +610,10 @@ class _Group:
             self.out.send_nowait(entries)
         except anyio.BrokenResourceError:
             pass  # the consumer left: they stay pending
-        waiting = self.waiting
-        if waiting is not None and self.ack != "manual":
-            # the acker looks for the iterator's acks while the consumer holds entries
-            waiting.deadline = min(waiting.deadline, anyio.current_time() + _ACK_DELAY)
         return n
 
     async def _reader(self) -> None:
-        assert self.room is not None
+        assert self.blocked is not None
         recover = True  # this consumer's own pending entries first
         idle = False  # the last read found nothing new: the next may block
         recreated = False
@@ -592,12 +624,15 @@ class _Group:
         while True:
             free = self.buffer - self.held - self.unacked
             # read once the consumer took what was read, for all the free room: a round
-            # trip per buffer, not one per entry the consumer finishes (nor two per buffer,
-            # as reading ahead at half of it did: measured slower, a round trip costs more
-            # than the overlap saves)
+            # trip per buffer, not one per entry the consumer finishes.  Reading ahead (at
+            # half or a quarter of the buffer left) measured no faster: the time is the
+            # client's own work (parsing the reply, handing entries out), which a read
+            # ahead cannot overlap (one thread, or the GIL under trio) and smaller reads
+            # add to, as each round trip costs work of its own; what it can hide, the
+            # wait on the server, is a tenth of the time at most
             if free <= 0 or self.held:
-                self.room.clear()
-                await self.room.wait()
+                if not await self._listen(acker=False):
+                    return
                 continue
             try:
                 if recover:
@@ -615,9 +650,14 @@ class _Group:
                 # block only once a read found nothing: a read that may wait on the server
                 # leaves the acks given meanwhile to the acker, one that returns at once
                 # takes them along
-                self.blocking = idle
-                reply = await self._read(free, self._block_ms(wait) if idle else None)
-                self.blocking = False
+                if idle:
+                    self.blocking = True
+                    self.blocked.set()
+                try:
+                    reply = await self._read(free, self._block_ms(wait) if idle else None)
+                finally:
+                    if idle:
+                        self._back()
             except redis.exceptions.ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
@@ -645,47 +685,57 @@ class _Group:
             # a read interrupted there may have left entries pending: the next start reads them
             recreated = False
             timeouts = 0
-            got = False
-            for _, entries in reply or ():
-                got = self._deliver((i, f, 1) for i, f in entries) > 0 or got
+            got = self._deliver(_rows(reply)) > 0
             if not got and idle:
                 recover = True  # idle: a read whose reply was lost shows up here
             idle = not got
 
+    def _xreadgroup(self, acks: list[str], count: int, block: int | None) -> list[tuple[Any, ...]]:
+        """The commands of a read: ``XACK`` of ``acks`` (if any), then ``XREADGROUP`` for
+        ``count`` new entries (``BLOCK block`` ms unless None)."""
+        commands: list[tuple[Any, ...]] = []
+        if acks:
+            commands.append(("XACK", self.stream, self.group, *acks))
+        xread: tuple[Any, ...] = ("XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", count)
+        if block is not None:
+            xread += ("BLOCK", block)
+        commands.append((*xread, "STREAMS", self.stream, ">"))
+        return commands
+
+    def _back(self) -> None:
+        """The reader is back from the server: the acker stops listening in its stead."""
+        assert self.blocked is not None
+        self.blocking = False
+        self.blocked.clear()
+        if self.listening is not None:
+            self.listening.cancel()
+
     async def _read(self, count: int, block: int | None) -> Any:
         """XREADGROUP for ``count`` new entries, with the acks given so far in the same
-        round trip (ahead of it).  A read cut short gives its acks back, to be sent again
-        (XACK twice is harmless)."""
-        r = self.client.redis
-        streams = {self.stream: ">"}
+        round trip (ahead of it); its reply as the client parses it.  A read cut short gives
+        its acks back, to be sent again (XACK twice is harmless)."""
         if self.flushing is not None:
             # acks on another connection: the read goes after them, so that the server's
             # pending list too holds no more than the buffer
             await asyncio.shield(self.flushing)
         acks, self.acks = self.acks, []
-        if block is not None:
-            try:
-                reply = await self._wait_for_entries(acks, count, block)
-            except BaseException:
-                self.acks[:0] = acks
-                raise
-            self.mine.difference_update(acks)
-            return reply
-        if not acks:
-            return await r.xreadgroup(self.group, self.consumer, streams, count=count)  # type: ignore[arg-type]
         try:
-            pipe = r.pipeline(transaction=False)
-            pipe.xack(self.stream, self.group, *acks)
-            pipe.xreadgroup(self.group, self.consumer, streams, count=count)  # type: ignore[arg-type]
-            replies: list[Any] = await pipe.execute()
+            if block is not None:
+                reply = await self._wait_for_entries(self._xreadgroup(acks, count, block))
+            else:
+                # one round trip written and read here, as a pipeline would, without its
+                # bookkeeping per command
+                commands = self._xreadgroup(acks, count, None)
+                reply = await _round_trip(self.client.redis, commands, parse=True)
         except BaseException:
             self.acks[:0] = acks
             raise
         self.mine.difference_update(acks)
-        return replies[-1]
+        return reply
 
-    async def _wait_for_entries(self, acks: list[str], count: int, block: int) -> Any:
-        """XREADGROUP with ``BLOCK``, on a connection of its own (with ``acks`` ahead of it).
+    async def _wait_for_entries(self, commands: list[tuple[Any, ...]]) -> Any:
+        """``commands`` (ending with an XREADGROUP with ``BLOCK``) on a connection of its
+        own; the last one's reply.
 
         A read cut short while the server holds it must not stay there: a
         connection closed by the client is dropped by the server only at a later
@@ -694,23 +744,14 @@ class _Group:
         server sees the end of what was sent: it frees the client, which ends
         the read) and waits for the server to close it, before it goes on.
         """
-        r = self.client.redis
-        pool = r.connection_pool
+        pool = self.client.redis.connection_pool
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]
         closing = False
 
         async def attempt() -> Any:
             if closing:  # no second attempt once the read was let go of
                 raise anyio.ClosedResourceError
-            commands: list[tuple[Any, ...]] = []
-            if acks:
-                commands.append(("XACK", self.stream, self.group, *acks))
-            group, consumer, stream = self.group, self.consumer, self.stream
-            xread = ("XREADGROUP", "GROUP", group, consumer, "COUNT", count, "BLOCK", block)
-            commands.append((*xread, "STREAMS", stream, ">"))
-            await conn.send_packed_command(conn.pack_commands(commands))
-            replies = [await r.parse_response(conn, c[0]) for c in commands]
-            return replies[-1]
+            return await _exchange(conn, commands, self.client.redis)
 
         read = asyncio.ensure_future(conn.retry.call_with_retry(attempt, _disconnect(conn)))
         try:
@@ -768,7 +809,8 @@ class _Group:
         ids: list[Any] = [i for i, _ in lost]
         claimed: Any = await r.xclaim(self.stream, self.group, self.consumer, 0, ids)
         found = {_sid(i): f for i, f in claimed if i is not None}
-        self._deliver((i, found[i], times + 1) for i, times in lost if found.get(i))
+        counts = {i: times + 1 for i, times in lost}
+        self._deliver(((i, found[i]) for i, _ in lost if found.get(i)), counts)
         gone = [i for i, _ in lost if not found.get(i)]
         if gone:
             # deleted from the stream (XDEL, trimming) while pending: nothing to deliver
@@ -788,44 +830,58 @@ class _Group:
         )
         # [next cursor, entries] (Redis 6.2), [next cursor, entries, deleted ids] (7.0+);
         # 6.2 gives a deleted entry as a nil (left pending: _recover acks it)
-        self._deliver((i, f, None) for i, f in reply[1] if i is not None and f)
+        self._deliver(((i, f) for i, f in reply[1] if i is not None and f), None)
         return _sid(reply[0])
 
     async def _acker(self) -> None:
-        """Apply the consumer's takes and acks; send the acks the reader does not take along."""
-        receiver = self.command_receiver
-        assert self.room is not None
+        """While the reader waits on the server, listen to the consumer in its stead."""
+        assert self.blocked is not None
         while True:
-            wait = math.inf
-            if self.acks:
-                # the reader waits on the server (no read is coming soon): now
-                wait = 0.0 if self.blocking else self.acks_since + _ACK_DELAY - time.monotonic()
-            if self.held and self.ack != "manual":
-                # the consumer holds a read's entries: it tells once it took them all, and
-                # the iterator's acks given meanwhile come without a wake: look for them
-                wait = min(wait, _ACK_DELAY)
-            told = []
-            with anyio.move_on_after(max(wait, 0.0)) as self.waiting:
-                try:
-                    told.append(await receiver.receive())
-                except anyio.EndOfStream:
-                    return  # run() sends what is left
-            self.waiting = None
-            told.extend(_drain(receiver))
-            if told:
-                self._apply(told)
-                self.room.set()
-            else:
-                self._apply(())
-                if self.acks and (
-                    self.held or self.blocking or time.monotonic() >= self.acks_since + _ACK_DELAY
-                ):
-                    await self._flush()
+            await self.blocked.wait()
+            if self.blocking and not await self._listen(acker=True):
+                return
+
+    async def _listen(self, *, acker: bool) -> bool:
+        """Wait for the consumer's word (takes, acks) until acks are due, apply it, and
+        send the acks due that no read takes along; False once the consumer left.
+
+        The reader listens itself when it waits for room (the consumer's word
+        wakes it, with no hop through another task); the acker listens while
+        the reader waits on the server, and stops when the reader is back.
+        """
+        wait = math.inf
+        if self.acks:
+            # the reader waits on the server (no read is coming soon): now
+            wait = 0.0 if self.blocking else self.acks_since + _ACK_DELAY - time.monotonic()
+        if self.held and self.ack != "manual":
+            # the consumer holds a read's entries: it tells once it took them all, and
+            # the iterator's acks given meanwhile come without a wake: look for them
+            wait = min(wait, _ACK_DELAY)
+        receiver = self.command_receiver
+        told = []
+        with anyio.move_on_after(max(wait, 0.0)) as scope:
+            if acker:
+                self.listening = scope
+            try:
+                told.append(await receiver.receive())
+            except anyio.EndOfStream:
+                return False  # run() sends what is left
+            finally:
+                self.listening = None
+        told.extend(_drain(receiver))
+        self._apply(told)
+        if acker and not self.blocking:
+            return True  # the reader is back: it takes the acks along
+        due = self.held or self.blocking or time.monotonic() >= self.acks_since + _ACK_DELAY
+        if not told and self.acks and due:
+            await self._flush()
+        return True
 
     def _apply(self, told: Iterable[_Told]) -> None:
         """Count the takes the consumer told, then collect the acks it gave (to be sent)."""
         on_next = self.ack == "on_next"
-        acked: list[Entry] = _drain(self.given_receiver)
+        given = self.given
+        acked = [given.popleft() for _ in range(len(given))]
         for taken, more in told:
             self.held -= taken
             if on_next:
@@ -1026,31 +1082,51 @@ async def _write(
 
 async def _add(r: aioredis.Redis, head: tuple[Any, ...], batch: list[Mapping[Any, Any]]) -> None:
     """One round trip of ``XADD``s (``head``: ``XADD key [MAXLEN [~] n] *``), as redis-py's
-    pipeline sends them, without its bookkeeping per command.
+    pipeline sends them, without its bookkeeping per command: about a sixth less time
+    than ``pipe.xadd()`` and ``pipe.execute()``."""
+    commands = [(*head, *itertools.chain.from_iterable(fields.items())) for fields in batch]
+    await _round_trip(r, commands)
 
-    The commands are packed here and their replies read off a connection of
-    the client's pool: about a sixth less time than ``pipe.xadd()`` and
-    ``pipe.execute()``.  As the pipeline does, a reply that is an error is
-    raised once every reply was read (the connection stays in step), and a
-    connection error is retried by the connection's ``retry``.
+
+async def _exchange(
+    conn: Any, commands: list[tuple[Any, ...]], parse: aioredis.Redis | None = None
+) -> Any:
+    """Write ``commands`` on ``conn`` at once and read their replies; the last one's.
+
+    The replies are parsed by ``parse``'s response callbacks (as its own
+    commands' are), else left as the server gave them.  As redis-py's pipeline
+    does, a reply that is an error is raised once every reply was read (the
+    connection stays in step).
     """
+    await conn.send_packed_command(conn.pack_commands(commands))
+    error: redis.exceptions.ResponseError | None = None
+    reply: Any = None
+    for command in commands:
+        try:
+            if parse is None:
+                reply = await conn.read_response()
+            else:
+                reply = await parse.parse_response(conn, command[0])
+        except redis.exceptions.ResponseError as exc:
+            error = error or exc
+    if error is not None:
+        raise error
+    return reply
+
+
+async def _round_trip(
+    r: aioredis.Redis, commands: list[tuple[Any, ...]], *, parse: bool = False
+) -> Any:
+    """``commands`` in one round trip on a connection of the client's pool; the last
+    one's reply, parsed by the client's response callbacks with ``parse``.  A
+    connection error is retried by the connection's ``retry``, as redis-py retries
+    a pipeline."""
     pool = r.connection_pool
     conn = await pool.get_connection()  # type: ignore[no-untyped-call]
-
-    async def attempt() -> None:
-        commands = [(*head, *itertools.chain.from_iterable(fields.items())) for fields in batch]
-        await conn.send_packed_command(conn.pack_commands(commands))
-        error: redis.exceptions.ResponseError | None = None
-        for _ in commands:
-            try:
-                await conn.read_response()
-            except redis.exceptions.ResponseError as exc:
-                error = error or exc
-        if error is not None:
-            raise error
-
     try:
-        await conn.retry.call_with_retry(attempt, _disconnect(conn))
+        return await conn.retry.call_with_retry(
+            lambda: _exchange(conn, commands, r if parse else None), _disconnect(conn)
+        )
     finally:
         await pool.release(conn)
 

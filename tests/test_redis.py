@@ -287,6 +287,39 @@ async def test_a_read_waiting_on_the_server_has_ended_there_when_aclose_returns(
         tg.cancel_scope.cancel()
 
 
+async def test_acks_given_while_a_read_waits_on_the_server_do_not_wait_for_it(
+    redis_server: RedisServer,
+) -> None:
+    # with the stream drained the read loop blocks on the server (up to a second a
+    # read); acks given meanwhile go out at once, not with the read after that one
+    stream, name = fresh(), fresh("reader-")
+    async with (
+        bredis.connect(redis_server.url) as admin,
+        bredis.connect(redis_server.url, client_name=name) as client,
+    ):
+        assert await bredis.from_aiter(numbers(3), client, stream) == 3
+        async with bredis.to_aiter(client, stream, group="g", consumer="c", ack="manual") as it:
+            entries = [await it.__anext__() for _ in range(3)]
+            got: list[int] = []
+
+            async def next_one() -> None:
+                got.append(n_of(await it.__anext__()))  # waits: the stream is drained
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(next_one)
+                with anyio.fail_after(10):
+                    while not await blocked_in_a_read(admin, name):
+                        await anyio.sleep(0.01)  # the server's state, looked at again
+                for entry in entries:
+                    await entry.ack()
+                # a read blocks for 1 s: acks held back for it would mostly arrive later
+                with anyio.fail_after(0.5):
+                    while await pending(admin, stream, "g"):
+                        await anyio.sleep(0.01)
+                await bredis.from_aiter(numbers(1, 3), admin, stream)
+            assert got == [3]
+
+
 async def test_entries_of_a_read_whose_reply_was_lost_are_read_again(
     redis_server: RedisServer,
 ) -> None:
