@@ -250,12 +250,12 @@ async def _connect(
         with anyio.CancelScope(shield=True):
             nc.options["allow_reconnect"] = False
             connecting.cancel()
-            await _quietly(nc.close())
+            await _close_half_made(nc)
             # what it waited for on the closed socket fails: it ends (bounded all the same)
             await asyncio.wait({connecting}, timeout=_CLOSE_GRACE)
             if connecting.done() and not connecting.cancelled():
                 connecting.exception()  # retrieved: its error is not news
-            await _quietly(nc.close())  # a socket it opened while the first close ran
+            await _close_half_made(nc)  # a socket it opened while the first close ran
         raise
     made.append(nc)
     return nc
@@ -726,6 +726,16 @@ def _drain(
             items.append(receiver.receive_nowait())
         except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
             return items
+
+
+async def _close_half_made(nc: NatsConnection) -> None:
+    """Close a client whose connect failed or was cancelled, wherever it stopped."""
+    try:
+        await nc.close()
+    except (nats.errors.Error, asyncio.TimeoutError, AttributeError, OSError):
+        # nats-py before 2.10 fails in close() (AttributeError) when the connect
+        # stopped before its transport was made: there is nothing to close then
+        pass
 
 
 async def _quietly(aw: Awaitable[object]) -> None:
