@@ -17,6 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Final
 
@@ -70,7 +71,7 @@ def check_window(value: object, what: str, items: str) -> int:
     return value
 
 
-class ServerProcess:
+class ServerProcess(ABC):
     """A broker's server on a free 127.0.0.1 port, for tests and examples.
 
     ``with server:`` starts it and waits until it is ready (blocking, up to
@@ -115,13 +116,13 @@ class ServerProcess:
         if self._own_store:
             shutil.rmtree(self.store, ignore_errors=True)
 
+    @abstractmethod
     def _command(self, log: Path) -> list[str]:
         """The command line that starts the server, logging to ``log``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _ready(self, log: Path) -> bool:
         """Whether the started server is ready."""
-        raise NotImplementedError
 
     def start(self) -> None:
         """Start the server and wait until it is ready (blocking, up to 20 s).

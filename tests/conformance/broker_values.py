@@ -5,6 +5,7 @@ the drive of a broker spoke's ``from_aiter``, read back by its ``to_aiter``."""
 from __future__ import annotations
 
 import warnings
+from abc import abstractmethod
 from collections.abc import AsyncIterable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
@@ -142,29 +143,29 @@ class BrokerFromAiterHarness(testing.PullHarness):
 
     in_flight = 4
 
+    @abstractmethod
     def connect(self) -> AbstractAsyncContextManager[Any]:
         """The spoke's ``connect()`` to the shared server."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def target(self, client: Any) -> str:
         """A fresh place to send to (a subject or a stream), ready on the server."""
-        raise NotImplementedError
 
+    @abstractmethod
     def encode(self, value: int) -> Any:
         """What the spoke sends for ``value``."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def send(self, values: AsyncIterable[Any], client: Any, target: str) -> object:
         """The spoke's ``from_aiter`` over ``values``, with the harness's window."""
-        raise NotImplementedError
 
+    @abstractmethod
     def reader(self, client: Any, target: str) -> AbstractAsyncContextManager[Any]:
         """The spoke's ``to_aiter`` over ``target``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def decode(self, item: Any) -> int:
         """The value an item of the reader carries."""
-        raise NotImplementedError
 
     async def drive(self, source: AsyncIterable[int], plan: Plan) -> Outcome:
         outcome = Outcome()
