@@ -608,7 +608,9 @@ class PullHarness(ABC):
         Build the adapter's target from ``make()`` (a re-iterable when
         ``one_shot`` is False, a one-shot async iterator when True), consume
         it twice; return the first run's values and the second run's values
-        or exception.  Only harnesses that claim R13 implement it.
+        or exception.  An optional hook, not an abstract one: only harnesses
+        that claim R13 implement it, and the kit calls it only for them; a
+        harness that claims R13 without it gets this error naming the fix.
         """
         raise NotImplementedError(
             f"{self.name} claims R13 but does not implement subscribe_twice()"
