@@ -745,8 +745,10 @@ async def test_threading_timer_ticks_until_unsubscribed() -> None:
         ticker.start()
 
         def unsubscribe() -> None:
-            fired_at_unsubscribe.append(ticker.n)
+            # Read the count after the cancel: before it, a tick running now could
+            # still start the next timer, and that one could fire too.
             ticker.cancel()
+            fired_at_unsubscribe.append(ticker.n)
 
         return unsubscribe
 
@@ -764,8 +766,8 @@ async def test_threading_timer_ticks_until_unsubscribed() -> None:
     for t in list(ticker.timers):
         await anyio.to_thread.run_sync(t.join, 5)
     # The exit wakes the blocked send first (it returns False), so the ticker may start
-    # more timers before the unsubscribe; after it, only a tick already past its
-    # timer's wait can still run.
+    # more timers before the unsubscribe; once it has cancelled, only a tick already
+    # past its timer's wait can still run, and it starts no other.
     fired = ticker.n
     assert fired <= fired_at_unsubscribe[0] + 1
     ticker.start()  # cancelled: starts nothing
