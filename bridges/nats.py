@@ -95,6 +95,8 @@ _NS: Final = 1_000_000_000
 _EXPIRES: Final = 30.0
 #: the longest wait for the helper loop to finish a close (a dead connection)
 _CLOSE_GRACE: Final = 5.0
+#: how long a cancelled connect is cancelled again before it is closed under it
+_SETTLE: Final = 0.5
 
 
 @final
@@ -195,15 +197,15 @@ class connect:  # noqa: N801 - used like a function: async with connect(...) as 
             loop = asyncio.get_running_loop()
         else:
             loop, self._thread = start_loop("bridges.nats helper loop")
-        made: list[NatsConnection] = []
+        # made here, so that this end owns it however far the connect got: under trio
+        # the connect can finish on the helper loop just as the cancellation comes here
+        nc = NatsConnection()
         try:
-            nc = await run_on(loop, lambda: _connect(self._servers, self._options, made))
+            await run_on(loop, lambda: _connect(nc, self._servers, self._options))
         except BaseException:
-            if made:
-                # connected just as the cancellation came (under trio): the connection
-                # crossed over to no one; close it before its loop stops
-                with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_GRACE):
-                    await run_on(loop, lambda: _quietly(made[0].close()))
+            # closing a client closed already (a connect that stopped) does nothing
+            with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_GRACE):
+                await run_on(loop, lambda: _close_half_made(nc))
             await self._stop(loop)
             raise
         self._client = Client(nc.jetstream(), loop)
@@ -225,10 +227,8 @@ class connect:  # noqa: N801 - used like a function: async with connect(...) as 
             await stop_loop(loop, thread)
 
 
-async def _connect(
-    servers: str | list[str], options: dict[str, Any], made: list[NatsConnection]
-) -> NatsConnection:
-    """``nats.connect()``, on the client's loop, that leaves nothing behind when it fails
+async def _connect(nc: NatsConnection, servers: str | list[str], options: dict[str, Any]) -> None:
+    """``nc.connect()``, on the client's loop, that leaves nothing behind when it fails
     or is cancelled: its socket is closed at once, and it does not try again.
 
     nats-py's own connect leaves a socket it opened to the garbage collector
@@ -239,17 +239,23 @@ async def _connect(
     retries are turned off (``allow_reconnect``: an error from then on ends
     it), it is cancelled, and the client is closed, which closes the socket
     whatever the connect waits for on it (that wait then fails at once).
-    A connection made is put in ``made`` too, for the caller to close if it
-    was cancelled before it took the result.
+    The cancellation is repeated until the connect stops (a swallowed one
+    lets it go on to its next wait), so that the close does not run under a
+    connect still making its tasks: its read loop, started on the closed
+    socket, would report the socket's end as an error, and tasks it made
+    after the close would be left running.
     """
-    nc = NatsConnection()
     connecting = asyncio.ensure_future(nc.connect(servers, **options))
     try:
         await asyncio.shield(connecting)
     except BaseException:
         with anyio.CancelScope(shield=True):
             nc.options["allow_reconnect"] = False
-            connecting.cancel()
+            loop = asyncio.get_running_loop()
+            settled = loop.time() + _SETTLE
+            while not connecting.done() and loop.time() < settled:
+                connecting.cancel()
+                await asyncio.wait({connecting}, timeout=_SETTLE / 50)
             await _close_half_made(nc)
             # what it waited for on the closed socket fails: it ends (bounded all the same)
             await asyncio.wait({connecting}, timeout=_CLOSE_GRACE)
@@ -257,8 +263,6 @@ async def _connect(
                 connecting.exception()  # retrieved: its error is not news
             await _close_half_made(nc)  # a socket it opened while the first close ran
         raise
-    made.append(nc)
-    return nc
 
 
 # ---------------------------------------------------------------- a server

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import gc
 import itertools
+import logging
 import os
 import shutil
 import tracemalloc
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -167,48 +168,88 @@ async def test_an_iterator_never_started_holds_nothing_and_warns_nothing(
         )
 
 
-async def test_a_connect_cancelled_while_connecting_closes_its_socket_at_once_and_stops() -> None:
-    # a server that accepts and then says nothing: connect() waits for its INFO
-    accepted: list[anyio.abc.SocketStream] = []
-    first = anyio.Event()
+async def a_cancelled_connect_leaves_nothing(
+    speak: Callable[[anyio.abc.SocketStream, anyio.CancelScope], Awaitable[None]],
+) -> None:
+    """Connect to a fake server whose side, ``speak``, cancels the caller when it chooses.
 
-    async def hold(stream: anyio.abc.SocketStream) -> None:
+    The connect must then have stopped without trying again, closed its one
+    socket by the time the cancellation came out, left nothing to the
+    garbage collector, and logged no error.
+    """
+    accepted: list[anyio.abc.SocketStream] = []
+    scope = anyio.CancelScope()
+
+    async def serve(stream: anyio.abc.SocketStream) -> None:
         accepted.append(stream)
-        first.set()
+        await speak(stream, scope)
         await anyio.sleep_forever()
 
-    async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
-        url = f"nats://127.0.0.1:{listener.extra(anyio.abc.SocketAttribute.local_port)}"
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(listener.serve, hold)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                with anyio.CancelScope() as scope:
-                    async with anyio.create_task_group() as inner:
-
-                        async def cancel_once_accepted() -> None:
-                            await first.wait()  # the socket is open: connecting is under way
-                            scope.cancel()
-
-                        inner.start_soon(cancel_once_accepted)
+    errors: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = errors.append  # type: ignore[method-assign,assignment]
+    logging.getLogger().addHandler(handler)
+    try:
+        async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
+            url = f"nats://127.0.0.1:{listener.extra(anyio.abc.SocketAttribute.local_port)}"
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(listener.serve, serve)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    with scope:
                         # a connect that went on would retry soon, and only once: a second
                         # socket here, in seconds, rather than a test that hangs
                         async with bnats.connect(
                             url, connect_timeout=1, reconnect_time_wait=0, max_reconnect_attempts=1
                         ):
-                            pytest.fail("connected to a server that never spoke")
-                assert scope.cancelled_caught
-                # closed by the time the cancellation came out: its end is there to read
-                # (the bound only keeps the old leak from hanging the test)
-                with anyio.fail_after(5), pytest.raises(anyio.EndOfStream):
-                    await accepted[0].receive()
-                gc.collect()
-            tg.cancel_scope.cancel()
-        for stream in accepted:
-            await stream.aclose()
+                            await anyio.sleep_forever()  # connected first: cancelled here
+                    assert scope.cancelled_caught
+                    # closed by the time the cancellation came out: its end is there to
+                    # read (the bound only keeps a leak from hanging the test)
+                    with anyio.fail_after(5), pytest.raises(anyio.EndOfStream):
+                        while True:
+                            await accepted[0].receive()
+                    gc.collect()
+                tg.cancel_scope.cancel()
+            for stream in accepted:
+                await stream.aclose()
+    finally:
+        logging.getLogger().removeHandler(handler)
     assert len(accepted) == 1, "the cancelled connect tried again"
     unclosed = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
     assert unclosed == [], "the cancelled connect left a socket to the garbage collector"
+    assert [(r.getMessage(), r.exc_info) for r in errors] == [], "a connect cancelled on purpose logged errors"
+
+
+async def test_a_connect_cancelled_while_connecting_closes_its_socket_at_once_and_stops() -> None:
+    async def say_nothing(stream: anyio.abc.SocketStream, caller: anyio.CancelScope) -> None:
+        caller.cancel()  # the socket is open: connect() waits for the server's INFO
+
+    await a_cancelled_connect_leaves_nothing(say_nothing)
+
+
+async def speak_nats_until_ping(stream: anyio.abc.SocketStream) -> None:
+    """The server's side of a NATS handshake up to the client's PING: INFO, then read."""
+    info = b'INFO {"server_id":"fake","version":"2.10.0","proto":1,"max_payload":1048576}\r\n'
+    await stream.send(info)
+    heard = b""
+    while b"PING\r\n" not in heard:
+        heard += await stream.receive()
+
+
+@pytest.mark.parametrize("pong", [False, True], ids=["before the PONG", "as the PONG is sent"])
+async def test_a_connect_cancelled_as_it_completes_closes_its_connection(pong: bool) -> None:
+    # Cancelled as the handshake ends, the connect may finish on the client's loop
+    # after the caller stopped waiting for it (under trio, on the helper loop; on
+    # Python 3.10 and 3.11 asyncio.wait_for lets it go on): it must be closed all the
+    # same, never handed to no one, and not closed under its own read loop.
+    async def handshake(stream: anyio.abc.SocketStream, caller: anyio.CancelScope) -> None:
+        await speak_nats_until_ping(stream)
+        if pong:
+            await stream.send(b"PONG\r\n")
+        caller.cancel()
+
+    await a_cancelled_connect_leaves_nothing(handshake)
 
 
 async def test_an_empty_stream_waits_instead_of_raising_a_timeout(nats_server: NatsServer) -> None:
