@@ -56,6 +56,11 @@ async def stored(client: bnats.Client, stream: str) -> int:
     return int(info.state.messages)
 
 
+async def values(items: list[bytes]) -> AsyncIterator[bytes]:
+    for item in items:
+        yield item
+
+
 async def numbers(n: int, start: int = 0) -> AsyncIterator[bytes]:
     for i in range(start, start + n):
         yield str(i).encode()
@@ -218,7 +223,9 @@ async def a_cancelled_connect_leaves_nothing(
     assert len(accepted) == 1, "the cancelled connect tried again"
     unclosed = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
     assert unclosed == [], "the cancelled connect left a socket to the garbage collector"
-    assert [(r.getMessage(), r.exc_info) for r in errors] == [], "a connect cancelled on purpose logged errors"
+    assert [(r.getMessage(), r.exc_info) for r in errors] == [], (
+        "a connect cancelled on purpose logged errors"
+    )
 
 
 async def test_a_connect_cancelled_while_connecting_closes_its_socket_at_once_and_stops() -> None:
@@ -309,6 +316,37 @@ async def test_early_exit_gives_unacked_messages_back_at_once(nats_server: NatsS
         # each once: the acked ones (0..8) never again; the server's redelivery order of
         # the nak'ed ones is its own
         assert sorted(got) == list(range(9, 100))
+
+
+async def test_a_message_arriving_as_the_consumer_leaves_comes_back_at_once(
+    nats_server: NatsServer,
+) -> None:
+    # The consumer leaves just after a message was stored while its pull request was
+    # open: the server is sending it as the pull loop closes.  Whether it arrived
+    # before the close, during it or not at all, it must come back at once (nak'ed
+    # on the way out), not after ack_wait.  Each round walks that window again.
+    subject = fresh("leaving.")
+    async with bnats.connect(nats_server.url) as client:
+        stream = await add_stream(client, [subject])
+        durable = await add_durable(client, stream, ack_wait=60)
+        for round_ in range(10):
+            first, second = f"{round_}a".encode(), f"{round_}b".encode()
+            await bnats.from_aiter(values([first]), client, subject)
+            async with bnats.to_aiter(client, stream, durable=durable, buffer=4) as it:
+                async for msg in it:
+                    assert msg.data == first
+                    # stored once this returns: on its way to our open pull request
+                    await bnats.from_aiter(values([second]), client, subject)
+                    break
+            got: set[bytes] = set()
+            with anyio.fail_after(10):  # ack_wait is a minute
+                async with bnats.to_aiter(client, stream, durable=durable, buffer=4) as it:
+                    async for msg in it:
+                        got.add(msg.data)
+                        await msg.ack()
+                        if got == {first, second}:
+                            break
+            assert await stored(client, stream) == 2 * (round_ + 1)
 
 
 async def test_manual_and_on_receive_acks(nats_server: NatsServer) -> None:
