@@ -51,6 +51,14 @@ async def add_durable(client: bnats.Client, stream: str, *, ack_wait: float) -> 
     return durable
 
 
+async def add_stream_and_durable(
+    client: bnats.Client, subject: str, *, ack_wait: float
+) -> tuple[str, str]:
+    """A stream of ``subject`` and a durable consumer of it: their names."""
+    stream = await add_stream(client, [subject])
+    return stream, await add_durable(client, stream, ack_wait=ack_wait)
+
+
 async def stored(client: bnats.Client, stream: str) -> int:
     info = await client.call(lambda js: js.stream_info(stream))
     return int(info.state.messages)
@@ -298,8 +306,7 @@ async def test_a_cancelled_next_loses_nothing_and_the_next_one_does_not_stall(
 async def test_early_exit_gives_unacked_messages_back_at_once(nats_server: NatsServer) -> None:
     subject = fresh("exit.")
     async with bnats.connect(nats_server.url) as client:
-        stream = await add_stream(client, [subject])
-        durable = await add_durable(client, stream, ack_wait=60)
+        stream, durable = await add_stream_and_durable(client, subject, ack_wait=60)
         await bnats.from_aiter(numbers(100), client, subject)
         async with bnats.to_aiter(client, stream, durable=durable, buffer=16) as it:
             async for msg in it:
@@ -318,17 +325,14 @@ async def test_early_exit_gives_unacked_messages_back_at_once(nats_server: NatsS
         assert sorted(got) == list(range(9, 100))
 
 
-async def test_a_message_arriving_as_the_consumer_leaves_comes_back_at_once(
-    nats_server: NatsServer,
-) -> None:
+async def test_a_message_in_flight_at_exit_comes_back_at_once(nats_server: NatsServer) -> None:
     # The consumer leaves just after a message was stored while its pull request was
     # open: the server is sending it as the pull loop closes.  Whether it arrived
     # before the close, during it or not at all, it must come back at once (nak'ed
     # on the way out), not after ack_wait.  Each round walks that window again.
     subject = fresh("leaving.")
     async with bnats.connect(nats_server.url) as client:
-        stream = await add_stream(client, [subject])
-        durable = await add_durable(client, stream, ack_wait=60)
+        stream, durable = await add_stream_and_durable(client, subject, ack_wait=60)
         for round_ in range(10):
             first, second = f"{round_}a".encode(), f"{round_}b".encode()
             await bnats.from_aiter(values([first]), client, subject)
@@ -380,8 +384,7 @@ async def test_buffered_messages_are_kept_alive_past_a_short_ack_wait(
 ) -> None:
     subject = fresh("wait.")
     async with bnats.connect(nats_server.url) as client:
-        stream = await add_stream(client, [subject])
-        durable = await add_durable(client, stream, ack_wait=1.0)
+        stream, durable = await add_stream_and_durable(client, subject, ack_wait=1.0)
         await bnats.from_aiter(numbers(20), client, subject)
         async with bnats.to_aiter(client, stream, durable=durable, buffer=20) as it:
             first = await it.__anext__()
@@ -654,8 +657,7 @@ async def test_at_least_once_across_a_killed_consumer_process(
     total, buffer = 1_000, 16
     subject = fresh("crash.")
     async with bnats.connect(nats_server.url) as client:
-        stream = await add_stream(client, [subject])
-        durable = await add_durable(client, stream, ack_wait=1.0)
+        stream, durable = await add_stream_and_durable(client, subject, ack_wait=1.0)
         await bnats.from_aiter(numbers(total), client, subject, in_flight=256)
         first: list[tuple[int, int]] = []
         await run_worker(
