@@ -131,8 +131,6 @@ def stress(session: nox.Session) -> None:
         "-m",
         "pytest",
         "tests/stress",
-        # its wall-clock bound on the loop's longest stall holds only on a quiet machine
-        "tests/test_threads.py::test_a_million_sqlite_rows_stream_in_order_and_the_loop_stays_responsive",
         # the 100,000 messages (a fifth of them in the default run)
         "tests/test_nats.py::test_a_slow_consumer_of_many_messages_holds_at_most_the_buffer_in_order",
         # and the Redis spoke's (a twentieth of them in the default run)

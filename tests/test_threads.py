@@ -9,7 +9,6 @@ import asyncio
 import gc
 import itertools
 import logging
-import os
 import queue
 import sqlite3
 import threading
@@ -141,10 +140,10 @@ async def test_a_million_sqlite_rows_stream_in_order_and_the_loop_stays_responsi
     )
     record_property("worst_tick_gap_ms", round(worst_gap * 1000, 1))
     # another task ran between every 100,000 rows (they take far more than the
-    # ticker's 1 ms), however loaded the machine: the loop was never held
+    # ticker's 1 ms), however loaded the machine: the loop was never held.  How long
+    # it went at most without running another task is a wall-clock figure: the
+    # bench measures it ("blocking cursor -> aiter, loop stall")
     assert all(b > a for a, b in itertools.pairwise([0, *ticks_at])), ticks_at
-    if os.environ.get("BRIDGES_STRESS"):  # a wall-clock bound: only where the machine is quiet
-        assert worst_gap < 0.25, f"the event loop was blocked for {worst_gap * 1000:.0f} ms"
 
 
 async def test_a_factory_makes_the_connection_in_the_worker(small_db: Path) -> None:

@@ -10,6 +10,8 @@ connection per run:
   thread hop per row), and iterating the cursor synchronously on the event
   loop (the floor: no thread at all, and a blocked loop).  A second bridge
   row uses the default ``buffer=64``, reported only.
+* The same stream of a million rows with a 1 ms ticker task beside it: the
+  ticker's worst gap is how long the loop was held (budget: 250 ms).
 * ``threads.from_aiter(agen)`` (sync code pulling an async generator that
   runs in a helper thread's loop) against calling ``portal.call(anext)`` per
   value through an anyio ``BlockingPortal``: reported only (no budget).
@@ -21,7 +23,7 @@ import atexit
 import sqlite3
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import anyio
@@ -29,7 +31,7 @@ from anyio.from_thread import start_blocking_portal
 
 from bridges import threads
 
-from . import Baseline, Case, Scenario, counted, drain, numbers
+from . import Baseline, Case, Scenario, counted, drain, numbers, run_loop
 
 _QUERY = "SELECT id, name, score FROM t ORDER BY id"
 _dbs: dict[int, Path] = {}
@@ -72,6 +74,46 @@ def _rows(path: Path) -> Iterator[tuple[int, str, float]]:
 
 
 # ------------------------------------------------------------ cursor -> aiter
+
+#: the longest the event loop may go without running another task while a cursor streams
+STALL_BUDGET_MS = 250
+
+
+def loop_stall(backend: str) -> Callable[[int], dict[str, object]]:
+    """The worst gap of a 1 ms ticker task while ``threads.to_aiter`` streams ``n`` rows:
+    how long the loop went at most without running another task (a wall-clock figure,
+    so it belongs here, measured on a quiet machine, rather than in a test)."""
+
+    def measure(n: int) -> dict[str, object]:
+        path = _db(n)
+
+        async def main() -> float:
+            done = False
+            worst = 0.0
+
+            async def ticker() -> None:
+                nonlocal worst
+                last = time.perf_counter()
+                while not done:
+                    await anyio.sleep(0.001)
+                    now = time.perf_counter()
+                    worst = max(worst, now - last)
+                    last = now
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ticker)
+                await drain(threads.to_aiter(lambda: _rows(path), buffer=256))
+                done = True
+            return worst
+
+        worst_ms = run_loop(backend, main) * 1000
+        return {
+            "worst_stall_ms": round(worst_ms, 1),
+            "budget": f"<= {STALL_BUDGET_MS} ms",
+            "ok": worst_ms <= STALL_BUDGET_MS,
+        }
+
+    return measure
 
 
 def bridge_cursor(backend: str, buffer: int = 256) -> Case:
@@ -171,6 +213,17 @@ def _scenarios() -> list[Scenario]:
                     ),
                 ],
                 note="sqlite3 rows (int, text, real); the connection is made in the worker",
+            )
+        )
+        out.append(
+            Scenario(
+                "blocking cursor -> aiter, loop stall",
+                backend,
+                1_000_000,
+                bridge_cursor(backend),
+                [],
+                measure=loop_stall(backend),
+                note="a 1 ms ticker task's worst gap while the rows stream (buffer=256)",
             )
         )
         out.append(
