@@ -79,32 +79,43 @@ def _rows(path: Path) -> Iterator[tuple[int, str, float]]:
 STALL_BUDGET_MS = 250
 
 
+class Ticker:
+    """A task that sleeps 1 ms at a time until stopped, counting its turns and timing
+    the longest gap between them: how long the loop went without running it."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+        self.worst_gap = 0.0
+        self._stopped = False
+
+    async def run(self) -> None:
+        last = time.perf_counter()
+        while not self._stopped:
+            await anyio.sleep(0.001)
+            now = time.perf_counter()
+            self.worst_gap = max(self.worst_gap, now - last)
+            last = now
+            self.ticks += 1
+
+    def stop(self) -> None:
+        self._stopped = True
+
+
 def loop_stall(backend: str) -> Callable[[int], dict[str, object]]:
-    """The worst gap of a 1 ms ticker task while ``threads.to_aiter`` streams ``n`` rows:
-    how long the loop went at most without running another task (a wall-clock figure,
+    """The worst gap of a `Ticker` while ``threads.to_aiter`` streams ``n`` rows: how
+    long the loop went at most without running another task (a wall-clock figure,
     so it belongs here, measured on a quiet machine, rather than in a test)."""
 
     def measure(n: int) -> dict[str, object]:
         path = _db(n)
 
         async def main() -> float:
-            done = False
-            worst = 0.0
-
-            async def ticker() -> None:
-                nonlocal worst
-                last = time.perf_counter()
-                while not done:
-                    await anyio.sleep(0.001)
-                    now = time.perf_counter()
-                    worst = max(worst, now - last)
-                    last = now
-
+            ticker = Ticker()
             async with anyio.create_task_group() as tg:
-                tg.start_soon(ticker)
+                tg.start_soon(ticker.run)
                 await drain(threads.to_aiter(lambda: _rows(path), buffer=256))
-                done = True
-            return worst
+                ticker.stop()
+            return ticker.worst_gap
 
         worst_ms = run_loop(backend, main) * 1000
         return {
