@@ -6,7 +6,6 @@ from __future__ import annotations
 import gc
 import itertools
 import os
-import tracemalloc
 import warnings
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,7 +21,7 @@ from redis.backoff import ConstantBackoff, NoBackoff
 import bridges
 from bridges import redis as bredis
 
-from . import commands
+from . import brokers, commands
 from .servers import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -87,35 +86,13 @@ async def test_a_slow_consumer_of_many_entries_holds_at_most_the_buffer_in_order
     stream = fresh()
     async with bredis.connect(redis_server.url) as client:
         await bredis.from_aiter(numbers(n), client, stream, in_flight=256)
-        expected = 0
-        tracemalloc.start()
-        try:
-            async with bredis.to_aiter(
-                client, stream, group="g", consumer="c", buffer=buffer
-            ) as it:
-                async for entry in it:
-                    assert n_of(entry) == expected
-                    expected += 1
-                    if expected % 2_000 == 1:
-                        # read by us and not acked (the one in hand included)
-                        assert await pending(client, stream, "g") <= buffer
-                    if expected == 1_000:
-                        tracemalloc.reset_peak()  # from here on: flat
-                        baseline = tracemalloc.get_traced_memory()[0]
-                    await anyio.lowlevel.checkpoint()  # slower than the server
-                    if expected == n:
-                        break
-                stats = it.stats
-                # held by the bridge (waiting, or in hand until acked): never above the buffer
-                assert 1 <= stats.high_water <= buffer, stats
-                assert (stats.delivered, stats.dropped, stats.capacity) == (n, 0, buffer)
-                assert stats.buffered <= buffer
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
-        stats = it.stats
-        assert (stats.buffered, stats.open_senders, stats.open_receivers) == (0, 0, 0), stats
-        assert peak - baseline < 1_000_000, f"memory grew by {peak - baseline} bytes"
+
+        async def look(taken: int) -> None:
+            # read by us and not acked (the one in hand included)
+            assert await pending(client, stream, "g") <= buffer
+
+        it = bredis.to_aiter(client, stream, group="g", consumer="c", buffer=buffer)
+        await brokers.consume_slowly_in_order(it, n, buffer, n_of, look)
         assert await pending(client, stream, "g") == 1  # the last one, in hand at the break
 
 
@@ -126,18 +103,11 @@ async def test_stats_count_the_entry_in_hand_until_it_is_acked(
     async with bredis.connect(redis_server.url) as client:
         await bredis.from_aiter(numbers(3), client, stream)
         it = bredis.to_aiter(client, stream, group="g", consumer="c", buffer=1)
-        assert it.stats == bridges.Stats(0, 0, 0, 0, capacity=1)
-        async with it:
-            for delivered in (1, 2):
-                await it.__anext__()
-                # buffer=1 and ack="on_next": the entry in hand fills the buffer until the
-                # next __anext__ acknowledges it, so nothing more was read
-                s = it.stats
-                assert (s.buffered, s.high_water, s.delivered, s.dropped) == (1, 1, delivered, 0)
-                assert await pending(client, stream, "g") == 1
-        s = it.stats
-        assert (s.buffered, s.high_water, s.delivered) == (0, 1, 2)  # the one in hand: pending
-        assert (s.open_senders, s.open_receivers) == (0, 0)
+
+        async def look() -> None:
+            assert await pending(client, stream, "g") == 1  # the one in hand, nothing more
+
+        await brokers.take_two_through_a_buffer_of_one(it, look)  # the one in hand: pending
 
 
 async def test_an_iterator_never_started_holds_nothing_and_warns_nothing(
@@ -187,17 +157,10 @@ async def test_a_cancelled_next_loses_nothing(redis_server: RedisServer) -> None
         bredis.connect(redis_server.url) as client,
         bredis.to_aiter(client, stream, group="g", consumer="c") as it,
     ):
-        for round_ in range(3):
-            with anyio.CancelScope() as scope:
-                scope.cancel()
-                await it.__anext__()
-            with anyio.move_on_after(0.05):
-                await it.__anext__()
-            await bredis.from_aiter(numbers(1, round_), client, stream)
-            with anyio.fail_after(5):
-                entry = await it.__anext__()
-            assert n_of(entry) == round_
-            assert entry.delivery_count == 1
+        got = await brokers.next_after_cancelled_nexts(
+            it, lambda round_: bredis.from_aiter(numbers(1, round_), client, stream)
+        )
+    assert [(n_of(entry), entry.delivery_count) for entry in got] == [(0, 1), (1, 1), (2, 1)]
 
 
 class HoldingProxy:
@@ -562,11 +525,7 @@ async def test_a_lost_connection_ends_the_stream_with_its_error_once(
         await bredis.from_aiter(numbers(3), client, "lost")
         async with bredis.to_aiter(client, "lost", group="g", consumer="c") as it:
             assert [n_of(await it.__anext__()) for _ in range(3)] == [0, 1, 2]
-            await anyio.to_thread.run_sync(server.kill)
-            with anyio.fail_after(20), pytest.raises(redis_errors.ConnectionError):
-                await it.__anext__()
-            with pytest.raises(StopAsyncIteration):
-                await it.__anext__()
+            await brokers.kill_the_server_under(it, server, redis_errors.ConnectionError)
 
 
 async def test_from_aiter_pulls_the_source_only_when_the_window_has_room(
@@ -642,21 +601,11 @@ async def test_a_source_error_comes_out_as_itself_after_what_was_added(
 async def test_cancelling_from_aiter_raises_the_cancellation(redis_server: RedisServer) -> None:
     stream = fresh()
     async with bredis.connect(redis_server.url) as client:
-        for _ in range(3):
-            scope = anyio.CancelScope()
-
-            async def source(scope: anyio.CancelScope) -> AsyncIterator[dict[str, int]]:
-                try:
-                    for i in range(200):
-                        yield {"n": i}
-                finally:
-                    # cancelled here, where the last adds are still in flight (a
-                    # cancel from another task could come after from_aiter returned)
-                    scope.cancel()
-
-            with scope:
-                await bredis.from_aiter(source(scope), client, stream)
-            assert scope.cancelled_caught
+        await brokers.cancel_from_aiter_as_its_source_ends(
+            lambda source: bredis.from_aiter(source, client, stream),
+            lambda i: {"n": i},
+            rounds=3,
+        )
 
 
 async def run_worker(
