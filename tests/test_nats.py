@@ -9,6 +9,7 @@ import os
 import shutil
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -58,6 +59,17 @@ async def add_stream_and_durable(
     return stream, await add_durable(client, stream, ack_wait=ack_wait)
 
 
+@asynccontextmanager
+async def a_client_and_a_stream(
+    server: NatsServer, prefix: str, **config: Any
+) -> AsyncIterator[tuple[bnats.Client, str, str]]:
+    """A client of ``server``, a subject no other test uses (``prefix`` and a number)
+    and the stream made for it: ``(client, subject, stream)``."""
+    subject = fresh(prefix)
+    async with bnats.connect(server.url) as client:
+        yield client, subject, await add_stream(client, [subject], **config)
+
+
 async def stored(client: bnats.Client, stream: str) -> int:
     info = await client.call(lambda js: js.stream_info(stream))
     return int(info.state.messages)
@@ -74,9 +86,7 @@ async def numbers(n: int, start: int = 0) -> AsyncIterator[bytes]:
 
 
 async def test_round_trip(nats_server: NatsServer) -> None:
-    subject = fresh("rt.")
-    async with bnats.connect(nats_server.url) as client:
-        await add_stream(client, [subject])
+    async with a_client_and_a_stream(nats_server, "rt.") as (client, subject, _):
         assert await bnats.from_aiter(numbers(200), client, subject) == 200
         got = []
         async with bnats.to_aiter(client, subject, durable=fresh("d"), buffer=16) as it:
@@ -99,9 +109,7 @@ async def test_a_slow_consumer_of_many_messages_holds_at_most_the_buffer_in_orde
     nats_server: NatsServer,
 ) -> None:
     n, buffer = MANY, 32
-    subject = fresh("slow.")
-    async with bnats.connect(nats_server.url) as client:
-        stream = await add_stream(client, [subject])
+    async with a_client_and_a_stream(nats_server, "slow.") as (client, subject, stream):
         await bnats.from_aiter(numbers(n), client, subject, in_flight=256)
         durable = fresh("d")
 
@@ -121,9 +129,7 @@ async def test_a_slow_consumer_of_many_messages_holds_at_most_the_buffer_in_orde
 async def test_stats_count_the_message_in_hand_until_it_is_acked(
     nats_server: NatsServer,
 ) -> None:
-    subject = fresh("stats.")
-    async with bnats.connect(nats_server.url) as client:
-        await add_stream(client, [subject])
+    async with a_client_and_a_stream(nats_server, "stats.") as (client, subject, _):
         await bnats.from_aiter(numbers(3), client, subject)
         # the one in hand at the close: nak'ed
         it = bnats.to_aiter(client, subject, durable=fresh("d"), buffer=1)
@@ -237,17 +243,17 @@ async def test_a_connect_cancelled_as_it_completes_closes_its_connection(pong: b
 
 
 async def test_an_empty_stream_waits_instead_of_raising_a_timeout(nats_server: NatsServer) -> None:
-    subject = fresh("empty.")
-    async with bnats.connect(nats_server.url) as client:
-        await add_stream(client, [subject])
-        async with bnats.to_aiter(client, subject, durable=fresh("d"), heartbeat=0.2) as it:
-            with anyio.move_on_after(1.0) as scope:  # five heartbeats: nothing raised
-                await it.__anext__()
-            assert scope.cancelled_caught
-            await bnats.from_aiter(numbers(1, 7), client, subject)
-            with anyio.fail_after(10):
-                msg = await it.__anext__()
-            assert msg.data == b"7"
+    async with (
+        a_client_and_a_stream(nats_server, "empty.") as (client, subject, _),
+        bnats.to_aiter(client, subject, durable=fresh("d"), heartbeat=0.2) as it,
+    ):
+        with anyio.move_on_after(1.0) as scope:  # five heartbeats: nothing raised
+            await it.__anext__()
+        assert scope.cancelled_caught
+        await bnats.from_aiter(numbers(1, 7), client, subject)
+        with anyio.fail_after(10):
+            msg = await it.__anext__()
+        assert msg.data == b"7"
 
 
 async def test_a_cancelled_next_loses_nothing_and_the_next_one_does_not_stall(
@@ -255,9 +261,7 @@ async def test_a_cancelled_next_loses_nothing_and_the_next_one_does_not_stall(
 ) -> None:
     # nats.py #933/#986: a cancelled fetch strands its messages; here the pull
     # request belongs to the iterator, not to the cancelled call
-    subject = fresh("cancel.")
-    async with bnats.connect(nats_server.url) as client:
-        await add_stream(client, [subject])
+    async with a_client_and_a_stream(nats_server, "cancel.") as (client, subject, _):
         async with bnats.to_aiter(client, subject, durable=fresh("d")) as it:
             got = await brokers.next_after_cancelled_nexts(
                 it, lambda round_: bnats.from_aiter(numbers(1, round_), client, subject)
@@ -316,9 +320,7 @@ async def test_a_message_in_flight_at_exit_comes_back_at_once(nats_server: NatsS
 
 
 async def test_manual_and_on_receive_acks(nats_server: NatsServer) -> None:
-    subject = fresh("manual.")
-    async with bnats.connect(nats_server.url) as client:
-        stream = await add_stream(client, [subject])
+    async with a_client_and_a_stream(nats_server, "manual.") as (client, subject, stream):
         await bnats.from_aiter(numbers(4), client, subject)
         durable = fresh("d")
         async with bnats.to_aiter(client, stream, durable=durable, ack="manual") as it:
@@ -450,10 +452,8 @@ async def test_a_lost_connection_ends_the_stream_with_its_error_once(
 async def test_from_aiter_pulls_the_source_only_when_the_window_has_room(
     nats_server: NatsServer,
 ) -> None:
-    subject = fresh("window.")
     in_flight = 4
-    async with bnats.connect(nats_server.url) as client:
-        await add_stream(client, [subject])
+    async with a_client_and_a_stream(nats_server, "window.") as (client, subject, _):
         stats = client.js._nc.stats  # this connection's message counters (nats-py's)
         acks_before = stats["in_msgs"]  # publish acks are all this connection receives
         unacked: list[int] = []
@@ -475,9 +475,7 @@ async def test_a_value_is_published_while_the_source_waits_with_room_left(
 ) -> None:
     # under trio the values cross to the client's loop in runs: a run must go over
     # when the source is about to wait, not only once the window's room is spent
-    subject = fresh("eager.")
-    async with bnats.connect(nats_server.url) as client:
-        stream = await add_stream(client, [subject])
+    async with a_client_and_a_stream(nats_server, "eager.") as (client, subject, stream):
 
         async def source() -> AsyncIterator[bytes]:
             for i in range(3):
@@ -496,9 +494,7 @@ async def test_a_value_is_published_while_the_source_waits_with_room_left(
 async def test_cancelling_from_aiter_while_the_source_waits_closes_the_source(
     nats_server: NatsServer,
 ) -> None:
-    subject = fresh("cancelwait.")
-    async with bnats.connect(nats_server.url) as client:
-        stream = await add_stream(client, [subject])
+    async with a_client_and_a_stream(nats_server, "cancelwait.") as (client, subject, stream):
         never = anyio.Event()
         closed = []
 
@@ -527,9 +523,8 @@ async def test_cancelling_from_aiter_while_the_source_waits_closes_the_source(
 async def test_a_failed_publish_stops_the_pump_and_closes_the_source(
     nats_server: NatsServer,
 ) -> None:
-    subject = fresh("fail.")
-    async with bnats.connect(nats_server.url) as client:
-        stream = await add_stream(client, [subject], max_msgs=5, discard="new")
+    full_at_five = a_client_and_a_stream(nats_server, "fail.", max_msgs=5, discard="new")
+    async with full_at_five as (client, subject, stream):
         pulled = []
         closed = []
 
@@ -580,9 +575,7 @@ async def test_an_ack_missing_for_ack_timeout_fails_the_pump_with_room_in_the_wi
 async def test_a_source_error_comes_out_as_itself_after_what_was_published(
     nats_server: NatsServer,
 ) -> None:
-    subject = fresh("srcerr.")
-    async with bnats.connect(nats_server.url) as client:
-        stream = await add_stream(client, [subject])
+    async with a_client_and_a_stream(nats_server, "srcerr.") as (client, subject, stream):
         boom = RuntimeError("boom")
 
         async def source() -> AsyncIterator[bytes]:
@@ -648,9 +641,7 @@ async def test_cancelling_from_aiter_while_its_publishes_finish_raises_the_cance
 ) -> None:
     # regression: under trio the helper loop's cancelled publisher surfaced as
     # anyio.BrokenResourceError instead of the caller's cancellation
-    subject = fresh("cancelpub.")
-    async with bnats.connect(nats_server.url) as client:
-        await add_stream(client, [subject])
+    async with a_client_and_a_stream(nats_server, "cancelpub.") as (client, subject, _):
         await brokers.cancel_from_aiter_as_its_source_ends(
             lambda source: bnats.from_aiter(source, client, subject),
             lambda i: str(i).encode(),
