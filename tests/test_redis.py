@@ -8,6 +8,7 @@ import itertools
 import os
 import warnings
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -43,6 +44,18 @@ def n_of(entry: bredis.Entry) -> int:
     return int(entry.fields[b"n"])
 
 
+@asynccontextmanager
+async def a_client_and_a_stream_of(
+    server: RedisServer, n: int, **add: Any
+) -> AsyncIterator[tuple[bredis.Client, str]]:
+    """A client of ``server`` and a stream no other test uses, which ``from_aiter`` (with
+    the options ``add``) gave the entries 0 to ``n - 1``: ``(client, stream)``."""
+    stream = fresh()
+    async with bredis.connect(server.url) as client:
+        assert await bredis.from_aiter(numbers(n), client, stream, **add) == n
+        yield client, stream
+
+
 async def pending(client: bredis.Client, stream: str, group: str) -> int:
     info: Any = await client.call(lambda r: r.xpending(stream, group))
     return int(info["pending"])
@@ -59,9 +72,7 @@ async def raw_read(
 
 
 async def test_round_trip(redis_server: RedisServer) -> None:
-    stream = fresh()
-    async with bredis.connect(redis_server.url) as client:
-        assert await bredis.from_aiter(numbers(200), client, stream) == 200
+    async with a_client_and_a_stream_of(redis_server, 200) as (client, stream):
         got = []
         async with bredis.to_aiter(client, stream, group="g", consumer="c", buffer=16) as it:
             async for entry in it:
@@ -83,9 +94,7 @@ async def test_a_slow_consumer_of_many_entries_holds_at_most_the_buffer_in_order
     redis_server: RedisServer,
 ) -> None:
     n, buffer = MANY, 32
-    stream = fresh()
-    async with bredis.connect(redis_server.url) as client:
-        await bredis.from_aiter(numbers(n), client, stream, in_flight=256)
+    async with a_client_and_a_stream_of(redis_server, n, in_flight=256) as (client, stream):
 
         async def look(taken: int) -> None:
             # read by us and not acked (the one in hand included)
@@ -99,9 +108,7 @@ async def test_a_slow_consumer_of_many_entries_holds_at_most_the_buffer_in_order
 async def test_stats_count_the_entry_in_hand_until_it_is_acked(
     redis_server: RedisServer,
 ) -> None:
-    stream = fresh()
-    async with bredis.connect(redis_server.url) as client:
-        await bredis.from_aiter(numbers(3), client, stream)
+    async with a_client_and_a_stream_of(redis_server, 3) as (client, stream):
         it = bredis.to_aiter(client, stream, group="g", consumer="c", buffer=1)
 
         async def look() -> None:
@@ -288,9 +295,7 @@ async def test_entries_of_a_read_whose_reply_was_lost_are_read_again(
 ) -> None:
     # a cancelled or interrupted XREADGROUP leaves what the server sent pending, unseen:
     # at the start, and while the iterator runs (it looks whenever a read comes back empty)
-    stream = fresh()
-    async with bredis.connect(redis_server.url) as client:
-        await bredis.from_aiter(numbers(3), client, stream)
+    async with a_client_and_a_stream_of(redis_server, 3) as (client, stream):
         await client.call(lambda r: r.xgroup_create(stream, "g", id="0"))
         assert len(await raw_read(client, stream, "g", "c", 2)) == 2  # 0, 1: lost
         async with bredis.to_aiter(client, stream, group="g", consumer="c") as it:
@@ -312,9 +317,7 @@ async def test_acks_reach_the_server_while_the_consumer_still_holds_a_reads_entr
 ) -> None:
     # the iterator's takes are told a read at a time, but not its acks: an entry the
     # consumer moved past is acknowledged while it works on the next one of the same read
-    stream = fresh()
-    async with bredis.connect(redis_server.url) as client:
-        assert await bredis.from_aiter(numbers(8), client, stream) == 8
+    async with a_client_and_a_stream_of(redis_server, 8) as (client, stream):
         it = bredis.to_aiter(client, stream, group="g", consumer="c", buffer=8)
         async with it:
             for moved_past in range(3):
@@ -329,9 +332,7 @@ async def test_acks_reach_the_server_while_the_consumer_still_holds_a_reads_entr
 async def test_early_exit_leaves_unacked_entries_pending_for_the_next_start(
     redis_server: RedisServer,
 ) -> None:
-    stream = fresh()
-    async with bredis.connect(redis_server.url) as client:
-        await bredis.from_aiter(numbers(100), client, stream)
+    async with a_client_and_a_stream_of(redis_server, 100) as (client, stream):
         async with bredis.to_aiter(client, stream, group="g", consumer="c", buffer=16) as it:
             async for entry in it:
                 if n_of(entry) == 9:
@@ -349,9 +350,7 @@ async def test_early_exit_leaves_unacked_entries_pending_for_the_next_start(
 
 
 async def test_manual_and_on_receive_acks(redis_server: RedisServer) -> None:
-    stream = fresh()
-    async with bredis.connect(redis_server.url) as client:
-        await bredis.from_aiter(numbers(4), client, stream)
+    async with a_client_and_a_stream_of(redis_server, 4) as (client, stream):
         async with bredis.to_aiter(client, stream, group="g", consumer="c", ack="manual") as it:
             entries = [await it.__anext__() for _ in range(4)]
             await entries[0].ack()
@@ -374,9 +373,7 @@ async def test_manual_and_on_receive_acks(redis_server: RedisServer) -> None:
 
 
 async def test_claim_idle_takes_over_a_dead_consumers_entries(redis_server: RedisServer) -> None:
-    stream = fresh()
-    async with bredis.connect(redis_server.url) as client:
-        await bredis.from_aiter(numbers(6), client, stream)
+    async with a_client_and_a_stream_of(redis_server, 6) as (client, stream):
         await client.call(lambda r: r.xgroup_create(stream, "g", id="0"))
         assert len(await raw_read(client, stream, "g", "dead", 4)) == 4  # then it crashed
         got = []
@@ -392,9 +389,7 @@ async def test_claim_idle_takes_over_a_dead_consumers_entries(redis_server: Redi
 
 
 async def test_deleted_pending_entries_are_acked_and_skipped(redis_server: RedisServer) -> None:
-    stream = fresh()
-    async with bredis.connect(redis_server.url) as client:
-        await bredis.from_aiter(numbers(4), client, stream)
+    async with a_client_and_a_stream_of(redis_server, 4) as (client, stream):
         await client.call(lambda r: r.xgroup_create(stream, "g", id="0"))
         lost = await raw_read(client, stream, "g", "c", 4)
         await client.call(lambda r: r.xdel(stream, lost[1][0], lost[2][0]))
@@ -625,9 +620,7 @@ async def test_at_least_once_across_a_killed_consumer_process(
     redis_server: RedisServer, backend_name: str
 ) -> None:
     total, buffer = 1_000, 16
-    stream = fresh()
-    async with bredis.connect(redis_server.url) as client:
-        await bredis.from_aiter(numbers(total), client, stream, in_flight=256)
+    async with a_client_and_a_stream_of(redis_server, total, in_flight=256) as (client, stream):
         ids: Any = await client.call(lambda r: r.xrange(stream))
         every = [i.decode() for i, _ in ids]
         first: list[tuple[str, int]] = []
