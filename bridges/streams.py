@@ -196,60 +196,88 @@ def _unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
-# ------------------------------------------------------------ asyncio: reading
+# ------------------------------------------------------------ borrowed sources
 
 
-class _ReaderIterator(BridgeIterator[bytes]):
-    """Chunks or records read from a ``StreamReader``; owns nothing, so closes nothing."""
+class _Borrowed(BridgeIterator[T]):
+    """An iterator of a source it does not own: it ends with the source or at
+    ``aclose()``, and closes nothing."""
 
-    __slots__ = ("_done", "_probe", "_reader", "_separator", "_size")
+    __slots__ = ("_done",)
 
-    def __init__(self, reader: asyncio.StreamReader, size: int, separator: bytes | None) -> None:
-        self._reader = reader
-        self._size = size
-        self._separator = separator
+    def __init__(self) -> None:
         self._done = False
-        self._probe = CancelProbe()
+
+    async def aclose(self) -> None:
+        """Stop iterating (idempotent); the source stays as it is, open."""
+        self._done = True
+
+
+class _Chunks(_Borrowed[bytes]):
+    """Chunks or records of a byte source it does not own.  An error ends it, but not
+    a cancellation: a timeout around one read takes nothing."""
+
+    __slots__ = ()
+
+    @abstractmethod
+    async def _read(self) -> bytes | None:
+        """The next chunk or record, or None at the source's end (setting ``_done``
+        when it is the last)."""
 
     async def __anext__(self) -> bytes:
         if self._done:
             raise StopAsyncIteration
+        try:
+            data = await self._read()
+        except BaseException as exc:
+            if not is_cancellation(exc):
+                self._done = True
+            raise
+        if data is None:
+            self._done = True
+            raise StopAsyncIteration
+        return data
+
+
+# ------------------------------------------------------------ asyncio: reading
+
+
+class _ReaderIterator(_Chunks):
+    """Chunks or records read from a ``StreamReader``; the reader stays readable."""
+
+    __slots__ = ("_probe", "_reader", "_separator", "_size")
+
+    def __init__(self, reader: asyncio.StreamReader, size: int, separator: bytes | None) -> None:
+        super().__init__()
+        self._reader = reader
+        self._size = size
+        self._separator = separator
+        self._probe = CancelProbe()
+
+    async def _read(self) -> bytes | None:
         # the reader returns bytes it holds without a cancel point: take one first (R19)
         if self._probe.cancelled():
             await cancel_point(self._probe)
         reader = self._reader
         sep = self._separator
+        if sep is None:
+            return await reader.read(self._size) or None
         try:
-            if sep is None:
-                data = await reader.read(self._size)
-                if data:
-                    return data
-            else:
-                try:
-                    return (await reader.readuntil(sep))[: -len(sep)]
-                except asyncio.IncompleteReadError as exc:
-                    if exc.partial:  # the last record, with no separator before EOF
-                        self._done = True
-                        return exc.partial
-                except asyncio.LimitOverrunError as exc:
-                    limit = getattr(reader, "_limit", None)
-                    raise asyncio.LimitOverrunError(
-                        f"no separator {sep!r} within the reader's limit of {limit} bytes: a "
-                        "record is longer than the reader can hold. Give the reader a larger "
-                        "limit (e.g. asyncio.open_connection(..., limit=...)) or read chunks "
-                        "(separator=None); the bytes are still in the reader",
-                        exc.consumed,
-                    ) from exc
-        except BaseException as exc:
-            if not is_cancellation(exc):  # a timeout around one read takes nothing
+            return (await reader.readuntil(sep))[: -len(sep)]
+        except asyncio.IncompleteReadError as exc:
+            if exc.partial:  # the last record, with no separator before EOF
                 self._done = True
-            raise
-        self._done = True
-        raise StopAsyncIteration
-
-    async def aclose(self) -> None:
-        """Stop iterating (idempotent); the reader itself stays as it is, readable."""
-        self._done = True
+                return exc.partial
+            return None
+        except asyncio.LimitOverrunError as exc:
+            limit = getattr(reader, "_limit", None)
+            raise asyncio.LimitOverrunError(
+                f"no separator {sep!r} within the reader's limit of {limit} bytes: a "
+                "record is longer than the reader can hold. Give the reader a larger "
+                "limit (e.g. asyncio.open_connection(..., limit=...)) or read chunks "
+                "(separator=None); the bytes are still in the reader",
+                exc.consumed,
+            ) from exc
 
 
 def to_aiter(
@@ -749,10 +777,10 @@ def from_aiter(
 # --------------------------------------------------------- anyio: reading
 
 
-class _ByteStreamIterator(BridgeIterator[bytes]):
-    """Chunks or records received from an anyio byte stream; owns nothing, closes nothing."""
+class _ByteStreamIterator(_Chunks):
+    """Chunks or records received from an anyio byte stream; the stream is not closed."""
 
-    __slots__ = ("_buffered", "_done", "_limit", "_separator", "_size", "_stream")
+    __slots__ = ("_buffered", "_limit", "_separator", "_size", "_stream")
 
     def __init__(
         self,
@@ -761,11 +789,11 @@ class _ByteStreamIterator(BridgeIterator[bytes]):
         separator: bytes | None,
         limit: int,
     ) -> None:
+        super().__init__()
         self._stream = stream
         self._size = size
         self._separator = separator
         self._limit = limit
-        self._done = False
         self._buffered: BufferedByteReceiveStream | None = None
         if separator is not None:
             self._buffered = (
@@ -774,45 +802,32 @@ class _ByteStreamIterator(BridgeIterator[bytes]):
                 else BufferedByteReceiveStream(stream)
             )
 
-    async def __anext__(self) -> bytes:
-        if self._done:
-            raise StopAsyncIteration
+    async def _read(self) -> bytes | None:
+        buffered = self._buffered
+        if buffered is None:
+            try:
+                return await self._stream.receive(self._size)
+            except anyio.EndOfStream:
+                return None
+        assert self._separator is not None
         try:
-            buffered = self._buffered
-            if buffered is None:
-                try:
-                    return await self._stream.receive(self._size)
-                except anyio.EndOfStream:
-                    pass
-            else:
-                assert self._separator is not None
-                try:
-                    # limit counts the record without its separator, as asyncio's does
-                    most = self._limit + len(self._separator)
-                    return await buffered.receive_until(self._separator, most)
-                except anyio.IncompleteRead:
-                    rest = await _rest(buffered)
-                    if rest:  # the last record, with no separator before the end
-                        self._done = True
-                        return rest
-                except anyio.DelimiterNotFound as exc:
-                    error = anyio.DelimiterNotFound(self._limit)
-                    error.args = (
-                        f"no separator {self._separator!r} within limit={self._limit} bytes: a "
-                        "record is longer than that. Raise limit= or read chunks "
-                        "(separator=None)",
-                    )
-                    raise error from exc
-        except BaseException as exc:
-            if not is_cancellation(exc):  # a timeout around one receive takes nothing
+            # limit counts the record without its separator, as asyncio's does
+            most = self._limit + len(self._separator)
+            return await buffered.receive_until(self._separator, most)
+        except anyio.IncompleteRead:
+            rest = await _rest(buffered)
+            if rest:  # the last record, with no separator before the end
                 self._done = True
-            raise
-        self._done = True
-        raise StopAsyncIteration
-
-    async def aclose(self) -> None:
-        """Stop iterating (idempotent); the stream itself is not closed."""
-        self._done = True
+                return rest
+            return None
+        except anyio.DelimiterNotFound as exc:
+            error = anyio.DelimiterNotFound(self._limit)
+            error.args = (
+                f"no separator {self._separator!r} within limit={self._limit} bytes: a "
+                "record is longer than that. Raise limit= or read chunks "
+                "(separator=None)",
+            )
+            raise error from exc
 
 
 async def _rest(buffered: BufferedByteReceiveStream) -> bytes:
@@ -1128,15 +1143,16 @@ def byte_stream_from_aiter(
 # ------------------------------------------------------------ asyncio queues
 
 
-class _QueueIterator(BridgeIterator[T], Generic[T]):
-    """Values taken from an ``asyncio.Queue`` until its end; owns nothing."""
+class _QueueIterator(_Borrowed[T]):
+    """Values taken from an ``asyncio.Queue`` until its end; the queue and what it
+    holds are left as they are."""
 
-    __slots__ = ("_done", "_probe", "_queue", "_sentinel")
+    __slots__ = ("_probe", "_queue", "_sentinel")
 
     def __init__(self, queue: asyncio.Queue[T], sentinel: object) -> None:
+        super().__init__()
         self._queue = queue
         self._sentinel = sentinel
-        self._done = False
         self._probe = CancelProbe()
 
     async def __anext__(self) -> T:
@@ -1156,10 +1172,6 @@ class _QueueIterator(BridgeIterator[T], Generic[T]):
             self._done = True
             raise StopAsyncIteration
         return item
-
-    async def aclose(self) -> None:
-        """Stop iterating (idempotent); the queue and what it holds are left as they are."""
-        self._done = True
 
 
 def _check_queue(fn: str, queue: object) -> None:

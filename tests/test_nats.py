@@ -7,9 +7,9 @@ import itertools
 import logging
 import os
 import shutil
-import tracemalloc
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -22,7 +22,7 @@ import pytest
 import bridges
 from bridges import nats as bnats
 
-from . import commands
+from . import brokers, commands
 from .servers import NatsServer
 
 pytestmark = pytest.mark.anyio
@@ -59,6 +59,17 @@ async def add_stream_and_durable(
     return stream, await add_durable(client, stream, ack_wait=ack_wait)
 
 
+@asynccontextmanager
+async def a_client_and_a_stream(
+    server: NatsServer, prefix: str, **config: Any
+) -> AsyncIterator[tuple[bnats.Client, str, str]]:
+    """A client of ``server``, a subject no other test uses (``prefix`` and a number)
+    and the stream made for it: ``(client, subject, stream)``."""
+    subject = fresh(prefix)
+    async with bnats.connect(server.url) as client:
+        yield client, subject, await add_stream(client, [subject], **config)
+
+
 async def stored(client: bnats.Client, stream: str) -> int:
     info = await client.call(lambda js: js.stream_info(stream))
     return int(info.state.messages)
@@ -75,9 +86,7 @@ async def numbers(n: int, start: int = 0) -> AsyncIterator[bytes]:
 
 
 async def test_round_trip(nats_server: NatsServer) -> None:
-    subject = fresh("rt.")
-    async with bnats.connect(nats_server.url) as client:
-        await add_stream(client, [subject])
+    async with a_client_and_a_stream(nats_server, "rt.") as (client, subject, _):
         assert await bnats.from_aiter(numbers(200), client, subject) == 200
         got = []
         async with bnats.to_aiter(client, subject, durable=fresh("d"), buffer=16) as it:
@@ -100,42 +109,19 @@ async def test_a_slow_consumer_of_many_messages_holds_at_most_the_buffer_in_orde
     nats_server: NatsServer,
 ) -> None:
     n, buffer = MANY, 32
-    subject = fresh("slow.")
-    async with bnats.connect(nats_server.url) as client:
-        stream = await add_stream(client, [subject])
+    async with a_client_and_a_stream(nats_server, "slow.") as (client, subject, stream):
         await bnats.from_aiter(numbers(n), client, subject, in_flight=256)
         durable = fresh("d")
-        expected = 0
-        tracemalloc.start()
-        try:
-            async with bnats.to_aiter(client, subject, durable=durable, buffer=buffer) as it:
-                async for msg in it:
-                    assert int(msg.data) == expected
-                    expected += 1
-                    if expected % 2_000 == 1:
-                        # delivered by the server, not acked by us (the one in hand
-                        # included): requested, buffered or in hand, never above the buffer
-                        info = await consumer_info(client, stream, durable)
-                        assert info.delivered.consumer_seq - (expected - 1) <= buffer
-                        assert info.num_redelivered == 0
-                    if expected == 1_000:
-                        tracemalloc.reset_peak()  # from here on: flat
-                        baseline = tracemalloc.get_traced_memory()[0]
-                    await anyio.lowlevel.checkpoint()  # slower than the server
-                    if expected == n:
-                        break
-                stats = it.stats
-                # held by the bridge (waiting, or in hand until acked): never above the buffer
-                assert 1 <= stats.high_water <= buffer, stats
-                assert (stats.delivered, stats.dropped, stats.capacity) == (n, 0, buffer)
-                assert stats.buffered <= buffer
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
-        stats = it.stats
-        assert (stats.buffered, stats.open_senders, stats.open_receivers) == (0, 0, 0), stats
-        # bounded: a few hundred kB at most here; n messages piling up would take megabytes
-        assert peak - baseline < 1_000_000, f"memory grew by {peak - baseline} bytes"
+
+        async def look(taken: int) -> None:
+            # delivered by the server, not acked by us (the one in hand included):
+            # requested, buffered or in hand, never above the buffer
+            info = await consumer_info(client, stream, durable)
+            assert info.delivered.consumer_seq - (taken - 1) <= buffer
+            assert info.num_redelivered == 0
+
+        it = bnats.to_aiter(client, subject, durable=durable, buffer=buffer)
+        await brokers.consume_slowly_in_order(it, n, buffer, lambda msg: int(msg.data), look)
         info = await consumer_info(client, stream, durable)
         assert info.num_pending == 0
 
@@ -143,22 +129,11 @@ async def test_a_slow_consumer_of_many_messages_holds_at_most_the_buffer_in_orde
 async def test_stats_count_the_message_in_hand_until_it_is_acked(
     nats_server: NatsServer,
 ) -> None:
-    subject = fresh("stats.")
-    async with bnats.connect(nats_server.url) as client:
-        await add_stream(client, [subject])
+    async with a_client_and_a_stream(nats_server, "stats.") as (client, subject, _):
         await bnats.from_aiter(numbers(3), client, subject)
+        # the one in hand at the close: nak'ed
         it = bnats.to_aiter(client, subject, durable=fresh("d"), buffer=1)
-        assert it.stats == bridges.Stats(0, 0, 0, 0, capacity=1)
-        async with it:
-            for delivered in (1, 2):
-                await it.__anext__()
-                # buffer=1 and ack="on_next": the message in hand fills the buffer until the
-                # next __anext__ acknowledges it, so nothing more was asked for
-                s = it.stats
-                assert (s.buffered, s.high_water, s.delivered, s.dropped) == (1, 1, delivered, 0)
-        s = it.stats
-        assert (s.buffered, s.high_water, s.delivered) == (0, 1, 2)  # the one in hand: nak'ed
-        assert (s.open_senders, s.open_receivers) == (0, 0)
+        await brokers.take_two_through_a_buffer_of_one(it)
 
 
 async def test_an_iterator_never_started_holds_nothing_and_warns_nothing(
@@ -268,17 +243,17 @@ async def test_a_connect_cancelled_as_it_completes_closes_its_connection(pong: b
 
 
 async def test_an_empty_stream_waits_instead_of_raising_a_timeout(nats_server: NatsServer) -> None:
-    subject = fresh("empty.")
-    async with bnats.connect(nats_server.url) as client:
-        await add_stream(client, [subject])
-        async with bnats.to_aiter(client, subject, durable=fresh("d"), heartbeat=0.2) as it:
-            with anyio.move_on_after(1.0) as scope:  # five heartbeats: nothing raised
-                await it.__anext__()
-            assert scope.cancelled_caught
-            await bnats.from_aiter(numbers(1, 7), client, subject)
-            with anyio.fail_after(10):
-                msg = await it.__anext__()
-            assert msg.data == b"7"
+    async with (
+        a_client_and_a_stream(nats_server, "empty.") as (client, subject, _),
+        bnats.to_aiter(client, subject, durable=fresh("d"), heartbeat=0.2) as it,
+    ):
+        with anyio.move_on_after(1.0) as scope:  # five heartbeats: nothing raised
+            await it.__anext__()
+        assert scope.cancelled_caught
+        await bnats.from_aiter(numbers(1, 7), client, subject)
+        with anyio.fail_after(10):
+            msg = await it.__anext__()
+        assert msg.data == b"7"
 
 
 async def test_a_cancelled_next_loses_nothing_and_the_next_one_does_not_stall(
@@ -286,21 +261,12 @@ async def test_a_cancelled_next_loses_nothing_and_the_next_one_does_not_stall(
 ) -> None:
     # nats.py #933/#986: a cancelled fetch strands its messages; here the pull
     # request belongs to the iterator, not to the cancelled call
-    subject = fresh("cancel.")
-    async with bnats.connect(nats_server.url) as client:
-        await add_stream(client, [subject])
+    async with a_client_and_a_stream(nats_server, "cancel.") as (client, subject, _):
         async with bnats.to_aiter(client, subject, durable=fresh("d")) as it:
-            for round_ in range(3):
-                with anyio.CancelScope() as scope:
-                    scope.cancel()
-                    await it.__anext__()
-                with anyio.move_on_after(0.05):
-                    await it.__anext__()
-                await bnats.from_aiter(numbers(1, round_), client, subject)
-                with anyio.fail_after(5):
-                    msg = await it.__anext__()
-                assert msg.data == str(round_).encode()
-                assert msg.num_delivered == 1
+            got = await brokers.next_after_cancelled_nexts(
+                it, lambda round_: bnats.from_aiter(numbers(1, round_), client, subject)
+            )
+        assert [(msg.data, msg.num_delivered) for msg in got] == [(b"0", 1), (b"1", 1), (b"2", 1)]
 
 
 async def test_early_exit_gives_unacked_messages_back_at_once(nats_server: NatsServer) -> None:
@@ -354,9 +320,7 @@ async def test_a_message_in_flight_at_exit_comes_back_at_once(nats_server: NatsS
 
 
 async def test_manual_and_on_receive_acks(nats_server: NatsServer) -> None:
-    subject = fresh("manual.")
-    async with bnats.connect(nats_server.url) as client:
-        stream = await add_stream(client, [subject])
+    async with a_client_and_a_stream(nats_server, "manual.") as (client, subject, stream):
         await bnats.from_aiter(numbers(4), client, subject)
         durable = fresh("d")
         async with bnats.to_aiter(client, stream, durable=durable, ack="manual") as it:
@@ -482,20 +446,14 @@ async def test_a_lost_connection_ends_the_stream_with_its_error_once(
         await bnats.from_aiter(numbers(3), client, "lost.x")
         async with bnats.to_aiter(client, "lost.x", durable="d", heartbeat=0.2) as it:
             assert [int((await it.__anext__()).data) for _ in range(3)] == [0, 1, 2]
-            await anyio.to_thread.run_sync(server.kill)
-            with anyio.fail_after(20), pytest.raises(nats_errors.ConnectionClosedError):
-                await it.__anext__()
-            with pytest.raises(StopAsyncIteration):
-                await it.__anext__()
+            await brokers.kill_the_server_under(it, server, nats_errors.ConnectionClosedError)
 
 
 async def test_from_aiter_pulls_the_source_only_when_the_window_has_room(
     nats_server: NatsServer,
 ) -> None:
-    subject = fresh("window.")
     in_flight = 4
-    async with bnats.connect(nats_server.url) as client:
-        await add_stream(client, [subject])
+    async with a_client_and_a_stream(nats_server, "window.") as (client, subject, _):
         stats = client.js._nc.stats  # this connection's message counters (nats-py's)
         acks_before = stats["in_msgs"]  # publish acks are all this connection receives
         unacked: list[int] = []
@@ -517,9 +475,7 @@ async def test_a_value_is_published_while_the_source_waits_with_room_left(
 ) -> None:
     # under trio the values cross to the client's loop in runs: a run must go over
     # when the source is about to wait, not only once the window's room is spent
-    subject = fresh("eager.")
-    async with bnats.connect(nats_server.url) as client:
-        stream = await add_stream(client, [subject])
+    async with a_client_and_a_stream(nats_server, "eager.") as (client, subject, stream):
 
         async def source() -> AsyncIterator[bytes]:
             for i in range(3):
@@ -538,9 +494,7 @@ async def test_a_value_is_published_while_the_source_waits_with_room_left(
 async def test_cancelling_from_aiter_while_the_source_waits_closes_the_source(
     nats_server: NatsServer,
 ) -> None:
-    subject = fresh("cancelwait.")
-    async with bnats.connect(nats_server.url) as client:
-        stream = await add_stream(client, [subject])
+    async with a_client_and_a_stream(nats_server, "cancelwait.") as (client, subject, stream):
         never = anyio.Event()
         closed = []
 
@@ -569,9 +523,8 @@ async def test_cancelling_from_aiter_while_the_source_waits_closes_the_source(
 async def test_a_failed_publish_stops_the_pump_and_closes_the_source(
     nats_server: NatsServer,
 ) -> None:
-    subject = fresh("fail.")
-    async with bnats.connect(nats_server.url) as client:
-        stream = await add_stream(client, [subject], max_msgs=5, discard="new")
+    full_at_five = a_client_and_a_stream(nats_server, "fail.", max_msgs=5, discard="new")
+    async with full_at_five as (client, subject, stream):
         pulled = []
         closed = []
 
@@ -622,9 +575,7 @@ async def test_an_ack_missing_for_ack_timeout_fails_the_pump_with_room_in_the_wi
 async def test_a_source_error_comes_out_as_itself_after_what_was_published(
     nats_server: NatsServer,
 ) -> None:
-    subject = fresh("srcerr.")
-    async with bnats.connect(nats_server.url) as client:
-        stream = await add_stream(client, [subject])
+    async with a_client_and_a_stream(nats_server, "srcerr.") as (client, subject, stream):
         boom = RuntimeError("boom")
 
         async def source() -> AsyncIterator[bytes]:
@@ -690,24 +641,12 @@ async def test_cancelling_from_aiter_while_its_publishes_finish_raises_the_cance
 ) -> None:
     # regression: under trio the helper loop's cancelled publisher surfaced as
     # anyio.BrokenResourceError instead of the caller's cancellation
-    subject = fresh("cancelpub.")
-    async with bnats.connect(nats_server.url) as client:
-        await add_stream(client, [subject])
-        for _ in range(5):
-            scope = anyio.CancelScope()
-
-            async def source(scope: anyio.CancelScope) -> AsyncIterator[bytes]:
-                try:
-                    for i in range(200):
-                        yield str(i).encode()
-                finally:
-                    # cancelled here, where the last publishes are still in flight (a
-                    # cancel from another task could come after from_aiter returned)
-                    scope.cancel()
-
-            with scope:
-                await bnats.from_aiter(source(scope), client, subject)
-            assert scope.cancelled_caught
+    async with a_client_and_a_stream(nats_server, "cancelpub.") as (client, subject, _):
+        await brokers.cancel_from_aiter_as_its_source_ends(
+            lambda source: bnats.from_aiter(source, client, subject),
+            lambda i: str(i).encode(),
+            rounds=5,
+        )
 
 
 async def test_a_server_restarted_without_its_store_fails_the_stream_naming_the_consumer(

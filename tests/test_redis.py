@@ -6,9 +6,9 @@ from __future__ import annotations
 import gc
 import itertools
 import os
-import tracemalloc
 import warnings
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -22,7 +22,7 @@ from redis.backoff import ConstantBackoff, NoBackoff
 import bridges
 from bridges import redis as bredis
 
-from . import commands
+from . import brokers, commands
 from .servers import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -44,6 +44,18 @@ def n_of(entry: bredis.Entry) -> int:
     return int(entry.fields[b"n"])
 
 
+@asynccontextmanager
+async def a_client_and_a_stream_of(
+    server: RedisServer, n: int, **add: Any
+) -> AsyncIterator[tuple[bredis.Client, str]]:
+    """A client of ``server`` and a stream no other test uses, which ``from_aiter`` (with
+    the options ``add``) gave the entries 0 to ``n - 1``: ``(client, stream)``."""
+    stream = fresh()
+    async with bredis.connect(server.url) as client:
+        assert await bredis.from_aiter(numbers(n), client, stream, **add) == n
+        yield client, stream
+
+
 async def pending(client: bredis.Client, stream: str, group: str) -> int:
     info: Any = await client.call(lambda r: r.xpending(stream, group))
     return int(info["pending"])
@@ -60,9 +72,7 @@ async def raw_read(
 
 
 async def test_round_trip(redis_server: RedisServer) -> None:
-    stream = fresh()
-    async with bredis.connect(redis_server.url) as client:
-        assert await bredis.from_aiter(numbers(200), client, stream) == 200
+    async with a_client_and_a_stream_of(redis_server, 200) as (client, stream):
         got = []
         async with bredis.to_aiter(client, stream, group="g", consumer="c", buffer=16) as it:
             async for entry in it:
@@ -84,60 +94,27 @@ async def test_a_slow_consumer_of_many_entries_holds_at_most_the_buffer_in_order
     redis_server: RedisServer,
 ) -> None:
     n, buffer = MANY, 32
-    stream = fresh()
-    async with bredis.connect(redis_server.url) as client:
-        await bredis.from_aiter(numbers(n), client, stream, in_flight=256)
-        expected = 0
-        tracemalloc.start()
-        try:
-            async with bredis.to_aiter(
-                client, stream, group="g", consumer="c", buffer=buffer
-            ) as it:
-                async for entry in it:
-                    assert n_of(entry) == expected
-                    expected += 1
-                    if expected % 2_000 == 1:
-                        # read by us and not acked (the one in hand included)
-                        assert await pending(client, stream, "g") <= buffer
-                    if expected == 1_000:
-                        tracemalloc.reset_peak()  # from here on: flat
-                        baseline = tracemalloc.get_traced_memory()[0]
-                    await anyio.lowlevel.checkpoint()  # slower than the server
-                    if expected == n:
-                        break
-                stats = it.stats
-                # held by the bridge (waiting, or in hand until acked): never above the buffer
-                assert 1 <= stats.high_water <= buffer, stats
-                assert (stats.delivered, stats.dropped, stats.capacity) == (n, 0, buffer)
-                assert stats.buffered <= buffer
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
-        stats = it.stats
-        assert (stats.buffered, stats.open_senders, stats.open_receivers) == (0, 0, 0), stats
-        assert peak - baseline < 1_000_000, f"memory grew by {peak - baseline} bytes"
+    async with a_client_and_a_stream_of(redis_server, n, in_flight=256) as (client, stream):
+
+        async def look(taken: int) -> None:
+            # read by us and not acked (the one in hand included)
+            assert await pending(client, stream, "g") <= buffer
+
+        it = bredis.to_aiter(client, stream, group="g", consumer="c", buffer=buffer)
+        await brokers.consume_slowly_in_order(it, n, buffer, n_of, look)
         assert await pending(client, stream, "g") == 1  # the last one, in hand at the break
 
 
 async def test_stats_count_the_entry_in_hand_until_it_is_acked(
     redis_server: RedisServer,
 ) -> None:
-    stream = fresh()
-    async with bredis.connect(redis_server.url) as client:
-        await bredis.from_aiter(numbers(3), client, stream)
+    async with a_client_and_a_stream_of(redis_server, 3) as (client, stream):
         it = bredis.to_aiter(client, stream, group="g", consumer="c", buffer=1)
-        assert it.stats == bridges.Stats(0, 0, 0, 0, capacity=1)
-        async with it:
-            for delivered in (1, 2):
-                await it.__anext__()
-                # buffer=1 and ack="on_next": the entry in hand fills the buffer until the
-                # next __anext__ acknowledges it, so nothing more was read
-                s = it.stats
-                assert (s.buffered, s.high_water, s.delivered, s.dropped) == (1, 1, delivered, 0)
-                assert await pending(client, stream, "g") == 1
-        s = it.stats
-        assert (s.buffered, s.high_water, s.delivered) == (0, 1, 2)  # the one in hand: pending
-        assert (s.open_senders, s.open_receivers) == (0, 0)
+
+        async def look() -> None:
+            assert await pending(client, stream, "g") == 1  # the one in hand, nothing more
+
+        await brokers.take_two_through_a_buffer_of_one(it, look)  # the one in hand: pending
 
 
 async def test_an_iterator_never_started_holds_nothing_and_warns_nothing(
@@ -187,17 +164,10 @@ async def test_a_cancelled_next_loses_nothing(redis_server: RedisServer) -> None
         bredis.connect(redis_server.url) as client,
         bredis.to_aiter(client, stream, group="g", consumer="c") as it,
     ):
-        for round_ in range(3):
-            with anyio.CancelScope() as scope:
-                scope.cancel()
-                await it.__anext__()
-            with anyio.move_on_after(0.05):
-                await it.__anext__()
-            await bredis.from_aiter(numbers(1, round_), client, stream)
-            with anyio.fail_after(5):
-                entry = await it.__anext__()
-            assert n_of(entry) == round_
-            assert entry.delivery_count == 1
+        got = await brokers.next_after_cancelled_nexts(
+            it, lambda round_: bredis.from_aiter(numbers(1, round_), client, stream)
+        )
+    assert [(n_of(entry), entry.delivery_count) for entry in got] == [(0, 1), (1, 1), (2, 1)]
 
 
 class HoldingProxy:
@@ -325,9 +295,7 @@ async def test_entries_of_a_read_whose_reply_was_lost_are_read_again(
 ) -> None:
     # a cancelled or interrupted XREADGROUP leaves what the server sent pending, unseen:
     # at the start, and while the iterator runs (it looks whenever a read comes back empty)
-    stream = fresh()
-    async with bredis.connect(redis_server.url) as client:
-        await bredis.from_aiter(numbers(3), client, stream)
+    async with a_client_and_a_stream_of(redis_server, 3) as (client, stream):
         await client.call(lambda r: r.xgroup_create(stream, "g", id="0"))
         assert len(await raw_read(client, stream, "g", "c", 2)) == 2  # 0, 1: lost
         async with bredis.to_aiter(client, stream, group="g", consumer="c") as it:
@@ -349,9 +317,7 @@ async def test_acks_reach_the_server_while_the_consumer_still_holds_a_reads_entr
 ) -> None:
     # the iterator's takes are told a read at a time, but not its acks: an entry the
     # consumer moved past is acknowledged while it works on the next one of the same read
-    stream = fresh()
-    async with bredis.connect(redis_server.url) as client:
-        assert await bredis.from_aiter(numbers(8), client, stream) == 8
+    async with a_client_and_a_stream_of(redis_server, 8) as (client, stream):
         it = bredis.to_aiter(client, stream, group="g", consumer="c", buffer=8)
         async with it:
             for moved_past in range(3):
@@ -366,9 +332,7 @@ async def test_acks_reach_the_server_while_the_consumer_still_holds_a_reads_entr
 async def test_early_exit_leaves_unacked_entries_pending_for_the_next_start(
     redis_server: RedisServer,
 ) -> None:
-    stream = fresh()
-    async with bredis.connect(redis_server.url) as client:
-        await bredis.from_aiter(numbers(100), client, stream)
+    async with a_client_and_a_stream_of(redis_server, 100) as (client, stream):
         async with bredis.to_aiter(client, stream, group="g", consumer="c", buffer=16) as it:
             async for entry in it:
                 if n_of(entry) == 9:
@@ -386,9 +350,7 @@ async def test_early_exit_leaves_unacked_entries_pending_for_the_next_start(
 
 
 async def test_manual_and_on_receive_acks(redis_server: RedisServer) -> None:
-    stream = fresh()
-    async with bredis.connect(redis_server.url) as client:
-        await bredis.from_aiter(numbers(4), client, stream)
+    async with a_client_and_a_stream_of(redis_server, 4) as (client, stream):
         async with bredis.to_aiter(client, stream, group="g", consumer="c", ack="manual") as it:
             entries = [await it.__anext__() for _ in range(4)]
             await entries[0].ack()
@@ -411,9 +373,7 @@ async def test_manual_and_on_receive_acks(redis_server: RedisServer) -> None:
 
 
 async def test_claim_idle_takes_over_a_dead_consumers_entries(redis_server: RedisServer) -> None:
-    stream = fresh()
-    async with bredis.connect(redis_server.url) as client:
-        await bredis.from_aiter(numbers(6), client, stream)
+    async with a_client_and_a_stream_of(redis_server, 6) as (client, stream):
         await client.call(lambda r: r.xgroup_create(stream, "g", id="0"))
         assert len(await raw_read(client, stream, "g", "dead", 4)) == 4  # then it crashed
         got = []
@@ -429,9 +389,7 @@ async def test_claim_idle_takes_over_a_dead_consumers_entries(redis_server: Redi
 
 
 async def test_deleted_pending_entries_are_acked_and_skipped(redis_server: RedisServer) -> None:
-    stream = fresh()
-    async with bredis.connect(redis_server.url) as client:
-        await bredis.from_aiter(numbers(4), client, stream)
+    async with a_client_and_a_stream_of(redis_server, 4) as (client, stream):
         await client.call(lambda r: r.xgroup_create(stream, "g", id="0"))
         lost = await raw_read(client, stream, "g", "c", 4)
         await client.call(lambda r: r.xdel(stream, lost[1][0], lost[2][0]))
@@ -562,11 +520,7 @@ async def test_a_lost_connection_ends_the_stream_with_its_error_once(
         await bredis.from_aiter(numbers(3), client, "lost")
         async with bredis.to_aiter(client, "lost", group="g", consumer="c") as it:
             assert [n_of(await it.__anext__()) for _ in range(3)] == [0, 1, 2]
-            await anyio.to_thread.run_sync(server.kill)
-            with anyio.fail_after(20), pytest.raises(redis_errors.ConnectionError):
-                await it.__anext__()
-            with pytest.raises(StopAsyncIteration):
-                await it.__anext__()
+            await brokers.kill_the_server_under(it, server, redis_errors.ConnectionError)
 
 
 async def test_from_aiter_pulls_the_source_only_when_the_window_has_room(
@@ -642,21 +596,11 @@ async def test_a_source_error_comes_out_as_itself_after_what_was_added(
 async def test_cancelling_from_aiter_raises_the_cancellation(redis_server: RedisServer) -> None:
     stream = fresh()
     async with bredis.connect(redis_server.url) as client:
-        for _ in range(3):
-            scope = anyio.CancelScope()
-
-            async def source(scope: anyio.CancelScope) -> AsyncIterator[dict[str, int]]:
-                try:
-                    for i in range(200):
-                        yield {"n": i}
-                finally:
-                    # cancelled here, where the last adds are still in flight (a
-                    # cancel from another task could come after from_aiter returned)
-                    scope.cancel()
-
-            with scope:
-                await bredis.from_aiter(source(scope), client, stream)
-            assert scope.cancelled_caught
+        await brokers.cancel_from_aiter_as_its_source_ends(
+            lambda source: bredis.from_aiter(source, client, stream),
+            lambda i: {"n": i},
+            rounds=3,
+        )
 
 
 async def run_worker(
@@ -676,9 +620,7 @@ async def test_at_least_once_across_a_killed_consumer_process(
     redis_server: RedisServer, backend_name: str
 ) -> None:
     total, buffer = 1_000, 16
-    stream = fresh()
-    async with bredis.connect(redis_server.url) as client:
-        await bredis.from_aiter(numbers(total), client, stream, in_flight=256)
+    async with a_client_and_a_stream_of(redis_server, total, in_flight=256) as (client, stream):
         ids: Any = await client.call(lambda r: r.xrange(stream))
         every = [i.decode() for i, _ in ids]
         first: list[tuple[str, int]] = []
