@@ -173,11 +173,13 @@ async def test_a_cancelled_next_loses_nothing(redis_server: RedisServer) -> None
 class HoldingProxy:
     """A TCP proxy to the server that holds back the end of each connection the client
     closes: the server sees it only once ``let_through`` is set.  The server's own close
-    of a connection is passed on to the client at once."""
+    of a connection is passed on to the client at once.  Once ``muted``, nothing the
+    server sends reaches the client: a server that stopped answering."""
 
     def __init__(self, port: int) -> None:
         self.port = port
         self.let_through = anyio.Event()
+        self.muted = False
         self.url = ""
 
     async def serve(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
@@ -202,7 +204,8 @@ class HoldingProxy:
             async def down() -> None:
                 try:
                     async for chunk in server:
-                        await client.send(chunk)
+                        if not self.muted:
+                            await client.send(chunk)
                     await client.send_eof()
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                     pass
@@ -210,6 +213,26 @@ class HoldingProxy:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(up)
                 tg.start_soon(down)
+
+
+async def test_adding_to_a_server_that_stopped_answering_times_out(
+    redis_server: RedisServer,
+) -> None:
+    # the adds of a round trip are read back under the socket timeout: a server that
+    # stops answering fails from_aiter with redis-py's TimeoutError, it does not hang
+    proxy = HoldingProxy(redis_server.port)
+    proxy.let_through.set()
+    async with anyio.create_task_group() as tg:
+        await tg.start(proxy.serve)
+        no_retries = Retry(NoBackoff(), 0)
+        async with bredis.connect(proxy.url, socket_timeout=0.5, retry=no_retries) as client:
+            stream = fresh()
+            assert await bredis.from_aiter(numbers(10), client, stream) == 10
+            proxy.muted = True
+            with anyio.fail_after(10), pytest.raises(redis_errors.TimeoutError):
+                await bredis.from_aiter(numbers(100, 10), client, stream)
+            proxy.muted = False
+        tg.cancel_scope.cancel()
 
 
 async def blocked_in_a_read(admin: bredis.Client, name: str) -> bool:
