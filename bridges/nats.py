@@ -28,7 +28,6 @@ import json
 import os
 import shutil
 import sysconfig
-import threading
 import time
 from collections import deque
 from collections.abc import (
@@ -46,9 +45,8 @@ import sniffio
 from anyio.lowlevel import checkpoint
 
 from . import ChannelReceiver, ChannelSender, Stats, open_channel
-from ._broker import ServerProcess, check_name, check_window, wheel_executable
-from ._enter import ExcType, Tb
-from ._helper_loop import HelperConsumer, Room, feed, on_loop, run_on, start_loop, stop_loop
+from ._broker import CLOSE_GRACE, Connect, ServerProcess, check_name, check_window, wheel_executable
+from ._helper_loop import HelperConsumer, Room, feed, on_loop, run_on
 from ._pump import aclose_shielded
 
 try:
@@ -93,8 +91,6 @@ _ACKS: Final = ("on_next", "manual", "on_receive")
 _NS: Final = 1_000_000_000
 #: how long a pull request stays open on the server
 _EXPIRES: Final = 30.0
-#: the longest wait for the helper loop to finish a close (a dead connection)
-_CLOSE_GRACE: Final = 5.0
 #: how long a cancelled connect is cancelled again before it is closed under it
 _SETTLE: Final = 0.5
 
@@ -169,62 +165,40 @@ def _client(js: object, what: str) -> Client:
 
 
 @final
-class connect:  # noqa: N801 - used like a function: async with connect(...) as client
+class connect(Connect[Client, NatsConnection]):  # noqa: N801 - used like a function
     """Connect to NATS and give a [`Client`][bridges.nats.Client], on asyncio, uvloop or trio.
 
     ``async with bridges.nats.connect("nats://127.0.0.1:4222") as client:``
 
     ``options`` go to ``nats.connect()``.  On asyncio the connection runs on
     the current loop.  Under trio it runs on a helper asyncio loop in a
-    thread of its own, started here; leaving the block drains and closes the
-    connection and ends that thread.
+    thread of its own, started here; leaving the block closes the connection
+    and ends that thread.  A connect that fails or is cancelled leaves no
+    connection and no socket behind, and does not try again.
     """
 
-    __slots__ = ("_client", "_options", "_servers", "_thread")
+    __slots__ = ("_options", "_servers")
+
+    thread_name = "bridges.nats helper loop"
 
     def __init__(self, servers: str | list[str] = "nats://127.0.0.1:4222", **options: Any) -> None:
         if not isinstance(servers, (str, list)):
             raise TypeError(f"servers: expected a URL or a list of URLs, got {servers!r}")
+        super().__init__()
         self._servers = servers
         self._options = options
-        self._client: Client | None = None
-        self._thread: threading.Thread | None = None
 
-    async def __aenter__(self) -> Client:
-        if self._client is not None:
-            raise RuntimeError("a connect() block can be entered only once")
-        if sniffio.current_async_library() == "asyncio":
-            loop = asyncio.get_running_loop()
-        else:
-            loop, self._thread = start_loop("bridges.nats helper loop")
-        # made here, so that this end owns it however far the connect got: under trio
-        # the connect can finish on the helper loop just as the cancellation comes here
-        nc = NatsConnection()
-        try:
-            await run_on(loop, lambda: _connect(nc, self._servers, self._options))
-        except BaseException:
-            # closing a client closed already (a connect that stopped) does nothing
-            with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_GRACE):
-                await run_on(loop, lambda: _close_half_made(nc))
-            await self._stop(loop)
-            raise
-        self._client = Client(nc.jetstream(), loop)
-        return self._client
+    def _make(self) -> NatsConnection:
+        return NatsConnection()
 
-    async def __aexit__(self, exc_type: ExcType, exc: BaseException | None, tb: Tb) -> None:
-        client = self._client
-        assert client is not None
-        nc = _connection(client.js)
-        try:
-            with anyio.CancelScope(shield=True):
-                await run_on(client.loop, nc.close)
-        finally:
-            await self._stop(client.loop)
+    async def _open(self, native: NatsConnection) -> None:
+        await _connect(native, self._servers, self._options)
 
-    async def _stop(self, loop: asyncio.AbstractEventLoop) -> None:
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            await stop_loop(loop, thread)
+    async def _close(self, native: NatsConnection) -> None:
+        await _close_connection(native)
+
+    def _wrap(self, native: NatsConnection, loop: asyncio.AbstractEventLoop) -> Client:
+        return Client(native.jetstream(), loop)
 
 
 async def _connect(nc: NatsConnection, servers: str | list[str], options: dict[str, Any]) -> None:
@@ -256,12 +230,12 @@ async def _connect(nc: NatsConnection, servers: str | list[str], options: dict[s
             while not connecting.done() and loop.time() < settled:
                 connecting.cancel()
                 await asyncio.wait({connecting}, timeout=_SETTLE / 50)
-            await _close_half_made(nc)
+            await _close_connection(nc)
             # what it waited for on the closed socket fails: it ends (bounded all the same)
-            await asyncio.wait({connecting}, timeout=_CLOSE_GRACE)
+            await asyncio.wait({connecting}, timeout=CLOSE_GRACE)
             if connecting.done() and not connecting.cancelled():
                 connecting.exception()  # retrieved: its error is not news
-            await _close_half_made(nc)  # a socket it opened while the first close ran
+            await _close_connection(nc)  # a socket it opened while the first close ran
         raise
 
 
@@ -700,7 +674,7 @@ class _Pull:
             # no interest in the inbox: the server drops our open pull requests; what it
             # sent before that (up to a round trip) still goes through _on_message into
             # held, to be nak'ed below, instead of waiting out ack_wait on the server
-            with anyio.move_on_after(_CLOSE_GRACE / 2):
+            with anyio.move_on_after(CLOSE_GRACE / 2):
                 try:
                     await sub.drain()
                 except nats.errors.Error:
@@ -732,8 +706,8 @@ def _drain(
             return items
 
 
-async def _close_half_made(nc: NatsConnection) -> None:
-    """Close a client whose connect failed or was cancelled, wherever it stopped."""
+async def _close_connection(nc: NatsConnection) -> None:
+    """Close a client wherever its connect stopped: connected, half made, failed, closed."""
     try:
         await nc.close()
     except (nats.errors.Error, asyncio.TimeoutError, AttributeError, OSError):
@@ -759,7 +733,7 @@ class Consumer(HelperConsumer[Message]):
 
     __slots__ = ()
     what = "nats.to_aiter()"
-    close_grace = _CLOSE_GRACE
+    close_grace = CLOSE_GRACE
 
     @property
     def stats(self) -> Stats:

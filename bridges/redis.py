@@ -33,7 +33,6 @@ import math
 import os
 import shutil
 import socket
-import threading
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
@@ -44,10 +43,9 @@ import sniffio
 from anyio.lowlevel import checkpoint
 
 from . import ChannelReceiver, ChannelSender, Stats, open_channel
-from ._broker import ServerProcess, check_name, check_window, wheel_executable
+from ._broker import CLOSE_GRACE, Connect, ServerProcess, check_name, check_window, wheel_executable
 from ._cancel import CancelProbe, cancel_point
-from ._enter import ExcType, Tb
-from ._helper_loop import HelperConsumer, run_on, start_loop, stop_loop
+from ._helper_loop import HelperConsumer, run_on
 from ._iterator import CHECKPOINT_EVERY
 from ._pump import aclose_shielded
 
@@ -92,8 +90,6 @@ _BLOCK: Final = 1.0
 _ACK_DELAY: Final = 0.05
 #: read timeouts in a row that end the stream
 _TIMEOUTS: Final = 3
-#: the longest wait for the helper loop to finish a close (a dead connection)
-_CLOSE_GRACE: Final = 5.0
 
 
 def _sid(value: object) -> str:
@@ -178,7 +174,7 @@ def _client(redis: object, what: str) -> Client:
 
 
 @final
-class connect:  # noqa: N801 - used like a function: async with connect(...) as client
+class connect(Connect[Client, aioredis.Redis]):  # noqa: N801 - used like a function
     """Connect to Redis and give a [`Client`][bridges.redis.Client], on asyncio, uvloop or trio.
 
     ``async with bridges.redis.connect("redis://127.0.0.1:6379") as client:``
@@ -187,66 +183,33 @@ class connect:  # noqa: N801 - used like a function: async with connect(...) as 
     asked for a ``PING`` on the way in, so a wrong URL fails here.  On
     asyncio the client runs on the current loop.  Under trio it runs on a
     helper asyncio loop in a thread of its own, started here; leaving the
-    block closes the client and ends that thread.
+    block closes the client and ends that thread.  A connect that fails or
+    is cancelled leaves no connection behind.
     """
 
-    __slots__ = ("_client", "_options", "_thread", "_url")
+    __slots__ = ("_options", "_url")
+
+    thread_name = "bridges.redis helper loop"
 
     def __init__(self, url: str = "redis://127.0.0.1:6379", **options: Any) -> None:
         if not isinstance(url, str):
             raise TypeError(f"url: expected a redis:// URL, got {url!r}")
+        super().__init__()
         self._url = url
         self._options = options
-        self._client: Client | None = None
-        self._thread: threading.Thread | None = None
 
-    async def __aenter__(self) -> Client:
-        if self._client is not None:
-            raise RuntimeError("a connect() block can be entered only once")
-        if sniffio.current_async_library() == "asyncio":
-            loop = asyncio.get_running_loop()
-        else:
-            loop, self._thread = start_loop("bridges.redis helper loop")
+    def _make(self) -> aioredis.Redis:
+        return aioredis.Redis.from_url(self._url, **self._options)
 
-        opened: list[aioredis.Redis] = []
+    async def _open(self, native: aioredis.Redis) -> None:
+        # a connect cut in its middle leaves a half-open socket behind: it goes on to its end
+        await _to_the_end(native.ping())
 
-        async def open_() -> aioredis.Redis:
-            r = aioredis.Redis.from_url(self._url, **self._options)
-            try:
-                # connecting cut in its middle leaves a half-open socket behind
-                await _to_the_end(r.ping())
-            except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await r.aclose()
-                raise
-            opened.append(r)
-            return r
+    async def _close(self, native: aioredis.Redis) -> None:
+        await native.aclose()
 
-        try:
-            r = await run_on(loop, open_)
-        except BaseException:
-            # cancelled here as the client connected there: its result never came back
-            with anyio.CancelScope(shield=True):
-                for r in opened:
-                    await run_on(loop, r.aclose)
-            await self._stop(loop)
-            raise
-        self._client = Client(r, loop)
-        return self._client
-
-    async def __aexit__(self, exc_type: ExcType, exc: BaseException | None, tb: Tb) -> None:
-        client = self._client
-        assert client is not None
-        try:
-            with anyio.CancelScope(shield=True):
-                await run_on(client.loop, client.redis.aclose)
-        finally:
-            await self._stop(client.loop)
-
-    async def _stop(self, loop: asyncio.AbstractEventLoop) -> None:
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            await stop_loop(loop, thread)
+    def _wrap(self, native: aioredis.Redis, loop: asyncio.AbstractEventLoop) -> Client:
+        return Client(native, loop)
 
 
 # ---------------------------------------------------------------- a server
@@ -545,7 +508,7 @@ class _Group:
                 await self.command_receiver.aclose()
                 self.ended = True
                 self._apply(())  # the acks given meanwhile
-                with anyio.move_on_after(_CLOSE_GRACE):
+                with anyio.move_on_after(CLOSE_GRACE):
                     try:
                         await self._flush()
                     except (redis.exceptions.RedisError, OSError):
@@ -911,7 +874,7 @@ async def _let_go(conn: Any, read: asyncio.Future[Any]) -> None:
     then the end; it frees the client (a blocked read with it) and closes its
     side, which ends ``read``.  Without a half-close (TLS) or a connection (the
     read was connecting), or when the server does not answer within
-    ``_CLOSE_GRACE``, ``read`` is cancelled (redis-py closes the connection).
+    ``CLOSE_GRACE``, ``read`` is cancelled (redis-py closes the connection).
     """
     # redis-py keeps the connection's asyncio stream writer private: used only here
     writer = getattr(conn, "_writer", None)
@@ -921,7 +884,7 @@ async def _let_go(conn: Any, read: asyncio.Future[Any]) -> None:
         except (OSError, RuntimeError):
             pass  # closed already: the read ends on its own
         else:
-            await asyncio.wait({read}, timeout=_CLOSE_GRACE)
+            await asyncio.wait({read}, timeout=CLOSE_GRACE)
     read.cancel()
     await asyncio.wait({read})
     if not read.cancelled():
@@ -948,7 +911,7 @@ class Consumer(HelperConsumer[Entry]):
 
     __slots__ = ("_group",)
     what = "redis.to_aiter()"
-    close_grace = _CLOSE_GRACE
+    close_grace = CLOSE_GRACE
 
     def __init__(self, group: _Group, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(group, loop)
@@ -1164,7 +1127,7 @@ async def _to_the_end(aw: Awaitable[R]) -> R:
     redis-py cut in the middle of connecting can leave a half-open connection
     behind (closed only by the garbage collector, with a ResourceWarning); a
     round trip of adds is short, and finishing it keeps the count of what was
-    added true.  A reply missing for ``_CLOSE_GRACE`` seconds after the
+    added true.  A reply missing for ``CLOSE_GRACE`` seconds after the
     cancellation is given up on.
     """
     task = asyncio.ensure_future(aw)
@@ -1177,7 +1140,7 @@ async def _to_the_end(aw: Awaitable[R]) -> R:
         except asyncio.CancelledError as exc:
             if cancelled is None:
                 cancelled = exc
-                deadline = time.monotonic() + _CLOSE_GRACE
+                deadline = time.monotonic() + CLOSE_GRACE
             continue
         if time.monotonic() >= deadline:
             task.cancel()
