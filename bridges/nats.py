@@ -41,11 +41,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, final
 
 import anyio
-import sniffio
 from anyio.lowlevel import checkpoint
 
 from . import ChannelReceiver, ChannelSender, Stats, open_channel
-from ._broker import CLOSE_GRACE, Connect, ServerProcess, check_name, check_window, wheel_executable
+from ._broker import (
+    CLOSE_GRACE,
+    Connect,
+    ServerProcess,
+    as_client,
+    check_name,
+    check_window,
+    wheel_executable,
+)
 from ._helper_loop import HelperConsumer, Room, feed, on_loop, run_on
 from ._pump import aclose_shielded
 
@@ -145,22 +152,14 @@ def _connection(js: object) -> NatsConnection:
 
 
 def _client(js: object, what: str) -> Client:
-    if isinstance(js, Client):
-        return js
-    if isinstance(js, JetStreamContext):
-        try:
-            library = sniffio.current_async_library()
-        except sniffio.AsyncLibraryNotFoundError:
-            library = "none"
-        if library != "asyncio":
-            raise RuntimeError(
-                f"{what}: a nats-py JetStreamContext runs only on asyncio, this is {library}: "
-                "use 'async with bridges.nats.connect(servers) as client:' and pass the client"
-            )
-        return Client(js)
-    raise TypeError(
-        f"{what}: expected a bridges.nats.Client (from bridges.nats.connect()) or a nats-py "
-        f"JetStreamContext (nc.jetstream()), got {type(js).__name__}"
+    return as_client(
+        js,
+        what,
+        Client,
+        JetStreamContext,
+        spoke="nats",
+        native_name="nats-py JetStreamContext (nc.jetstream())",
+        connect_args="servers",
     )
 
 

@@ -39,11 +39,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, final
 
 import anyio
-import sniffio
 from anyio.lowlevel import checkpoint
 
 from . import ChannelReceiver, ChannelSender, Stats, open_channel
-from ._broker import CLOSE_GRACE, Connect, ServerProcess, check_name, check_window, wheel_executable
+from ._broker import (
+    CLOSE_GRACE,
+    Connect,
+    ServerProcess,
+    as_client,
+    check_name,
+    check_window,
+    wheel_executable,
+)
 from ._cancel import CancelProbe, cancel_point
 from ._helper_loop import HelperConsumer, run_on
 from ._iterator import CHECKPOINT_EVERY
@@ -154,22 +161,14 @@ class Client:
 
 
 def _client(redis: object, what: str) -> Client:
-    if isinstance(redis, Client):
-        return redis
-    if isinstance(redis, aioredis.Redis):
-        try:
-            library = sniffio.current_async_library()
-        except sniffio.AsyncLibraryNotFoundError:
-            library = "none"
-        if library != "asyncio":
-            raise RuntimeError(
-                f"{what}: a redis.asyncio client runs only on asyncio, this is {library}: "
-                "use 'async with bridges.redis.connect(url) as client:' and pass the client"
-            )
-        return Client(redis)
-    raise TypeError(
-        f"{what}: expected a bridges.redis.Client (from bridges.redis.connect()) or a "
-        f"redis.asyncio.Redis, got {type(redis).__name__}"
+    return as_client(
+        redis,
+        what,
+        Client,
+        aioredis.Redis,
+        spoke="redis",
+        native_name="redis.asyncio.Redis client",
+        connect_args="url",
     )
 
 
