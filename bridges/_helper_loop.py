@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import itertools
 import threading
 import types
 import warnings
@@ -38,6 +39,7 @@ __all__ = [
     "HelperConsumer",
     "Pump",
     "Room",
+    "Values",
     "feed",
     "Receiver",
     "on_loop",
@@ -279,8 +281,10 @@ async def _pull(
 
 
 @final
-class _Each(Generic[T]):
-    """The values of the runs `feed`'s puller hands over, one by one."""
+@final
+class Values(Generic[T]):
+    """The values of the runs `feed`'s puller hands over: one by one, or what is left
+    of the run in hand (the values the source gave together, without waiting)."""
 
     __slots__ = ("_run", "_runs")
 
@@ -298,19 +302,24 @@ class _Each(Generic[T]):
         self._run = run
         return next(run)  # a run is never empty
 
+    def rest_of_run(self, most: int) -> list[T]:
+        """Up to ``most`` more values of the run in hand, without waiting (none at its end)."""
+        return list(itertools.islice(self._run, most))
+
 
 async def feed(
     loop: asyncio.AbstractEventLoop,
     source: AsyncIterator[T],
     window: int,
-    consume: Callable[[AsyncIterator[T], Room], Coroutine[Any, Any, R]],
+    consume: Callable[[Values[T], Room], Coroutine[Any, Any, R]],
 ) -> R:
     """Pull ``source`` here, run ``consume(values, room)`` on ``loop``, and return its result.
 
     The values cross over [`open_channel`][bridges.open_channel] in runs: what
     the source gives without waiting goes over together, when it is about to
     wait or the room is spent (one wake-up of ``loop`` per run, and nothing
-    held back while the source waits).  ``consume`` gets them one by one.  The
+    held back while the source waits).  ``consume`` gets them as `Values`: one
+    by one, or the rest of a run at once.  The
     source is pulled only when there is room: ``window`` units at
     first, then what ``consume`` gives back with ``room.give(n)``, so that at
     most ``window`` values are taken from the source and not yet given back.
@@ -328,7 +337,7 @@ async def feed(
     async def there() -> R:
         with give:  # closed on the way out: a puller waiting for room stops
             async with receive:
-                return await consume(_Each(receive), Room(give))
+                return await consume(Values(receive), Room(give))
 
     async def run() -> None:
         try:

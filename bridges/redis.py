@@ -52,7 +52,7 @@ from ._broker import (
     wheel_executable,
 )
 from ._cancel import CancelProbe, cancel_point
-from ._helper_loop import HelperConsumer, run_on
+from ._helper_loop import HelperConsumer, Room, Values, feed, run_on
 from ._iterator import CHECKPOINT_EVERY
 from ._pump import aclose_shielded
 
@@ -1008,38 +1008,40 @@ def to_aiter(
 
 
 async def _write(
-    receive: ChannelReceiver[Mapping[Any, Any]],
-    credits: ChannelSender[int],
+    values: Values[Mapping[Any, Any]],
+    room: Room,
     r: aioredis.Redis,
     stream: str,
     maxlen: int | None,
     approximate: bool,
     window: int,
 ) -> int:
-    """XADD what arrives, pipelined: each round trip takes what waits, up to ``window``;
-    its answer gives the values' room back to the puller (``credits``)."""
+    """XADD the values, pipelined: a round trip takes a value and the rest of its run (what
+    the source gave together), up to ``window``; its answer gives their room back."""
     count = 0
     head: tuple[Any, ...] = ("XADD", stream)
     if maxlen is not None:
         head += ("MAXLEN", "~", maxlen) if approximate else ("MAXLEN", maxlen)
     head += ("*",)
-    async with receive:
-        with credits:  # closed on the way out: a puller waiting for room stops
-            while True:
-                try:
-                    batch = [await receive.receive()]
-                except anyio.EndOfStream:
-                    return count
-                # one pass of the loop first: a puller on this loop tops the window up
-                await asyncio.sleep(0)
-                while len(batch) < window:
-                    try:
-                        batch.append(receive.receive_nowait())
-                    except (anyio.WouldBlock, anyio.EndOfStream):
-                        break
-                await _to_the_end(_add(r, head, batch))
-                count += len(batch)
-                credits.send_nowait(len(batch))
+    async for first in values:
+        batch = [first, *values.rest_of_run(window - 1)]
+        bad = next((i for i, v in enumerate(batch) if not _is_field_map(v)), None)
+        if bad is not None:
+            # the values before it are added, as a source's error would leave them
+            if bad:
+                await _to_the_end(_add(r, head, batch[:bad]))
+            raise TypeError(
+                "from_aiter(): values must be non-empty field maps, got "
+                f"{batch[bad]!r}: wrap them, such as {{'data': value}}"
+            )
+        await _to_the_end(_add(r, head, batch))
+        count += len(batch)
+        room.give(len(batch))
+    return count
+
+
+def _is_field_map(value: object) -> bool:
+    return bool(value) and (type(value) is dict or isinstance(value, Mapping))
 
 
 async def _add(r: aioredis.Redis, head: tuple[Any, ...], batch: list[Mapping[Any, Any]]) -> None:
@@ -1194,63 +1196,14 @@ async def from_aiter(
         )
     bridge = _client(client, "from_aiter()")
     it = source.__aiter__()
-    # values cross to the client's loop; each answered round trip sends their room back:
-    # the values taken from the source and not answered stay within in_flight, and a
-    # round trip carries up to in_flight of them (the hand-written loop's window)
-    send, receive = open_channel[Mapping[Any, Any]](in_flight)
-    give_credits, credits_given = open_channel[int](None)
-    outcome: list[tuple[bool, Any]] = []
 
-    async def write() -> int:
-        return await _write(
-            receive, give_credits, bridge.redis, stream, maxlen, approximate, in_flight
-        )
+    async def write(values: Values[Mapping[Any, Any]], room: Room) -> int:
+        return await _write(values, room, bridge.redis, stream, maxlen, approximate, in_flight)
 
-    async def run() -> None:
-        try:
-            outcome.append((True, await run_on(bridge.loop, write)))
-        except Exception as exc:
-            outcome.append((False, exc))
-
-    source_error: Exception | None = None
     try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(run)
-            try:
-                with send:  # left by the source's error: the writer stops with it
-                    room = in_flight
-                    while True:
-                        if not room:
-                            try:
-                                room = await credits_given.receive()
-                            except anyio.EndOfStream:
-                                break  # the writer failed: its error is in outcome
-                        try:
-                            value = await it.__anext__()
-                        except StopAsyncIteration:
-                            break
-                        mapping = type(value) is dict or isinstance(value, Mapping)
-                        if not mapping or not value:
-                            raise TypeError(
-                                "from_aiter(): values must be non-empty field maps, got "
-                                f"{value!r}: wrap them, such as {{'data': value}}"
-                            )
-                        room -= 1
-                        try:
-                            # never full: the room counts the values not answered, and the
-                            # channel holds no more than in_flight of them
-                            send.send_nowait(value)
-                        except anyio.BrokenResourceError:
-                            break  # the writer failed: its error is in outcome
-            except Exception as exc:
-                source_error = exc
+        # values cross to the client's loop in runs; each answered round trip gives their
+        # room back: the values taken from the source and not answered stay within
+        # in_flight, and a round trip carries up to in_flight of them
+        return await feed(bridge.loop, it, in_flight, write)
     finally:
-        with anyio.CancelScope(shield=True):
-            await credits_given.aclose()
         await aclose_shielded(it)
-    if source_error is not None:
-        raise source_error
-    ok, value = outcome[0]
-    if ok:
-        return value  # type: ignore[no-any-return]
-    raise value
