@@ -616,6 +616,22 @@ async def test_a_source_error_comes_out_as_itself_after_what_was_added(
         assert await client.call(lambda r: r.xlen(stream)) == 2
 
 
+async def test_a_value_that_is_not_a_field_map_fails_after_the_values_before_it(
+    redis_server: RedisServer,
+) -> None:
+    async def source() -> AsyncIterator[Any]:
+        yield {"n": 0}
+        yield {"n": 1}
+        yield "two"
+        yield {"n": 3}
+
+    async with bredis.connect(redis_server.url) as client:
+        stream = fresh()
+        with pytest.raises(TypeError, match="wrap them"):
+            await bredis.from_aiter(source(), client, stream)
+        assert await client.call(lambda r: r.xlen(stream)) == 2
+
+
 async def test_cancelling_from_aiter_raises_the_cancellation(redis_server: RedisServer) -> None:
     stream = fresh()
     async with bredis.connect(redis_server.url) as client:
