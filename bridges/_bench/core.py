@@ -9,6 +9,7 @@ import threading
 from collections.abc import Awaitable, Callable
 
 import anyio
+from anyio.lowlevel import checkpoint_if_cancelled
 
 import bridges
 
@@ -52,6 +53,29 @@ def asyncio_queue_in_loop(n: int) -> float:
         task = asyncio.ensure_future(produce())
         while (await q.get()) is not END:
             pass
+        await task
+
+    return timed("asyncio", go)
+
+
+def checked_asyncio_queue_in_loop(n: int) -> float:
+    """``asyncio.Queue`` with the bridge's cancel point per call (R19) written by hand:
+    ``await anyio.lowlevel.checkpoint_if_cancelled()`` before each ``put`` and ``get``."""
+
+    async def go() -> None:
+        q: asyncio.Queue[object] = asyncio.Queue(CAP)
+
+        async def produce() -> None:
+            for i in range(n):
+                await checkpoint_if_cancelled()
+                await q.put(i)
+            await q.put(END)
+
+        task = asyncio.ensure_future(produce())
+        while True:
+            await checkpoint_if_cancelled()
+            if (await q.get()) is END:
+                break
         await task
 
     return timed("asyncio", go)
@@ -295,6 +319,18 @@ def _scenarios() -> list[Scenario]:
                 bridge_in_loop(backend),
                 [
                     peer,
+                    *(
+                        [
+                            Baseline(
+                                "Queue + cancel check/call",
+                                checked_asyncio_queue_in_loop,
+                                None,
+                                "reported (same R19)",
+                            )
+                        ]
+                        if backend == "asyncio"
+                        else []
+                    ),
                     Baseline("bare async generator", bare_agen(backend), None, "floor (~4x)"),
                 ],
             )
