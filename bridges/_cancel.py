@@ -20,7 +20,7 @@ from anyio.lowlevel import checkpoint
 
 from ._backend import CancelProbe
 
-__all__ = ["CancelProbe", "cancel_point"]
+__all__ = ["CancelProbe", "cancel_point", "raise_if_cancelled"]
 
 
 async def cancel_point(probe: CancelProbe) -> None:
@@ -34,3 +34,17 @@ async def cancel_point(probe: CancelProbe) -> None:
     await checkpoint()
     while probe.cancelled():
         await checkpoint()
+
+
+async def raise_if_cancelled() -> None:
+    """Raise the calling task's cancellation if its scope is cancelled already, else
+    return at once (no scheduling).
+
+    For a call that may end without waiting again after its scope was
+    cancelled (a ``from_aiter`` whose last sends were answered before its
+    source's end cancelled the caller): it then ends as cancelled, as it would
+    at any wait, rather than return as if it had not been.
+    """
+    probe = CancelProbe()
+    if probe.cancelled():
+        await cancel_point(probe)

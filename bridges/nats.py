@@ -53,6 +53,7 @@ from ._broker import (
     check_window,
     wheel_executable,
 )
+from ._cancel import raise_if_cancelled
 from ._helper_loop import HelperConsumer, Room, feed, on_loop, run_on
 from ._pump import aclose_shielded
 
@@ -1027,7 +1028,9 @@ async def from_aiter(
 
     try:
         if on_loop(client.loop):
-            return await _publish(it, client.js, subject, in_flight, ack_timeout)
+            count = await _publish(it, client.js, subject, in_flight, ack_timeout)
+            await raise_if_cancelled()  # its last wait may have been before the source ended
+            return count
         # another loop: pull the source here, publish there; the acks give the puller
         # its room back, so that the values taken from the source and not acknowledged
         # stay within in_flight, and the publishes use the whole window

@@ -141,14 +141,16 @@ async def cancel_from_aiter_as_its_source_ends(
     value: Callable[[int], T],
     rounds: int,
 ) -> None:
-    """``rounds`` times: ``from_aiter`` of 200 values whose source cancels the caller as
-    it ends, where the last sends are still in flight; the cancellation must come out."""
-    for _ in range(rounds):
+    """``from_aiter`` of a source that cancels the caller as it ends: once with no
+    values (nothing is in flight then: the call has nothing left to wait for), then
+    ``rounds`` times with 200 (the last sends are still in flight, unless they were
+    answered first).  However far the sends got, the cancellation must come out."""
+    for n in [0, *[200] * rounds]:
         scope = anyio.CancelScope()
 
-        async def source(scope: anyio.CancelScope) -> AsyncIterator[T]:
+        async def source(scope: anyio.CancelScope, n: int = n) -> AsyncIterator[T]:
             try:
-                for i in range(200):
+                for i in range(n):
                     yield value(i)
             finally:
                 # cancelled here, where the last sends are still in flight (a
