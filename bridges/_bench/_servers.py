@@ -56,6 +56,8 @@ class Row:
     peer: str
     by_hand: Body
     note: str
+    #: other hand-written peers, reported beside the budgeted one: (name, body, budget text)
+    also: tuple[tuple[str, Body, str], ...] = ()
 
 
 def broker_scenarios(
@@ -94,7 +96,13 @@ def broker_scenarios(
             backend,
             n,
             spoke_case(backend, row.spoke),
-            [Baseline(row.peer, hand_case(backend, row.by_hand), 1.0, "<= 1.0x")],
+            [
+                Baseline(row.peer, hand_case(backend, row.by_hand), 1.0, "<= 1.0x"),
+                *(
+                    Baseline(name, hand_case(backend, body), None, text)
+                    for name, body, text in row.also
+                ),
+            ],
             note=row.note,
         )
         for backend in ("asyncio", "uvloop", "trio")
