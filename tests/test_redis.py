@@ -23,6 +23,7 @@ import bridges
 from bridges import redis as bredis
 
 from . import brokers, commands
+from .proxy import Proxy
 from .servers import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -170,49 +171,24 @@ async def test_a_cancelled_next_loses_nothing(redis_server: RedisServer) -> None
     assert [(n_of(entry), entry.delivery_count) for entry in got] == [(0, 1), (1, 1), (2, 1)]
 
 
-class HoldingProxy:
-    """A TCP proxy to the server that holds back the end of each connection the client
+class HoldingProxy(Proxy):
+    """A proxy to the server that holds back the end of each connection the client
     closes: the server sees it only once ``let_through`` is set.  The server's own close
     of a connection is passed on to the client at once.  Once ``muted``, nothing the
     server sends reaches the client: a server that stopped answering."""
 
     def __init__(self, port: int) -> None:
-        self.port = port
+        super().__init__(port, "redis")
         self.let_through = anyio.Event()
         self.muted = False
-        self.url = ""
 
-    async def serve(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-        listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-        self.url = f"redis://127.0.0.1:{listener.extra(anyio.abc.SocketAttribute.local_port)}"
-        async with listener:
-            task_status.started()
-            await listener.serve(self._pair)
+    async def up_ended(self, server: anyio.abc.SocketStream) -> None:
+        await self.let_through.wait()
+        await super().up_ended(server)
 
-    async def _pair(self, client: anyio.abc.SocketStream) -> None:
-        async with client, await anyio.connect_tcp("127.0.0.1", self.port) as server:
-
-            async def up() -> None:
-                try:
-                    async for chunk in client:
-                        await server.send(chunk)
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    pass  # the client reset it: an end too
-                await self.let_through.wait()
-                await server.send_eof()
-
-            async def down() -> None:
-                try:
-                    async for chunk in server:
-                        if not self.muted:
-                            await client.send(chunk)
-                    await client.send_eof()
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    pass
-
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(up)
-                tg.start_soon(down)
+    async def down(self, chunk: bytes, client: anyio.abc.SocketStream) -> None:
+        if not self.muted:
+            await super().down(chunk, client)
 
 
 async def test_adding_to_a_server_that_stopped_answering_times_out(
