@@ -676,7 +676,7 @@ class _Pull:
             # held, to be nak'ed below, instead of waiting out ack_wait on the server
             with anyio.move_on_after(CLOSE_GRACE / 2):
                 try:
-                    await sub.drain()
+                    await _unsubscribe(nc, sub)
                 except nats.errors.Error:
                     pass
         # the consumer's last word first (its acks), then what is left goes back
@@ -693,6 +693,23 @@ class _Pull:
             await _quietly(message._msg.nak())
         if not nc.is_closed:
             await _quietly(nc.flush(timeout=1))
+
+
+async def _unsubscribe(nc: NatsConnection, sub: Any) -> None:
+    """Unsubscribe ``sub`` once every message the server sent it before it took the
+    unsubscribe in went through its callback.
+
+    ``sub.drain()`` alone does not promise that: it queues the UNSUB, then waits
+    for a PING's answer, but nats-py writes a PING at once, ahead of the commands
+    it has queued.  The server can answer the PING, send a message, and only then
+    take the UNSUB in; that message comes after drain let go of the subscription,
+    nats-py drops it, and the server waits ``ack_wait`` for its ack.  So the
+    UNSUB goes out first, through one round trip (which puts the queued commands
+    on the wire), and drain's own round trip then follows it.
+    """
+    await nc._send_unsubscribe(sub._id)
+    await nc.flush()
+    await sub.drain()
 
 
 def _drain(

@@ -6,6 +6,7 @@ import gc
 import itertools
 import logging
 import os
+import re
 import shutil
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,6 +24,7 @@ import bridges
 from bridges import nats as bnats
 
 from . import brokers, commands
+from .proxy import Proxy
 from .servers import NatsServer
 
 pytestmark = pytest.mark.anyio
@@ -317,6 +319,89 @@ async def test_a_message_in_flight_at_exit_comes_back_at_once(nats_server: NatsS
                         if got == {first, second}:
                             break
             assert await stored(client, stream) == 2 * (round_ + 1)
+
+
+class HoldAfterPing(Proxy):
+    """A proxy to the server that, once ``armed``, passes the client's next PING on
+    and keeps back what the client sends after it (an UNSUB, say) until the server
+    has sent the client a message of ``subject``: the server answers the PING, then
+    sends that message, and only then takes in what came after the PING.
+
+    ``holding`` is set when the client, having had the answer to that PING, sends
+    another PING (its next round trip): the answer was taken in by then.
+    ``let_through`` is set once the message went down to the client."""
+
+    def __init__(self, port: int, subject: str) -> None:
+        super().__init__(port, "nats")
+        self.message = re.compile(rb"(?:^|\n)H?MSG " + re.escape(subject.encode()) + rb" ")
+        self.armed = False
+        self.kept: bytearray | None = None
+        self.holding = anyio.Event()
+        self.let_through = anyio.Event()
+
+    async def up(self, chunk: bytes, server: anyio.abc.SocketStream) -> None:
+        if self.kept is not None:
+            self.kept += chunk
+            if _PING in self.kept:
+                self.holding.set()
+                await self.let_through.wait()
+                chunk, self.kept = bytes(self.kept), None
+            else:
+                return
+        elif self.armed and _PING in chunk:
+            self.armed = False
+            end = chunk.index(_PING) + len(_PING)
+            await server.send(chunk[:end])
+            self.kept = bytearray(chunk[end:])
+            return
+        await server.send(chunk)
+
+    async def down(self, chunk: bytes, client: anyio.abc.SocketStream) -> None:
+        await client.send(chunk)
+        if self.holding.is_set() and self.message.search(chunk):
+            self.let_through.set()
+
+
+_PING = b"PING\r\n"
+
+
+async def test_a_message_sent_between_the_close_round_trip_and_the_unsubscribe_comes_back(
+    nats_server: NatsServer,
+) -> None:
+    # nats-py's flush() writes its PING ahead of the commands it still has queued:
+    # the server can answer the PING of a close's round trip before it takes in the
+    # UNSUB queued just before it, and send a message in between.  The proxy makes
+    # that happen each time; the message must still come back at once, not after
+    # ack_wait (a minute).
+    subject = fresh("late.")
+    proxy = HoldAfterPing(nats_server.port, subject)
+    async with anyio.create_task_group() as tg:
+        await tg.start(proxy.serve)
+        async with bnats.connect(nats_server.url) as admin, bnats.connect(proxy.url) as client:
+            stream, durable = await add_stream_and_durable(admin, subject, ack_wait=60)
+            await bnats.from_aiter(values([b"first"]), admin, subject)
+
+            async def publish_while_held() -> None:
+                await proxy.holding.wait()
+                await bnats.from_aiter(values([b"second"]), admin, subject)
+
+            tg.start_soon(publish_while_held)
+            async with bnats.to_aiter(client, stream, durable=durable, buffer=4) as it:
+                async for msg in it:
+                    assert msg.data == b"first"
+                    proxy.armed = True
+                    break
+            # the close's round trip went through first, then "second", then the rest
+            assert proxy.let_through.is_set()
+            got: set[bytes] = set()
+            with anyio.fail_after(10):
+                async with bnats.to_aiter(client, stream, durable=durable, buffer=4) as it:
+                    async for msg in it:
+                        got.add(msg.data)
+                        await msg.ack()
+                        if got == {b"first", b"second"}:
+                            break
+        tg.cancel_scope.cancel()
 
 
 async def test_manual_and_on_receive_acks(nats_server: NatsServer) -> None:
