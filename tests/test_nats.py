@@ -321,6 +321,9 @@ async def test_a_message_in_flight_at_exit_comes_back_at_once(nats_server: NatsS
             assert await stored(client, stream) == 2 * (round_ + 1)
 
 
+_PING = b"PING\r\n"
+
+
 class HoldAfterPing(Proxy):
     """A proxy to the server that, once ``armed``, passes the client's next PING on
     and keeps back what the client sends after it (an UNSUB, say) until the server
@@ -360,9 +363,6 @@ class HoldAfterPing(Proxy):
         await client.send(chunk)
         if self.holding.is_set() and self.message.search(chunk):
             self.let_through.set()
-
-
-_PING = b"PING\r\n"
 
 
 async def test_a_message_sent_between_the_close_round_trip_and_the_unsubscribe_comes_back(
