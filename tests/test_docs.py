@@ -14,6 +14,8 @@ Three checks, from cheap to thorough:
   rewritten for the others;
 - in the ``docs`` session (marker ``docs``), each block is copied alone into a
   file and run with ``python file.py``, exactly as a reader would.
+
+One example whose outcome turns on timing is also run in its worst case, every time.
 """
 
 from __future__ import annotations
@@ -124,3 +126,21 @@ def test_home_page_diagram_fits_a_1280_px_window() -> None:
     for diagram in diagrams:
         widest = max(len(line) for line in diagram.splitlines())
         assert widest <= 80, f"the diagram is {widest} characters wide"
+
+
+def test_the_child_process_example_ends_when_its_reader_has_stopped_reading(
+    tmp_path: Path,
+) -> None:
+    # With a 64-byte limit the child's StreamReader has paused its pipe by the time the
+    # loop is left: the worst case, every time, where with the default limit it is a
+    # matter of timing.  Waiting for the child must still end, and quietly.
+    (code,) = [code for _, code, _ in _blocks() if "create_subprocess_exec" in code]
+    tight = code.replace(
+        "stdout=asyncio.subprocess.PIPE\n", "stdout=asyncio.subprocess.PIPE, limit=64\n"
+    )
+    assert tight != code, "the example's create_subprocess_exec call changed shape"
+    script = tmp_path / "example.py"
+    script.write_text(tight)
+    done = run_python("-W", "default", str(script), cwd=tmp_path, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "", done.stderr
