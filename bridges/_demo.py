@@ -73,6 +73,9 @@ UPLOAD_SIZE = 100
 UPLOAD_SECONDS = 0.02
 #: the dashboard redraws this often (per second)
 DASHBOARD_FPS = 20
+#: the ``--seconds`` count from when values flow from every source, or from this long after
+#: the start if they do not (then the checks say what did not start)
+START_LIMIT = 30.0
 
 #: threads that are not the demo's: idle workers of anyio's and trio's thread caches
 _CACHE_THREADS = ("AnyIO worker thread", "Trio thread", "trio-", "ThreadPoolExecutor")
@@ -318,6 +321,8 @@ class Demo:
         self.break_release = break_release
         self.phase = "starting"
         self.elapsed = 0.0
+        #: set once a value from every source has arrived (made in run(), on the event loop)
+        self._flowing: anyio.Event | None = None
         #: tasks still running once the task group had exited (asyncio; trio allows none)
         self.stray_tasks: list[str] = []
         self.sensor_waits = 0
@@ -404,6 +409,13 @@ class Demo:
                 "R2", f"sensor reading #{reading.seq} came when #{self.next_reading} was due"
             )
         self.next_reading = reading.seq + 1
+        self._check_flowing()
+
+    def _check_flowing(self) -> None:
+        """Set ``_flowing`` once readings, rows and quotes have all arrived."""
+        flowing = self.readings_seen and self.next_row > 1 and self.next_quote > 0
+        if flowing and self._flowing is not None:
+            self._flowing.set()
 
     def _into_dashboard(self, _value: Smoothed) -> None:
         self.into_dashboard += 1
@@ -503,6 +515,7 @@ class Demo:
             if item[0] != self.next_row:
                 self._break("R2", f"row {item[0]} came when row {self.next_row} was due")
             self.next_row = item[0] + 1
+        self._check_flowing()
 
     async def exporter(self) -> None:
         feed = self.feed
@@ -531,12 +544,17 @@ class Demo:
 
     async def run(self, view: _View) -> None:
         start = anyio.current_time()
+        self._flowing = anyio.Event()
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self.feed.run)
                 tg.start_soon(self.dashboard)
                 tg.start_soon(self.exporter)
                 tg.start_soon(self._display, view, start)
+                # the seconds count once every source is in use: on a busy machine the
+                # cancellation would otherwise come before a source was acquired at all
+                with anyio.move_on_after(START_LIMIT):
+                    await self._flowing.wait()
                 self.phase = "running"
                 await anyio.sleep(self.seconds)
                 self.phase = "cancelling"
@@ -856,7 +874,7 @@ def _parser() -> argparse.ArgumentParser:
         "--seconds",
         type=_seconds,
         default=8.0,
-        help="how long the pipelines run before the cancellation (default: 8)",
+        help="how long the pipelines run, once values flow, before the cancellation (default: 8)",
     )
     parser.add_argument(
         "--plain",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 
+import anyio
 import pytest
 
 from bridges import Stats, _demo
@@ -65,6 +66,22 @@ def test_demo_in_process(capsys: pytest.CaptureFixture[str]) -> None:
     assert _demo.main(["--seconds", "0.5", "--plain"]) == 0
     out = capsys.readouterr().out
     assert RULES in out.splitlines()
+
+
+def test_the_seconds_count_from_when_every_source_flows(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the archive pipeline starts after --seconds have passed (as on a very busy machine):
+    # the cancellation still comes after it is running, and every source is released
+    exporter = _demo.Demo.exporter
+
+    async def late_exporter(demo: _demo.Demo) -> None:
+        await anyio.sleep(1.0)
+        await exporter(demo)
+
+    monkeypatch.setattr(_demo.Demo, "exporter", late_exporter)
+    assert _demo.main(["--seconds", "0.5", "--plain"]) == 0, capsys.readouterr().out
+    assert "sources released: 4/4" in capsys.readouterr().out.splitlines()
 
 
 def test_the_self_test_hook_is_not_in_the_help(capsys: pytest.CaptureFixture[str]) -> None:
