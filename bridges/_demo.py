@@ -413,7 +413,7 @@ class Demo:
 
     def _check_flowing(self) -> None:
         """Set ``_flowing`` once readings, rows and quotes have all arrived."""
-        flowing = self.readings_seen and self.next_row > 1 and self.next_quote > 0
+        flowing = self.readings_seen > 0 and self.next_row > 1 and self.next_quote > 0
         if flowing and self._flowing is not None:
             self._flowing.set()
 

@@ -80,8 +80,10 @@ def test_the_seconds_count_from_when_every_source_flows(
         await exporter(demo)
 
     monkeypatch.setattr(_demo.Demo, "exporter", late_exporter)
-    assert _demo.main(["--seconds", "0.5", "--plain"]) == 0, capsys.readouterr().out
-    assert "sources released: 4/4" in capsys.readouterr().out.splitlines()
+    status = _demo.main(["--seconds", "0.5", "--plain"])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "sources released: 4/4" in out.splitlines()
 
 
 def test_the_self_test_hook_is_not_in_the_help(capsys: pytest.CaptureFixture[str]) -> None:
